@@ -8,6 +8,7 @@ datamodule knows (``image_shape``) are linked into the model. The ``run:`` secti
 """
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -20,6 +21,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_gen.checkpoint_io import AtomicCheckpointIO
+from lightning_gen.commands import TOOL_COMMANDS
 from lightning_gen.errors import LightningGenError
 from lightning_gen.run import RUN_ID_ENV, RunOptions, default_loggers, new_run_id, run_directory
 
@@ -103,8 +105,12 @@ def main(args: list[str] | None = None) -> None:
     """Console entry point: user errors print as one paragraph and exit with status 1."""
     # The CSV logger shares the run dir with W&B by design; its "dir not empty" warning is noise.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    argv = sys.argv[1:] if args is None else list(args)
     try:
-        build_cli(args)
+        if argv and argv[0] in TOOL_COMMANDS:
+            importlib.import_module(TOOL_COMMANDS[argv[0]]).main(argv[1:])
+        else:
+            build_cli(argv)
     except LightningGenError as err:
         print(f"lightning-gen: error: {err}", file=sys.stderr)
         sys.exit(1)
