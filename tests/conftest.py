@@ -1,0 +1,36 @@
+"""Test fixtures: CPU only, offline W&B, every test in its own temporary working directory."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO_ROOT / "experiments"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_run_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Runs land in tmp_path; W&B is offline and quiet; no run id leaks between tests."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
+    monkeypatch.delenv("LIGHTNING_GEN_RUN_ID", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+
+
+@pytest.fixture
+def cli_env() -> dict[str, str]:
+    """Environment for ``lightning-gen`` subprocesses: offline, quiet, the repo importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_GEN_")}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(REPO_ROOT), CUDA_VISIBLE_DEVICES="")
+    return env
+
+
+@pytest.fixture
+def lightning_gen_cmd() -> list[str]:
+    """The console script, run with this interpreter."""
+    return [sys.executable, "-m", "lightning_gen.cli"]
