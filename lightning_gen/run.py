@@ -65,7 +65,7 @@ def default_loggers(options: RunOptions, name: str, run_id: str) -> list[Logger]
                 project=options.project,
                 name=f"{name}/{run_id}",
                 id=run_id,
-                save_dir=str(run_dir),
+                save_dir=str(run_dir.resolve()),  # W&B resolves relative dirs from its own service's cwd
                 group=options.group or name,
                 tags=list(options.tags) or None,
                 job_type="train",

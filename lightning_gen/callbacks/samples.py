@@ -47,10 +47,12 @@ class SampleGrid(Callback):
         samples = pl_module.sample(self.num_samples, generator=generator)
         self._record("samples", log_image_grid(trainer, "samples", samples, self.nrow))
         if self._inputs is not None and callable(getattr(pl_module, "reconstruct", None)):
-            inputs = self._inputs.to(pl_module.device)
+            nrow = min(self.nrow, len(self._inputs))
+            inputs = self._inputs[: len(self._inputs) // nrow * nrow].to(pl_module.device)
             recon = pl_module.reconstruct(inputs)
-            rows = torch.stack([inputs.view(-1, self.nrow, *inputs.shape[1:]), recon.view(-1, self.nrow, *recon.shape[1:])], 1)
-            self._record("reconstructions", log_image_grid(trainer, "reconstructions", rows.flatten(0, 2), self.nrow))
+            # (rows, 2, nrow, C, H, W): each row of inputs directly above its reconstructions
+            pairs = torch.stack([inputs.view(-1, nrow, *inputs.shape[1:]), recon.view(-1, nrow, *recon.shape[1:])], 1)
+            self._record("reconstructions", log_image_grid(trainer, "reconstructions", pairs.flatten(0, 2), nrow))
         pl_module.train(was_training)
 
     def _record(self, key: str, path: str | None) -> None:

@@ -79,6 +79,7 @@ class WandbLogger(_LightningWandbLogger):
         if resolved == "offline":
             settings.silent = True  # our one line replaces W&B's banner
         super().__init__(settings=settings, **kwargs)
+        self._wandb_init.pop("anonymous", None)  # Lightning always passes it; W&B warns it is obsolete
         self.offline = resolved == "offline"
         self._announced = False
 
@@ -95,3 +96,26 @@ class WandbLogger(_LightningWandbLogger):
         if self.offline and getattr(run, "dir", None):
             run_dir = os.path.dirname(run.dir)
             print(f"W&B offline ({self.mode_reason}): run saved in {run_dir}; upload it later with `wandb sync {run_dir}`")
+
+
+def read_offline_history(run_path: str | os.PathLike, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    """The logged history rows of a local W&B run (``offline-run-*`` dir or ``.wandb`` file).
+
+    Reads the transaction log with ``wandb leet inspect --json``, so offline runs can be checked
+    and compared without the W&B server.
+    """
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    wandb_bin = shutil.which("wandb") or os.path.join(os.path.dirname(sys.executable), "wandb")
+    out = subprocess.run(
+        [wandb_bin, "leet", "inspect", "--json", os.fspath(run_path)],
+        capture_output=True, text=True, timeout=timeout_s, check=True,
+    ).stdout
+    rows = []
+    for line in out.splitlines():
+        if '"type":"history"' in line:
+            rows.append(json.loads(line)["history"]["item"])
+    return rows
