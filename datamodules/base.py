@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from datamodules.errors import ConfigError
+from datamodules.resumable import ResumableDataLoader
 
 
 class ImageDataModule(L.LightningDataModule, ABC):
@@ -53,6 +54,15 @@ class ImageDataModule(L.LightningDataModule, ABC):
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.setup() has not run for this stage.")
         generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        if shuffle:  # training: resumable mid-epoch (see datamodules/resumable.py)
+            return ResumableDataLoader(
+                dataset,
+                batch_size=self.batch_size,
+                seed=self.seed,
+                num_workers=self.num_workers,
+                persistent_workers=self.num_workers > 0,
+                generator=generator,
+            )
         return DataLoader(
             dataset,
             batch_size=self.batch_size,

@@ -17,13 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from lightning_gen.checkpoint_io import AtomicCheckpointIO
 from lightning_gen.commands import TOOL_COMMANDS
+from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.errors import LightningGenError
-from lightning_gen.run import RUN_ID_ENV, RunOptions, default_loggers, new_run_id, run_directory
+from lightning_gen.preemption import PreemptionCheckpoint
+from lightning_gen.run import RUN_ID_ENV, Resume, RunOptions, default_loggers, new_run_id, resolve_resume, run_directory
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -44,6 +47,34 @@ class LightningGenCLI(LightningCLI):
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
 
+    def before_instantiate_classes(self) -> None:
+        """Resolve ``--ckpt_path`` (``last`` or a file) and check it before anything is written.
+
+        ``fit`` continues the checkpoint's run: same run id, so same run dir, CSV and W&B run.
+        """
+        self.resume: Resume | None = None
+        if self.subcommand is None:
+            return
+        cfg = self.config[self.subcommand]
+        ckpt_path = cfg.get("ckpt_path")
+        if not ckpt_path:
+            return
+        run = cfg.run
+        options = RunOptions(root=run.root, id=run.id or os.environ.get(RUN_ID_ENV))  # DDP children: rank 0's run
+        name = run.name or self._name_from_configs(cfg)
+        model_class = cfg.model.class_path if cfg.get("model") is not None and "class_path" in cfg.model else None
+        resume = resolve_resume(str(ckpt_path), options, name, model_class)
+        cfg.ckpt_path = str(resume.ckpt_path) if resume is not None else None
+        if resume is not None and self.subcommand == "fit":
+            self.resume = resume
+            if resume.run_id and not run.id:
+                run.id = resume.run_id
+
+    @staticmethod
+    def _name_from_configs(cfg: Any) -> str:
+        configs = cfg.get("config") or []
+        return Path(str(configs[0])).stem if configs else "default"
+
     def _experiment_name(self) -> str:
         options: RunOptions = self._get(self.config_init, "run")
         if options.name:
@@ -63,25 +94,40 @@ class LightningGenCLI(LightningCLI):
         resolved.name, resolved.id = name, run_id
         if trainer_config.get("default_root_dir") is None:
             kwargs["default_root_dir"] = str(run_dir)
+        resume = getattr(self, "resume", None)
         if trainer_config.get("logger") is None:
-            kwargs["logger"] = default_loggers(options, name, run_id)
+            kwargs["logger"] = default_loggers(options, name, run_id, resume)
         if trainer_config.get("plugins") is None:
             kwargs["plugins"] = [AtomicCheckpointIO()]
+            if SLURMEnvironment.detect():  # requeue is scripts/slurm.sbatch's job, saving is ours
+                kwargs["plugins"].append(SLURMEnvironment(auto_requeue=False))
         callbacks = list(trainer_config.get("callbacks") or [])
-        if trainer_config.get("enable_checkpointing") is not False and not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-            monitor, mode = getattr(self.model, "monitor", (None, "min"))
-            callbacks.append(
-                ModelCheckpoint(
-                    dirpath=str(run_dir / "checkpoints"),
-                    filename="{epoch}-{step}",
-                    monitor=monitor,
-                    mode=mode,
-                    save_top_k=1,
-                    save_last=True,
+        checkpoint_dir = str(run_dir / "checkpoints")
+        if trainer_config.get("enable_checkpointing") is not False:
+            if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
+                monitor, mode = getattr(self.model, "monitor", (None, "min"))
+                every = {"every_n_train_steps": options.checkpoint_every_n_steps} if options.checkpoint_every_n_steps else {}
+                callbacks.append(  # best (by the model's monitor) and last (every epoch)
+                    ModelCheckpoint(dirpath=checkpoint_dir, filename="{epoch}-{step}", monitor=monitor, mode=mode, save_top_k=1, save_last=True, enable_version_counter=False)
                 )
-            )
-            kwargs["callbacks"] = callbacks
+                if every:  # last also every N steps: a killed run loses at most N steps
+                    callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_top_k=0, save_last=True, enable_version_counter=False, **every))
+            callbacks.append(RunState(run_id=run_id, run_dir=str(run_dir), experiment=name))
+            callbacks.append(PreemptionCheckpoint(dirpath=checkpoint_dir))
+        if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            if _want_progress_bar(options.progress):
+                callbacks.append(RichProgressBar(refresh_rate=options.progress_refresh_steps, leave=True))
+            else:
+                kwargs["enable_progress_bar"] = False
+        kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+
+def _want_progress_bar(progress: str) -> bool:
+    """``auto``: a bar only in an interactive terminal, never in CI or when output is piped."""
+    if progress != "auto":
+        return progress == "rich"
+    return sys.stdout.isatty() and not os.environ.get("CI")
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> LightningGenCLI:

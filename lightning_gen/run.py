@@ -1,7 +1,12 @@
-"""Run management: where a run writes (``runs/<name>/<id>/``) and which loggers it gets.
+"""Run management: where a run writes (``runs/<name>/<id>/``), which loggers it gets, and resume.
 
 A run directory holds ``config.yaml`` (the resolved config), ``metrics.csv`` + ``hparams.yaml``
 (CSV logger), ``wandb/`` (the W&B run, online or offline), ``checkpoints/`` and ``samples/``.
+
+Resume (``fit --ckpt_path last`` or a path): :func:`resolve_resume` finds the checkpoint, checks
+it (readable, same model class) before anything is written, and returns the run it belongs to
+(stored in the checkpoint by :class:`~lightning_gen.callbacks.run_state.RunState`), so the
+resumed run writes into the same directory, CSV history and W&B run.
 """
 from __future__ import annotations
 
@@ -10,10 +15,12 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
 
+from lightning_gen.errors import ConfigError, LightningGenError
+from lightning_gen.loggers.resumable_csv import ResumableCSVLogger
 from lightning_gen.loggers.wandb import WandbLogger
 
 RUN_ID_ENV = "LIGHTNING_GEN_RUN_ID"  # shared with DDP child processes, so every rank uses one run dir
@@ -33,6 +40,12 @@ class RunOptions:
         group: W&B group (default: the experiment name).
         tags: W&B tags.
         tensorboard: Also log to TensorBoard in ``<run dir>/tensorboard``.
+        checkpoint_every_n_steps: Also refresh ``checkpoints/last.ckpt`` every this many
+            optimizer steps (0: only at epoch ends), so a killed run loses at most that many steps.
+        wandb_rewind: On an online resume, rewind the W&B run to the checkpoint's step
+            (``resume_from``) so rows logged after the checkpoint are replaced; off: ``resume="must"``.
+        progress: ``auto`` (a rich bar in an interactive terminal, none in CI/pipes), ``rich`` or ``none``.
+        progress_refresh_steps: Redraw the bar every this many batches (the bar costs CPU time).
     """
 
     root: str = "runs"
@@ -43,6 +56,37 @@ class RunOptions:
     group: str | None = None
     tags: list[str] = field(default_factory=list)
     tensorboard: bool = False
+    checkpoint_every_n_steps: int = 0
+    wandb_rewind: bool = True
+    progress: Literal["auto", "rich", "none"] = "auto"
+    progress_refresh_steps: int = 10
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every_n_steps < 0:
+            raise ConfigError(f"`--run.checkpoint_every_n_steps` must be >= 0, got {self.checkpoint_every_n_steps}.")
+        if self.progress_refresh_steps < 1:
+            raise ConfigError(f"`--run.progress_refresh_steps` must be >= 1, got {self.progress_refresh_steps}.")
+
+
+#: key of the run metadata a checkpoint carries (written by ``RunState``)
+CHECKPOINT_KEY = "lightning_gen"
+
+
+@dataclass
+class Resume:
+    """A checkpoint to continue from and the run it belongs to.
+
+    Attributes:
+        ckpt_path: The checkpoint file.
+        run_id: Its run id (directory name and W&B id), or ``None`` for a foreign checkpoint.
+        log_step: Logger step stored at save time; CSV rows after it are dropped on resume.
+        wandb_step: W&B ``_step`` at save time (online rewind point), if W&B was on.
+    """
+
+    ckpt_path: Path
+    run_id: str | None
+    log_step: int | None = None
+    wandb_step: int | None = None
 
 
 def new_run_id() -> str:
@@ -54,8 +98,82 @@ def run_directory(options: RunOptions, name: str, run_id: str) -> Path:
     return Path(options.root) / name / run_id
 
 
-def default_loggers(options: RunOptions, name: str, run_id: str) -> list[Logger]:
-    """W&B (unless disabled) first, so ``trainer.log_dir`` is the run dir; CSV always; TensorBoard on request."""
+def find_last_checkpoint(options: RunOptions, name: str) -> Path | None:
+    """``<root>/<name>/<id>/checkpoints/last.ckpt`` of ``options.id``, or of the newest run that has one."""
+    if options.id:
+        path = run_directory(options, name, options.id) / "checkpoints" / "last.ckpt"
+        return path if path.is_file() else None
+    candidates = sorted(Path(options.root, name).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint (memory-mapped) or raise one clear error: missing, corrupt, other model class."""
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Checkpoint {path} does not exist; pass an existing file or `--ckpt_path last`.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:  # truncated zip, garbage bytes, pickle errors
+        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
+        raise LightningGenError(
+            f"Checkpoint {path} is truncated or corrupt and cannot be loaded ({type(err).__name__}: {str(err)[:160]}). "
+            f"Nothing was written. Resume from another checkpoint of this run ({', '.join(others) or 'none found'}) "
+            "or start a new run without --ckpt_path."
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise LightningGenError(f"{path} is not a Lightning checkpoint (no `state_dict`). Nothing was written.")
+    saved_class = (checkpoint.get(CHECKPOINT_KEY) or {}).get("model_class")
+    if model_class_path and saved_class and not _same_class(saved_class, model_class_path):
+        raise ConfigError(
+            f"Checkpoint {path} holds a {saved_class} but the config's model is {model_class_path}. "
+            f"Use the config the checkpoint was trained with (its run dir has config.yaml) or set "
+            f"`--model.class_path {saved_class}`. Nothing was written."
+        )
+    return checkpoint
+
+
+def _same_class(a: str, b: str) -> bool:
+    """Whether two import paths name one class (``pkg.VAE`` re-exports ``pkg.vae.VAE``)."""
+    import importlib
+
+    def load(path: str) -> Any:
+        module, _, name = path.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError):
+            return path
+
+    return a == b or load(a) is load(b)
+
+
+def resolve_resume(ckpt_path: str, options: RunOptions, name: str, model_class_path: str | None) -> Resume | None:
+    """Turn ``--ckpt_path`` (``last`` or a file) into a checked :class:`Resume`.
+
+    ``last`` with no checkpoint yet returns ``None`` (a fresh run; convenient for requeued jobs
+    that always pass ``--ckpt_path last``).
+    """
+    if ckpt_path == "last":
+        path = find_last_checkpoint(options, name)
+        if path is None:
+            where = run_directory(options, name, options.id) if options.id else Path(options.root, name)
+            print(f"lightning-gen: no last.ckpt under {where}; starting a new run.")
+            return None
+    else:
+        path = Path(ckpt_path)
+    checkpoint = load_checkpoint_checked(path, model_class_path)
+    meta = checkpoint.get(CHECKPOINT_KEY) or {}
+    return Resume(ckpt_path=path, run_id=meta.get("run_id"), log_step=meta.get("log_step"), wandb_step=meta.get("wandb_step"))
+
+
+def default_loggers(options: RunOptions, name: str, run_id: str, resume: Resume | None = None) -> list[Logger]:
+    """W&B (unless disabled) first, so ``trainer.log_dir`` is the run dir; CSV always; TensorBoard on request.
+
+    With ``resume`` the loggers continue the run: the CSV history is cut at the checkpoint and
+    the W&B run with the same id is reopened (see :func:`wandb_resume_kwargs`).
+    """
     run_dir = run_directory(options, name, run_id)
     loggers: list[Logger] = []
     if options.wandb != "disabled":
@@ -69,9 +187,33 @@ def default_loggers(options: RunOptions, name: str, run_id: str) -> list[Logger]
                 group=options.group or name,
                 tags=list(options.tags) or None,
                 job_type="train",
+                **wandb_resume_kwargs(options, run_id, resume),
             )
         )
-    loggers.append(CSVLogger(save_dir=str(run_dir), name="", version=""))
+    keep = resume.log_step if resume is not None and resume.run_id == run_id else None
+    loggers.append(ResumableCSVLogger(save_dir=str(run_dir), keep_until_step=keep))
     if options.tensorboard:
         loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
     return loggers
+
+
+def wandb_resume_kwargs(options: RunOptions, run_id: str, resume: Resume | None) -> dict[str, Any]:
+    """``wandb.init`` arguments that continue run ``run_id``.
+
+    Online: ``resume_from="<id>?_step=<k>"`` (rewind: history after the checkpoint is replaced)
+    when the checkpoint knows ``k`` and ``run.wandb_rewind`` is on, else ``resume="must"``.
+    Offline, W&B cannot reopen a run: it writes a new ``offline-run-*-<id>`` folder (a
+    *segment*) with the same id; ``lightning-gen`` keeps the id and, before the resumed run
+    logs, cuts the rows after the checkpoint out of the earlier segments (see
+    :func:`lightning_gen.loggers.wandb_offline.truncate_offline_segments`).
+    """
+    if resume is None or resume.run_id != run_id:
+        return {}
+    from lightning_gen.loggers.wandb import resolve_wandb_mode
+
+    mode, _ = resolve_wandb_mode(options.wandb if options.wandb != "disabled" else "offline")
+    if mode != "online":
+        return {}
+    if options.wandb_rewind and resume.wandb_step is not None:
+        return {"resume": None, "resume_from": f"{run_id}?_step={resume.wandb_step}"}
+    return {"resume": "must"}

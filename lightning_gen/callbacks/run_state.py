@@ -1,0 +1,98 @@
+"""What a checkpoint must carry so that a resumed run is the *same* run, bit for bit on CPU.
+
+Lightning stores weights, optimizer, LR schedulers, precision scaler, loop counters and
+stateful dataloaders. It does not store which run the checkpoint belongs to (run id, W&B
+run, run dir: Lightning issue 5342) nor the RNG states; :class:`RunState` adds both under
+``checkpoint["lightning_gen"]`` and restores the RNG when training restarts.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.distributed as dist
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+from lightning_gen.run import CHECKPOINT_KEY
+
+
+def class_path(obj: object) -> str:
+    """``module.Class`` of an object's class."""
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _portable(states: dict[str, Any]) -> dict[str, Any]:
+    """RNG states as tensors and plain numbers, so ``torch.load(weights_only=True)`` accepts them."""
+    states = dict(states)
+    if "numpy" in states:
+        name, keys, pos, has_gauss, gauss = states["numpy"]
+        states["numpy"] = (name, torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(gauss))
+    return states
+
+
+def _native(states: dict[str, Any]) -> dict[str, Any]:
+    states = dict(states)
+    if "numpy" in states:
+        import numpy as np
+
+        name, keys, pos, has_gauss, gauss = states["numpy"]
+        states["numpy"] = (name, keys.numpy().astype(np.uint32), pos, has_gauss, gauss)
+    return states
+
+
+class RunState(Callback):
+    """Store run id, run dir, model class, logger steps and per-rank RNG states in checkpoints.
+
+    Args:
+        run_id: The run id (also the W&B run id).
+        run_dir: The run directory.
+        experiment: The experiment name.
+    """
+
+    def __init__(self, run_id: str, run_dir: str, experiment: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.experiment = experiment
+        self._rng_to_restore: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        rng = _portable(_collect_rng_states(include_cuda=True))
+        if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
+            rngs: list[Any] = [None] * trainer.world_size
+            dist.all_gather_object(rngs, rng)  # dump_checkpoint runs on every rank
+        else:
+            rngs = [rng]
+        wandb_step = None
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger) and logger._experiment is not None and trainer.is_global_zero:
+                wandb_step = int(getattr(logger.experiment, "step", 0) or 0)
+            if isinstance(logger, CSVLogger) and trainer.is_global_zero:
+                logger.save()  # every row up to this checkpoint is on disk before the file is
+        checkpoint[CHECKPOINT_KEY] = {
+            "run_id": self.run_id,
+            "run_dir": self.run_dir,
+            "experiment": self.experiment,
+            "model_class": class_path(pl_module),
+            "log_step": int(trainer.fit_loop.epoch_loop._batches_that_stepped),
+            "wandb_step": wandb_step,
+            "world_size": trainer.world_size,
+            "rng": rngs,
+        }
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        rngs = (checkpoint.get(CHECKPOINT_KEY) or {}).get("rng") or []
+        if rngs:
+            rank = trainer.global_rank if len(rngs) == trainer.world_size else 0
+            self._rng_to_restore = _native(rngs[rank])
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Restored here, after everything that draws random numbers at start-up (model init,
+        # dataloader iterator creation), so the next training batch sees the saved state.
+        if self._rng_to_restore is not None:
+            _set_rng_states(self._rng_to_restore)
+            self._rng_to_restore = None

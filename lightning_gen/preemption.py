@@ -1,0 +1,83 @@
+"""Preemption: SIGTERM / SIGUSR1 save ``last.ckpt`` (atomically) at the next batch end and exit 0.
+
+What Lightning 2.6 does by itself: on SIGTERM it sets ``trainer.received_sigterm``, forwards the
+signal to the DDP children it launched, and raises ``SIGTERMException`` (a ``SystemExit``) after
+the current batch -- without saving anything. Under SLURM with ``auto_requeue`` its SIGUSR1
+handler saves ``hpc_ckpt_<n>.ckpt`` *inside the signal handler* (possibly mid-step) and runs
+``scontrol requeue``. We keep Lightning's SIGTERM flag and exit path and add the save:
+
+* :class:`PreemptionCheckpoint` checks the flag at every ``on_train_batch_end`` (all ranks agree
+  through one boolean all-reduce under DDP), writes ``<run>/checkpoints/last.ckpt`` through the
+  trainer's atomic checkpoint IO, and lets Lightning exit.
+* SIGUSR1 (SLURM's ``--signal=USR1@<s>`` warning) is turned into the same flag; the CLI turns
+  off Lightning's SLURM auto-requeue so the requeue is the batch script's decision
+  (``scripts/slurm.sbatch``), and the requeued job resumes with ``--ckpt_path last``.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from types import FrameType
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
+
+#: exit status of a run stopped by a preemption signal after saving its checkpoint
+PREEMPTED_EXIT_CODE = 0
+
+
+class PreemptionCheckpoint(Callback):
+    """Save ``last.ckpt`` at the first batch end after SIGTERM/SIGUSR1, then stop cleanly.
+
+    Args:
+        dirpath: Checkpoint folder of the run (``<run>/checkpoints``).
+        signals: Extra signals (besides SIGTERM, which Lightning handles) that mean "preempted".
+    """
+
+    def __init__(self, dirpath: str, signals: tuple[str, ...] = ("SIGUSR1",)) -> None:
+        super().__init__()
+        self.dirpath = dirpath
+        self.signals = tuple(getattr(signal, name) for name in signals if hasattr(signal, name))
+        self._requested = False
+        self._previous: dict[int, Any] = {}
+        self.saved_path: str | None = None
+
+    def _handler(self, signum: int, frame: FrameType | None) -> None:
+        self._requested = True
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After Lightning registered its own handlers (``_run``), before the first batch.
+        for sig in self.signals:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not the main thread
+                pass
+
+    def _restore_handlers(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        local = self._requested or bool(trainer.received_sigterm)
+        stop = trainer.strategy.reduce_boolean_decision(local, all=False) if trainer.world_size > 1 else local
+        if not stop or self.saved_path is not None:
+            return
+        path = os.path.join(self.dirpath, "last.ckpt")
+        trainer.save_checkpoint(path)  # collective under DDP; atomic through AtomicCheckpointIO
+        self.saved_path = path
+        rank_zero_info(
+            f"lightning-gen: preempted at step {trainer.global_step}: checkpoint saved to {path}; "
+            "resume with the same command plus `--ckpt_path last`."
+        )
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        raise SIGTERMException(PREEMPTED_EXIT_CODE)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._restore_handlers()
