@@ -5,4 +5,6 @@ is imported only when its command runs. Add a line here when you add a command m
 """
 from __future__ import annotations
 
-TOOL_COMMANDS: dict[str, str] = {}
+TOOL_COMMANDS: dict[str, str] = {
+    "sample": "lightning_gen.commands.sample",
+}

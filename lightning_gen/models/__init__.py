@@ -1,4 +1,5 @@
 """One LightningModule per generator family."""
+from lightning_gen.models.gpt import GPT
 from lightning_gen.models.vae import VAE
 
-__all__ = ["VAE"]
+__all__ = ["GPT", "VAE"]
