@@ -7,4 +7,7 @@ from __future__ import annotations
 
 TOOL_COMMANDS: dict[str, str] = {
     "sample": "lightning_gen.commands.sample",
+    "sweep": "lightning_gen.commands.sweep",
+    "compare": "lightning_gen.commands.compare",
+    "export": "lightning_gen.commands.export",
 }
