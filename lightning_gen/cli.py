@@ -24,6 +24,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning_gen.checkpoint_io import AtomicCheckpointIO
 from lightning_gen.commands import TOOL_COMMANDS
 from lightning_gen.callbacks.run_state import RunState
+from lightning_gen.callbacks.sweep_trial import OptunaTrialReporter
 from lightning_gen.errors import LightningGenError
 from lightning_gen.preemption import PreemptionCheckpoint
 from lightning_gen.run import RUN_ID_ENV, Resume, RunOptions, default_loggers, new_run_id, resolve_resume, run_directory
@@ -114,6 +115,9 @@ class LightningGenCLI(LightningCLI):
                     callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_top_k=0, save_last=True, enable_version_counter=False, **every))
             callbacks.append(RunState(run_id=run_id, run_dir=str(run_dir), experiment=name))
             callbacks.append(PreemptionCheckpoint(dirpath=checkpoint_dir))
+        reporter = OptunaTrialReporter.from_env()  # set by `lightning-gen sweep --backend optuna`
+        if reporter is not None and self.subcommand == "fit":
+            callbacks.append(reporter)
         if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
             if _want_progress_bar(options.progress):
                 callbacks.append(RichProgressBar(refresh_rate=options.progress_refresh_steps, leave=True))
@@ -156,7 +160,7 @@ def main(args: list[str] | None = None) -> None:
         if argv and argv[0] in TOOL_COMMANDS:
             importlib.import_module(TOOL_COMMANDS[argv[0]]).main(argv[1:])
         else:
-            build_cli(argv)
+            build_cli(args)  # None: LightningCLI reads sys.argv itself
     except LightningGenError as err:
         print(f"lightning-gen: error: {err}", file=sys.stderr)
         sys.exit(1)

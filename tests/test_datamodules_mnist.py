@@ -19,8 +19,12 @@ def mnist_arrays():
 
 def _write_idx(path: Path, array: np.ndarray) -> None:
     header = (0x0800 | array.ndim).to_bytes(4, "big") + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
+    data = header + array.astype(np.uint8).tobytes()
+    if path.suffix == ".gz":
+        with gzip.open(path, "wb", compresslevel=1) as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
 
 
 def test_packaged_mnist_is_the_official_split(mnist_arrays):
@@ -56,9 +60,10 @@ def test_data_dir_in_torchvision_layout_takes_precedence(tmp_path, mnist_arrays)
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     x_train = 255 - x_train  # distinguishable from the packaged copy
+    # torchvision keeps both plain and .gz files: accept either
     for name, array in [("train-images-idx3-ubyte", x_train), ("train-labels-idx1-ubyte", y_train),
-                        ("t10k-images-idx3-ubyte", x_test), ("t10k-labels-idx1-ubyte", y_test)]:
-        _write_idx(raw / f"{name}.gz", array)
+                        ("t10k-images-idx3-ubyte.gz", x_test), ("t10k-labels-idx1-ubyte.gz", y_test)]:
+        _write_idx(raw / name, array)
     got = MNISTDataModule(data_dir=str(tmp_path)).load_arrays()
     np.testing.assert_array_equal(got[0], x_train)
     np.testing.assert_array_equal(read_idx(raw / "t10k-images-idx3-ubyte.gz"), x_test)
@@ -72,13 +77,13 @@ def test_data_dir_with_wrong_files_names_the_expected_layout(tmp_path):
 
 
 def test_missing_package_names_setup_and_alternatives(monkeypatch):
-    monkeypatch.setattr(MNISTDataModule, "_load_from_package", lambda self: None)
+    monkeypatch.setattr(MNISTDataModule, "_package_available", lambda self: False)
     with pytest.raises(DataNotFoundError, match=r"scripts/setup.sh.*data_dir.*download=true"):
         MNISTDataModule().prepare_data()
 
 
 def test_download_without_network_fails_fast_with_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(MNISTDataModule, "_load_from_package", lambda self: None)
+    monkeypatch.setattr(MNISTDataModule, "_package_available", lambda self: False)
     start = time.monotonic()
     with pytest.raises(DataNotFoundError, match="Downloading MNIST"):
         MNISTDataModule(data_dir=str(tmp_path / "dl"), download=True, download_timeout_s=2).prepare_data()

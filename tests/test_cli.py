@@ -1,0 +1,98 @@
+"""The CLI end to end: experiments instantiate, a real MNIST run leaves its files, bad input errors."""
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lightning_gen.cli import build_cli
+from lightning_gen.loggers.wandb import read_offline_history
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+EXPERIMENT_FILES = sorted(p for p in EXPERIMENTS.glob("*.yaml") if p.name != "debug.yaml")
+
+
+def _normalise(value):
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+@pytest.mark.parametrize("path", EXPERIMENT_FILES, ids=lambda p: p.stem)
+def test_every_experiment_parses_and_instantiates(path: Path):
+    cli = build_cli(["--config", str(path), "--config", str(EXPERIMENTS / "debug.yaml")], run=False)
+    assert cli.model is not None and cli.datamodule is not None and cli.trainer is not None
+    for key in ("image_shape", "vocab_size"):  # values the datamodule knows are linked, not typed twice
+        if hasattr(cli.datamodule, key) and hasattr(cli.model.hparams, key):
+            assert _normalise(getattr(cli.model.hparams, key)) == _normalise(getattr(cli.datamodule, key))
+
+
+def test_image_shape_is_linked_from_the_datamodule():
+    cli = build_cli(
+        ["--model=lightning_gen.models.VAE", "--data=datamodules.SyntheticImageDataModule",
+         "--data.init_args.image_shape=[3,12,12]", "--run.wandb=disabled"],
+        run=False,
+    )
+    assert cli.model.image_shape == (3, 12, 12)
+
+
+def _run(cmd: list[str], env: dict, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def test_cli_trains_on_real_mnist_and_leaves_checkpoint_csv_and_offline_wandb(tmp_path, cli_env, lightning_gen_cmd):
+    args = ["fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--config", str(EXPERIMENTS / "debug.yaml"),
+            "--trainer.limit_train_batches=6", "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=2",
+            "--run.root=runs", "--run.id=e2e"]
+    result = _run(lightning_gen_cmd + args, cli_env, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir = tmp_path / "runs" / "vae_mnist" / "e2e"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert "run:" in (run_dir / "config.yaml").read_text() and "id: e2e" in (run_dir / "config.yaml").read_text()
+    header, *rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert {"train/loss", "train/recon", "train/kl", "val/elbo"} <= set(header.split(","))
+    assert len(rows) >= 3
+    assert (run_dir / "samples").is_dir() and any((run_dir / "samples").glob("samples_step*.png"))
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    history = read_offline_history(offline_runs[0])
+    logged = {key for row in history for key in row}
+    assert {"train/loss", "train/kl", "val/elbo", "samples._type", "reconstructions._type"} <= logged
+    assert list((offline_runs[0] / "files" / "media" / "images").glob("samples_*.png"))
+    assert "wandb sync" in result.stdout + result.stderr
+
+
+def _assert_clean_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    for fragment in fragments:
+        assert fragment in result.stderr, result.stderr[-3000:]
+
+
+def test_unknown_key_is_an_error_naming_the_key(tmp_path, cli_env, lightning_gen_cmd):
+    result = _run(lightning_gen_cmd + ["fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"),
+                                       "--model.init_args.latnt_dim=3"], cli_env, tmp_path)
+    _assert_clean_error(result, "latnt_dim")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_mistyped_key_in_a_config_file_is_an_error(tmp_path, cli_env, lightning_gen_cmd):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((EXPERIMENTS / "vae_mnist.yaml").read_text().replace("max_epochs:", "max_epochz:"))
+    result = _run(lightning_gen_cmd + ["fit", "--config", str(bad)], cli_env, tmp_path)
+    _assert_clean_error(result, "max_epochz")
+
+
+def test_data_dir_with_wrong_files_is_one_paragraph_and_writes_nothing(tmp_path, cli_env, lightning_gen_cmd):
+    (tmp_path / "empty" / "MNIST" / "raw").mkdir(parents=True)
+    result = _run(lightning_gen_cmd + ["fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"),
+                                       "--data.init_args.data_dir=empty", "--run.root=runs"], cli_env, tmp_path)
+    _assert_clean_error(result, "lightning-gen: error:", "torchvision layout", "Fix:")
+    assert result.stderr.strip().splitlines()[-1].startswith("lightning-gen: error:")  # one paragraph, last
+    assert not (tmp_path / "runs").exists()
+
+
+def test_missing_dataset_without_network_is_one_paragraph(tmp_path, cli_env, lightning_gen_cmd):
+    result = _run(lightning_gen_cmd + ["fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"),
+                                       "--data=datamodules.FashionMNISTDataModule",
+                                       "--data.init_args.data_dir=nowhere", "--data.init_args.download=true",
+                                       "--data.init_args.download_timeout_s=3", "--run.root=runs"], cli_env, tmp_path)
+    _assert_clean_error(result, "lightning-gen: error:", "Downloading FashionMNIST", "no network")
+    assert not (tmp_path / "runs").exists()
