@@ -91,7 +91,11 @@ class Resume:
 
 def new_run_id() -> str:
     """A sortable, unique run id, or the one the launching process chose (DDP children)."""
-    return os.environ.get(RUN_ID_ENV) or f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+    if os.environ.get(RUN_ID_ENV):
+        return os.environ[RUN_ID_ENV]
+    if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # a W&B agent's trial: its run id
+        return os.environ["WANDB_RUN_ID"]
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
 def run_directory(options: RunOptions, name: str, run_id: str) -> Path:

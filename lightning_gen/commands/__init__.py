@@ -10,4 +10,5 @@ TOOL_COMMANDS: dict[str, str] = {
     "sweep": "lightning_gen.commands.sweep",
     "compare": "lightning_gen.commands.compare",
     "export": "lightning_gen.commands.export",
+    "evaluate": "lightning_gen.commands.evaluate",
 }

@@ -1,0 +1,326 @@
+"""``lightning-gen sweep FILE``: one W&B-format sweep file, run by W&B agents or by Optuna.
+
+    lightning-gen sweep experiments/sweeps/vae_mnist_lr.yaml --backend optuna --trials 6
+    lightning-gen sweep experiments/sweeps/vae_mnist_lr.yaml --backend wandb --trials 6   # online
+
+The file is a W&B sweep config whose parameters are CLI keys
+(``model.init_args.optimizer.init_args.lr``) and whose ``command`` runs ``lightning-gen fit``
+with ``${args}``; every trial is that command in a subprocess, so all DDP ranks get the same
+config from the command line, whichever backend runs it.
+
+Optuna (``--backend optuna``, and ``auto`` when W&B is offline): the study lives in an RDB
+storage (SQLite ``<root>/sweeps/<name>.db`` by default, any SQLAlchemy URL for many machines);
+restarting the command continues the study until ``--trials`` trials are complete or pruned.
+Trials of a killed sweep are found by Optuna's heartbeat, re-queued with the same parameters and
+*resumed* from their ``last.ckpt`` (same run id). ``early_terminate: hyperband`` becomes Optuna's
+``HyperbandPruner`` on the sweep metric; ``--workers N`` runs N trials at once.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_gen.callbacks.sweep_trial import TRIAL_ENV
+from lightning_gen.errors import ConfigError, LightningGenError
+
+_METHODS = ("random", "bayes", "grid")
+_DISTRIBUTIONS = ("categorical", "constant", "uniform", "int_uniform", "log_uniform_values", "q_uniform", "q_log_uniform_values")
+
+
+@dataclass
+class SweepSpec:
+    """A checked W&B sweep config."""
+
+    name: str
+    raw: dict[str, Any]
+    method: str
+    metric: str
+    goal: str
+    parameters: dict[str, dict[str, Any]]
+    command: list[str]
+    hyperband_min_iter: int | None
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.goal == "maximize" else "minimize"
+
+
+def _bad(path: Path, what: str) -> ConfigError:
+    return ConfigError(f"Sweep file {path}: {what} (W&B sweep format: method, metric {{name, goal}}, parameters, command with ${{args}}).")
+
+
+def load_sweep(path: str | os.PathLike) -> SweepSpec:
+    """Read and check a sweep file; every problem is one :class:`ConfigError` naming the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Sweep file {path} does not exist; see experiments/sweeps/ for examples.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise _bad(path, f"is not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise _bad(path, "must be a mapping")
+    method = raw.get("method", "random")
+    if method not in _METHODS:
+        raise _bad(path, f"`method` must be one of {_METHODS}, got {method!r}")
+    metric = raw.get("metric") or {}
+    if not isinstance(metric, dict) or not metric.get("name"):
+        raise _bad(path, "`metric.name` is required (a logged metric such as val/elbo)")
+    goal = metric.get("goal", "minimize")
+    if goal not in ("minimize", "maximize"):
+        raise _bad(path, f"`metric.goal` must be 'minimize' or 'maximize', got {goal!r}")
+    params = raw.get("parameters")
+    if not isinstance(params, dict) or not params:
+        raise _bad(path, "`parameters` must map CLI keys to {values: [...]} / {min, max} / {value}")
+    for key, p in params.items():
+        if not isinstance(p, dict):
+            raise _bad(path, f"parameter {key!r} must be a mapping, got {p!r}")
+        _distribution(path, key, p)
+        if method == "grid" and "values" not in p and "value" not in p:
+            raise _bad(path, f"method 'grid' needs `values` for parameter {key!r}")
+    command = raw.get("command")
+    if not isinstance(command, list) or "${args}" not in command:
+        raise _bad(path, "`command` must be a list containing ${args}, e.g. [lightning-gen, fit, --config, X.yaml, ${args}]")
+    early = raw.get("early_terminate")
+    min_iter = None
+    if early:
+        if not isinstance(early, dict) or early.get("type") != "hyperband":
+            raise _bad(path, "`early_terminate.type` must be 'hyperband'")
+        min_iter = int(early.get("min_iter", 1))
+    return SweepSpec(path.stem if not raw.get("name") else str(raw["name"]), raw, method, metric["name"], goal, params, command, min_iter)
+
+
+def _distribution(path: Path, key: str, p: dict[str, Any]) -> str:
+    if "values" in p:
+        if not isinstance(p["values"], list) or not p["values"]:
+            raise _bad(path, f"parameter {key!r}: `values` must be a non-empty list")
+        return "categorical"
+    if "value" in p:
+        return "constant"
+    dist = p.get("distribution")
+    if dist is None:
+        if "min" not in p or "max" not in p:
+            raise _bad(path, f"parameter {key!r} needs `values`, `value`, or `min` and `max`")
+        dist = "int_uniform" if isinstance(p["min"], int) and isinstance(p["max"], int) else "uniform"
+    if dist not in _DISTRIBUTIONS:
+        raise _bad(path, f"parameter {key!r}: distribution {dist!r} is not supported; use one of {_DISTRIBUTIONS}")
+    if dist not in ("categorical", "constant"):
+        try:
+            lo, hi = float(p["min"]), float(p["max"])
+        except (KeyError, TypeError, ValueError):
+            raise _bad(path, f"parameter {key!r}: distribution {dist!r} needs numeric `min` and `max`") from None
+        if not lo < hi or ("log" in dist and lo <= 0):
+            raise _bad(path, f"parameter {key!r}: need 0 < min < max for log and min < max otherwise, got {lo}, {hi}")
+    return dist
+
+
+def suggest(trial: Any, spec: SweepSpec) -> dict[str, Any]:
+    """Ask an Optuna trial for every parameter of the sweep (W&B distributions mapped to Optuna's)."""
+    values: dict[str, Any] = {}
+    for key, p in spec.parameters.items():
+        dist = _distribution(Path(spec.name), key, p)
+        if dist == "categorical":
+            values[key] = trial.suggest_categorical(key, p["values"])
+        elif dist == "constant":
+            values[key] = p["value"]
+        elif dist == "int_uniform":
+            values[key] = trial.suggest_int(key, int(p["min"]), int(p["max"]))
+        elif dist in ("uniform", "q_uniform"):
+            values[key] = trial.suggest_float(key, float(p["min"]), float(p["max"]), step=p.get("q") if dist == "q_uniform" else None)
+        else:  # log_uniform_values, q_log_uniform_values (q ignored: Optuna has no log+step)
+            values[key] = trial.suggest_float(key, float(p["min"]), float(p["max"]), log=True)
+    return values
+
+
+def trial_command(spec: SweepSpec, values: dict[str, Any], extra: list[str]) -> list[str]:
+    """The sweep's ``command`` with W&B's macros filled: ``${args}`` -> ``--key=value`` ..."""
+    args = [f"--{k}={json.dumps(v) if isinstance(v, (list, dict, bool)) else v}" for k, v in values.items()]
+    out: list[str] = []
+    for part in spec.command:
+        if part == "${args}":
+            out += args + extra
+        elif part == "${args_no_hyphens}":
+            out += [a[2:] for a in args] + extra
+        elif part == "${env}":
+            continue
+        elif part == "${interpreter}":
+            out.append(sys.executable)
+        elif part == "${program}":
+            out.append(str(spec.raw.get("program", "lightning-gen")))
+        else:
+            out.append(str(part))
+    if out and out[0] == "lightning-gen":  # this interpreter's CLI, whatever PATH says
+        out[:1] = [sys.executable, "-m", "lightning_gen.cli"]
+    return out
+
+
+def _die_with_parent() -> None:
+    """In the trial process: get SIGTERM (-> checkpoint, clean exit) if the sweep process dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def check_command(spec: SweepSpec, values: dict[str, Any], extra: list[str], timeout_s: float = 300.0) -> None:
+    """Dry-run the CLI on one trial's arguments (``--print_config``): a bad key fails before any trial."""
+    cmd = trial_command(spec, values, extra)
+    proc = subprocess.run([*cmd, "--print_config"], capture_output=True, text=True, timeout=timeout_s)
+    if proc.returncode != 0:
+        tail = " ".join(proc.stderr.strip().splitlines()[-3:])
+        raise ConfigError(f"Sweep {spec.name}: the trial command is rejected by the CLI: {tail} (command: {shlex.join(cmd)}). Nothing was run.")
+
+
+def _first_values(spec: SweepSpec) -> dict[str, Any]:
+    out = {}
+    for key, p in spec.parameters.items():
+        if "values" in p:
+            out[key] = p["values"][0]
+        elif "value" in p:
+            out[key] = p["value"]
+        else:
+            out[key] = p["min"]
+    return out
+
+
+def run_optuna(spec: SweepSpec, trials: int, storage: str, workers: int, heartbeat_s: int, seed: int, extra: list[str]) -> Any:
+    """Run (or continue) the study until ``trials`` trials are complete or pruned; returns it."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    rdb = RDBStorage(
+        storage,
+        heartbeat_interval=heartbeat_s,
+        grace_period=2 * heartbeat_s,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+    )
+    samplers = {"random": optuna.samplers.RandomSampler, "bayes": optuna.samplers.TPESampler}
+    if spec.method == "grid":
+        sampler = optuna.samplers.GridSampler({k: p["values"] if "values" in p else [p["value"]] for k, p in spec.parameters.items()}, seed=seed)
+    else:
+        sampler = samplers[spec.method](seed=seed)
+    if spec.hyperband_min_iter is not None:
+        pruner: optuna.pruners.BasePruner = optuna.pruners.HyperbandPruner(min_resource=spec.hyperband_min_iter)
+    else:
+        pruner = optuna.pruners.NopPruner()
+    study = optuna.create_study(study_name=spec.name, storage=rdb, sampler=sampler, pruner=pruner, direction=spec.direction, load_if_exists=True)
+    done_states = (TrialState.COMPLETE, TrialState.PRUNED)
+    optuna.storages.fail_stale_trials(study)  # a killed sweep's trials: failed, then re-queued by the callback
+
+    def objective(trial: optuna.Trial) -> float:
+        frozen = study._storage.get_trial(trial._trial_id)
+        original = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+        number = trial.number if original is None else original
+        values = suggest(trial, spec)
+        run_id = f"trial-{number:04d}"
+        run_args = [f"--run.name={spec.name}", f"--run.id={run_id}", f"--run.group=sweep-{spec.name}", f"--run.tags=[sweep:{spec.name}]"]
+        if original is not None:
+            run_args.append("--ckpt_path=last")  # continue the interrupted trial's run
+        cmd = trial_command(spec, values, run_args + extra)
+        env = dict(os.environ)
+        env[TRIAL_ENV] = json.dumps({"storage": storage, "study": spec.name, "trial_id": trial._trial_id, "metric": spec.metric})
+        env.pop("LIGHTNING_GEN_RUN_ID", None)
+        trial.set_user_attr("run_id", run_id)
+        trial.set_user_attr("command", shlex.join(cmd))
+        proc = subprocess.run(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        if proc.returncode != 0:
+            raise LightningGenError(f"trial {number} ({run_id}) exited with status {proc.returncode}")
+        attrs = study._storage.get_trial(trial._trial_id).user_attrs
+        if attrs.get("pruned"):
+            raise optuna.TrialPruned()
+        if "last_value" not in attrs or not math.isfinite(attrs["last_value"]):
+            raise LightningGenError(f"trial {number} ({run_id}) logged no {spec.metric}; is it a validation metric of this model?")
+        return float(attrs["last_value"])
+
+    remaining = trials - sum(t.state in done_states for t in study.get_trials(deepcopy=False))
+    if remaining > 0:
+        study.optimize(
+            objective,
+            n_trials=None,
+            n_jobs=workers,
+            catch=(LightningGenError,),
+            callbacks=[MaxTrialsCallback(trials, states=done_states)],
+            gc_after_trial=False,
+        )
+    return study
+
+
+def run_wandb(spec: SweepSpec, trials: int, sweep_id: str | None, project: str, entity: str | None) -> str:
+    """Create (or attach to) the W&B sweep and run one agent for ``trials`` runs; returns the sweep id."""
+    import wandb
+
+    if sweep_id is None:
+        config = dict(spec.raw)
+        config.setdefault("name", spec.name)
+        sweep_id = wandb.sweep(sweep=config, project=project, entity=entity)
+    path = "/".join(p for p in (entity, project, sweep_id) if p)
+    subprocess.run([sys.executable, "-m", "wandb", "agent", "--count", str(trials), path], check=True)
+    return sweep_id
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of ``lightning-gen sweep``."""
+    parser = argparse.ArgumentParser(prog="lightning-gen sweep", description=__doc__.split("\n\n")[0])
+    parser.add_argument("file", help="W&B-format sweep YAML (experiments/sweeps/*.yaml)")
+    parser.add_argument("--backend", choices=("auto", "wandb", "optuna"), default="auto", help="auto: W&B when online, else Optuna")
+    parser.add_argument("--trials", type=int, default=None, help="trials to finish (default: the file's run_cap, else 10)")
+    parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///<root>/sweeps/<name>.db)")
+    parser.add_argument("--root", default="runs", help="folder of the default SQLite storage")
+    parser.add_argument("--workers", type=int, default=1, help="trials run at once by this process (Optuna)")
+    parser.add_argument("--heartbeat", type=int, default=10, help="seconds between Optuna heartbeats; a trial silent for 2x is re-queued")
+    parser.add_argument("--seed", type=int, default=0, help="sampler seed (Optuna)")
+    parser.add_argument("--sweep-id", default=None, help="attach to this W&B sweep instead of creating one")
+    parser.add_argument("--project", default="lightning_gen", help="W&B project")
+    parser.add_argument("--entity", default=None, help="W&B entity")
+    parser.add_argument("--no-check", action="store_true", help="skip the --print_config dry run of the trial command")
+    parser.epilog = "Arguments after `--` are appended to every trial's command (e.g. `-- --config experiments/debug.yaml`)."
+    extra: list[str] = []
+    if "--" in argv:
+        argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
+    args = parser.parse_args(argv)
+    spec = load_sweep(args.file)
+    trials = args.trials or int(spec.raw.get("run_cap") or 10)
+    if trials < 1 or args.workers < 1 or args.heartbeat < 1:
+        raise ConfigError("`--trials`, `--workers` and `--heartbeat` must be >= 1.")
+    backend = args.backend
+    if backend == "auto":
+        from lightning_gen.loggers.wandb import resolve_wandb_mode
+
+        backend = "wandb" if resolve_wandb_mode("auto")[0] == "online" else "optuna"
+    if not args.no_check:
+        check_command(spec, _first_values(spec), extra)
+    if backend == "wandb":
+        sweep_id = run_wandb(spec, trials, args.sweep_id, args.project, args.entity)
+        print(f"W&B sweep {sweep_id}: compare with `lightning-gen compare --sweep {spec.name}` or in the W&B UI.")
+        return
+    storage = args.storage or f"sqlite:///{Path(args.root, 'sweeps', spec.name + '.db').resolve()}"
+    if storage.startswith("sqlite:///"):
+        Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    study = run_optuna(spec, trials, storage, args.workers, args.heartbeat, args.seed, extra)
+    _print_summary(study, spec, storage)
+
+
+def _print_summary(study: Any, spec: SweepSpec, storage: str) -> None:
+    from optuna.trial import TrialState
+
+    done = [t for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    complete = [t for t in done if t.state == TrialState.COMPLETE]
+    print(f"sweep {spec.name}: {len(complete)} complete, {len(done) - len(complete)} pruned (storage {storage})")
+    if complete:
+        best = study.best_trial
+        print(f"best: trial {best.number} {spec.metric}={best.value:.6g} {best.params} run {best.user_attrs.get('run_dir', '?')}")
+    print(f"compare: lightning-gen compare --sweep {spec.name} --storage {storage}")
