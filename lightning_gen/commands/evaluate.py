@@ -1,0 +1,260 @@
+"""``lightning-gen evaluate``: image metrics of a checkpoint or a folder of images against a datamodule.
+
+    lightning-gen evaluate --ckpt runs/vae_mnist/<id>/checkpoints/last.ckpt --metrics fid kid pr \\
+        --num_samples 1000 --num_real 1000 --out eval.json
+    lightning-gen evaluate --images samples/ --config experiments/vae_mnist.yaml --metrics fd_classifier
+
+The datamodule (and the model class) come from ``--config`` (an experiment YAML or a run's
+``config.yaml``; default: the ``config.yaml`` of the checkpoint's run directory). Metrics are the
+families of :mod:`lightning_gen.metrics.fidelity`: ``fid kid pr is fd_classifier is_classifier``.
+Prints a table, writes JSON (values + a protocol card per metric). ``--compare_torch_fidelity``
+also runs ``torch_fidelity.calculate_metrics`` on the very same images (generated ones stay in
+memory) with the same weights and prints the relative difference.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import Tensor
+
+from lightning_gen.errors import ConfigError, LightningGenError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lightning-gen evaluate", description="FID/KID/PR/IS and classifier metrics of a checkpoint or an image folder.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="checkpoint of a model with sample(n, generator)")
+    src.add_argument("--images", help="folder of generated images (png/jpg), evaluated as they are")
+    p.add_argument("--config", help="experiment YAML or run config.yaml with `data:` (and `model:`); default: <run dir>/config.yaml of --ckpt")
+    p.add_argument("--model_class", help="model class path (default: `model.class_path` of the config)")
+    p.add_argument("--metrics", nargs="+", default=["fid", "kid", "pr"], help="any of: fid kid pr is fd_classifier is_classifier")
+    p.add_argument("--num_samples", type=int, default=10000, help="generated images (--ckpt); with --images: at most this many")
+    p.add_argument("--num_real", type=int, default=None, help="real images: the first N of the split (default: all)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sample_chunk", type=int, default=100)
+    p.add_argument("--batch_size", type=int, default=64)
+    p.add_argument("--weights", default="auto", help="Inception weights: auto, official, offline or a path")
+    p.add_argument("--kid_subset_size", type=int, default=1000)
+    p.add_argument("--classifier_epochs", type=int, default=2)
+    p.add_argument("--cache_dir", default=None, help="cache of real features/weights/classifiers (default: user cache)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=None, help="JSON output (default: evaluation.json beside --ckpt, or in the cwd)")
+    p.add_argument("--compare_torch_fidelity", action="store_true", help="also run torch_fidelity.calculate_metrics on the same images")
+    return p
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ConfigError(f"Cannot import {path!r} ({err}); give a full class path such as datamodules.MNISTDataModule.") from None
+
+
+def load_config(args: argparse.Namespace) -> dict[str, Any]:
+    path = args.config
+    if path is None and args.ckpt:
+        candidate = Path(args.ckpt).resolve().parent.parent / "config.yaml"
+        path = str(candidate) if candidate.is_file() else None
+    if path is None:
+        raise ConfigError("No datamodule: pass `--config` (an experiment YAML or a run's config.yaml with a `data:` section).")
+    if not Path(path).is_file():
+        raise ConfigError(f"`--config` {path} does not exist.")
+    config = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(config.get("data"), dict) or "class_path" not in config["data"]:
+        raise ConfigError(f"{path} has no `data: {{class_path: ..., init_args: ...}}` section.")
+    return config
+
+
+def build_datamodule(config: dict[str, Any]) -> Any:
+    data = config["data"]
+    return _import(data["class_path"])(**(data.get("init_args") or {}))
+
+
+def load_model(args: argparse.Namespace, config: dict[str, Any]) -> Any:
+    class_path = args.model_class or (config.get("model") or {}).get("class_path")
+    if not class_path:
+        raise ConfigError("Unknown model class: pass `--model_class` (e.g. lightning_gen.models.VAE) or a config with `model.class_path`.")
+    cls = _import(class_path)
+    ckpt = Path(args.ckpt)
+    if not ckpt.is_file():
+        raise LightningGenError(f"No checkpoint at {ckpt}; runs keep theirs in runs/<name>/<id>/checkpoints/.")
+    try:
+        model = cls.load_from_checkpoint(ckpt, map_location=args.device)
+    except (KeyError, TypeError, RuntimeError) as err:
+        raise LightningGenError(f"{ckpt} could not be loaded as {class_path} ({type(err).__name__}: {err}).") from None
+    if not callable(getattr(model, "sample", None)):
+        raise ConfigError(f"{class_path} has no `sample(n, generator)`; only generative image models can be evaluated.")
+    return model.eval()
+
+
+def load_image_folder(folder: str | Path, channels: int, limit: int | None = None) -> Tensor:
+    """All images of ``folder`` (sorted by name) as uint8 ``(N, C, H, W)``; grey or RGB to match the dataset."""
+    from PIL import Image
+
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if limit is not None:
+        paths = paths[:limit]
+    if len(paths) < 2:
+        raise ConfigError(f"{folder} holds {len(paths)} images ({'/'.join(IMAGE_SUFFIXES)}); at least 2 are needed.")
+    mode = "L" if channels == 1 else "RGB"
+    arrays = [torch.from_numpy(__import__("numpy").asarray(Image.open(p).convert(mode))) for p in paths]
+    shapes = {tuple(a.shape) for a in arrays}
+    if len(shapes) != 1:
+        raise ConfigError(f"Images in {folder} have different sizes {sorted(shapes)[:3]}; resize them to one size first.")
+    images = torch.stack(arrays)
+    return images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2).contiguous()
+
+
+def generated_images(model: Any, n: int, chunk: int, seed: int, device: str) -> Tensor:
+    """The same ``n`` samples an evaluation draws (chunk noise from ``seed``), as uint8, in memory."""
+    from lightning_gen.metrics.distributed import chunk_seed
+    from lightning_gen.metrics.extractors import to_uint8
+
+    out = []
+    with torch.no_grad():
+        for start in range(0, n, chunk):
+            g = torch.Generator(device=device).manual_seed(chunk_seed(seed, start))
+            out.append(to_uint8(model.sample(min(chunk, n - start), generator=g)).cpu())
+    return torch.cat(out)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Evaluate; returns ``{"values", "cards", "source", "seconds"[, "torch_fidelity"]}``."""
+    from lightning_gen.metrics.cache import FeatureCache
+    from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator, split_dataset
+    from lightning_gen.metrics.fidelity import FAMILIES, KIDFamily, MetricFamily
+
+    unknown = [m for m in args.metrics if m not in FAMILIES]
+    if unknown:
+        raise ConfigError(f"`--metrics` {unknown} unknown; choose from {sorted(FAMILIES)}.")
+    config = load_config(args)
+    datamodule = build_datamodule(config)
+    families: list[MetricFamily] = [KIDFamily(subset_size=args.kid_subset_size) if m == "kid" else FAMILIES[m]() for m in args.metrics]
+    images = load_image_folder(args.images, datamodule.image_shape[0], args.num_samples) if args.images else None
+    model = load_model(args, config) if args.ckpt else None
+    num_samples = len(images) if images is not None else args.num_samples
+    settings = EvalSettings(num_samples, args.num_real, args.split, args.seed, args.sample_chunk, args.batch_size)
+    cache = FeatureCache(None if args.cache_dir is None else Path(args.cache_dir) / "real_features")
+    dataset = split_dataset(datamodule, args.split)
+    values: dict[str, float] = {}
+    cards: dict[str, Any] = {}
+    start = time.perf_counter()
+    for kind in ("inception", "classifier"):
+        group = [f for f in families if f.extractor_kind == kind]
+        if not group:
+            continue
+        layers = sorted({f.fake_layer for f in group} | {f.real_layer for f in group if f.real_layer})
+        if kind == "inception":
+            from lightning_gen.metrics.extractors import build_inception_extractor
+
+            extractor = build_inception_extractor(layers, args.weights, args.cache_dir)
+        else:
+            from lightning_gen.metrics.classifier import build_classifier_extractor
+
+            extractor = build_classifier_extractor(datamodule, layers, args.cache_dir, args.classifier_epochs)
+        extractor.to(args.device)
+        evaluator = ImageEvaluator(group, extractor, settings, cache)
+        sample = images if images is not None else (lambda n, g: model.sample(n, generator=g))
+        result = evaluator.evaluate(sample, dataset, datamodule.dataset_id, args.device)
+        values.update(result.values)
+        cards.update(result.cards)
+    report: dict[str, Any] = {
+        "source": {"ckpt": args.ckpt, "images": args.images, "datamodule": config["data"]["class_path"], "dataset_id": datamodule.dataset_id},
+        "values": values,
+        "cards": cards,
+        "seconds": time.perf_counter() - start,
+    }
+    if args.compare_torch_fidelity:
+        fake = images if images is not None else generated_images(model, num_samples, args.sample_chunk, args.seed, args.device)
+        report["torch_fidelity"] = compare_with_torch_fidelity(fake, dataset, settings, args, values)
+    return report
+
+
+class _UInt8Dataset(torch.utils.data.Dataset):
+    """uint8 RGB tensors for torch-fidelity (grey repeated to 3 channels, as our extractor does)."""
+
+    def __init__(self, images: Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> Tensor:
+        x = self.images[i]
+        return x.expand(3, -1, -1) if x.shape[0] == 1 else x
+
+
+def real_images_uint8(dataset: Any, n: int) -> Tensor:
+    from lightning_gen.metrics.extractors import to_uint8
+
+    loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=256, shuffle=False)
+    return torch.cat([to_uint8(batch[0]) for batch in loader])
+
+
+def compare_with_torch_fidelity(fake: Tensor, dataset: Any, settings: Any, args: argparse.Namespace, ours: dict[str, float]) -> dict[str, Any]:
+    """``torch_fidelity.calculate_metrics`` on the same fake and real images with the same weights."""
+    import torch_fidelity
+
+    from lightning_gen.metrics.inception import resolve_inception_weights
+
+    n_real = len(dataset) if settings.num_real is None else settings.num_real
+    real = real_images_uint8(dataset, n_real)
+    weights = resolve_inception_weights(args.weights, args.cache_dir)
+    want = {m for m in args.metrics if m in ("fid", "kid", "pr")}
+    if not want:
+        return {}
+    start = time.perf_counter()
+    ref = torch_fidelity.calculate_metrics(
+        input1=_UInt8Dataset(fake), input2=_UInt8Dataset(real), fid="fid" in want, kid="kid" in want, prc="pr" in want,
+        feature_extractor="inception-v3-compat", feature_extractor_weights_path=weights.path,
+        kid_subset_size=min(args.kid_subset_size, len(fake), len(real)), batch_size=args.batch_size,
+        cuda=args.device.startswith("cuda"), cache=False, verbose=False, save_cpu_ram=True,
+    )
+    names = {"frechet_inception_distance": "fid", "kernel_inception_distance_mean": "kid_mean", "kernel_inception_distance_std": "kid_std",
+             "precision": "precision", "recall": "recall", "f_score": "f_score"}
+    rows = {names[k]: float(v) for k, v in ref.items() if k in names}
+    rel = {k: abs(ours[k] - v) / max(abs(v), 1e-12) for k, v in rows.items() if k in ours}
+    return {"values": rows, "relative_difference": rel, "seconds": time.perf_counter() - start}
+
+
+def print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"lightning-gen evaluate ({report['source']['dataset_id']})")
+    for col in ("metric", "value", "extractor", "weights", "n_fake", "n_real", "split"):
+        table.add_column(col)
+    tf = report.get("torch_fidelity", {})
+    if tf:
+        table.add_column("torch-fidelity")
+        table.add_column("rel. diff")
+    card_of = {key: card for card in report["cards"].values() for key in card["keys"]}
+    for key, value in report["values"].items():
+        card = card_of[key]
+        row = [key, f"{value:.6g}", card["extractor"], f"{card['weights_source']} {str(card['weights_sha256'])[:10]}", str(card["n_fake"]), str(card["n_real"] or "-"), str(card["split"] or "-")]
+        if tf:
+            ref = tf["values"].get(key)
+            row += [f"{ref:.6g}" if ref is not None else "-", f"{tf['relative_difference'][key]:.1e}" if ref is not None else "-"]
+        table.add_row(*row)
+    Console().print(table)
+
+
+def main(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    report = run(args)
+    print_report(report)
+    out = Path(args.out) if args.out else (Path(args.ckpt).parent / "evaluation.json" if args.ckpt else Path("evaluation.json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=str))
+    print(f"wrote {out}")

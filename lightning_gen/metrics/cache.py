@@ -1,0 +1,92 @@
+"""On-disk caches of evaluation artefacts: atomic writes, content keys, the user cache folder.
+
+Real-image features are computed once per *protocol* and reused: the key hashes everything that
+changes them (dataset identity and split, number of images, resize protocol, extractor and its
+weights checksum, library versions). A file appears only complete (temp file + ``os.replace``),
+so an interrupted write never leaves a partial entry behind.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CACHE_ENV = "LIGHTNING_GEN_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$LIGHTNING_GEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/lightning_gen``, else ``~/.cache/lightning_gen``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "lightning_gen"
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temp file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; cache files are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def library_versions() -> dict[str, str]:
+    """Versions that can change extracted features (part of every cache key and protocol card)."""
+    import torch_fidelity
+
+    return {"torch": torch.__version__.split("+")[0], "torch_fidelity": torch_fidelity.__version__}
+
+
+def cache_key(parts: dict[str, Any]) -> str:
+    """A short stable hash of a JSON-able description."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+class FeatureCache:
+    """A folder of ``<kind>-<key>.pt`` entries, each a dict of tensors plus its own description.
+
+    Args:
+        root: Cache folder (default ``<user cache>/real_features``).
+    """
+
+    def __init__(self, root: str | os.PathLike | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir() / "real_features"
+        self.hits = 0
+        self.misses = 0
+
+    def path(self, parts: dict[str, Any], kind: str = "real") -> Path:
+        return self.root / f"{kind}-{cache_key(parts)}.pt"
+
+    def load(self, parts: dict[str, Any], kind: str = "real") -> dict[str, Any] | None:
+        """The stored entry, or ``None``; an entry whose description differs is treated as a miss."""
+        path = self.path(parts, kind)
+        if not path.is_file():
+            self.misses += 1
+            return None
+        entry = torch.load(path, map_location="cpu", weights_only=False)
+        if json.loads(json.dumps(entry.get("key_parts"), default=str)) != json.loads(json.dumps(parts, default=str)):
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry
+
+    def store(self, parts: dict[str, Any], payload: dict[str, Any], kind: str = "real") -> Path:
+        path = self.path(parts, kind)
+        atomic_torch_save({"key_parts": parts, **payload}, path)
+        return path

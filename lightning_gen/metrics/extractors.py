@@ -1,0 +1,108 @@
+"""Feature extractors: float ``[0, 1]`` images in, float32 features out, protocol described.
+
+Every extractor is a torch-fidelity ``FeatureExtractorBase`` (Inception, or the small dataset
+classifier of :mod:`lightning_gen.metrics.classifier`) behind one wrapper that fixes the input
+protocol: images are quantised to uint8 exactly as torch-fidelity expects (``round(x * 255)``),
+grey images are repeated to RGB for Inception, and the extractor runs under ``no_grad`` with
+autocast off (bf16/fp16 features would change the metric).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+# How torch-fidelity's Inception resizes: TF1.x-compatible bilinear to 299x299, (x - 128) / 128.
+INCEPTION_RESIZE = "torch-fidelity tf1x-bilinear 299x299, uint8 round(x*255), grey->RGB"
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """``[0, 1]`` floats -> uint8 ``round(x * 255)`` (uint8 input passes through)."""
+    if images.dtype == torch.uint8:
+        return images
+    return images.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8)
+
+
+class ImageFeatureExtractor:
+    """A torch-fidelity feature extractor with a fixed input protocol and a description.
+
+    Args:
+        module: The torch-fidelity extractor (already loaded, eval mode).
+        name: Its registry name, e.g. ``inception-v3-compat``.
+        weights: What its weights are (``source``, ``sha256``...), for cache keys and protocol cards.
+        resize: The resize/quantisation protocol, in words.
+        rgb: Repeat single-channel images to 3 channels (Inception needs RGB).
+    """
+
+    def __init__(self, module: FeatureExtractorBase, name: str, weights: dict[str, Any], resize: str, rgb: bool) -> None:
+        self.module = module
+        self.name = name
+        self.weights = dict(weights)
+        self.resize = resize
+        self.rgb = rgb
+        self.calls = 0  # images seen; tests count real-image work with it
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return tuple(self.module.get_requested_features_list())
+
+    @property
+    def device(self) -> torch.device:
+        param = next(self.module.parameters(), None)
+        return param.device if param is not None else torch.device("cpu")
+
+    def to(self, device: torch.device | str) -> ImageFeatureExtractor:
+        self.module.to(device)
+        return self
+
+    def describe(self) -> dict[str, Any]:
+        """The extractor's part of a protocol card and of a cache key."""
+        extra = {f"weights_{k}": v for k, v in self.weights.items() if k not in ("source", "sha256", "path", "has_logits")}
+        return {
+            "extractor": self.name,
+            "weights_source": self.weights.get("source"),
+            "weights_sha256": self.weights.get("sha256"),
+            "resize": self.resize,
+            **extra,
+        }
+
+    @torch.no_grad()
+    def __call__(self, images: Tensor) -> dict[str, Tensor]:
+        """``(B, C, H, W)`` images in ``[0, 1]`` (or uint8) -> ``{feature name: (B, D) float32 on CPU}``."""
+        x = to_uint8(images).to(self.device)
+        if self.rgb and x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        self.calls += x.shape[0]
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            out = self.module(x)
+        return {k: v.detach().float().cpu() for k, v in self.module.convert_features_tuple_to_dict(tuple(out)).items()}
+
+
+def build_inception_extractor(
+    features: list[str] | tuple[str, ...] = ("2048",), weights: str = "auto", cache_dir: str | None = None
+) -> ImageFeatureExtractor:
+    """torch-fidelity's Inception (``inception-v3-compat``) with resolved weights (see :mod:`.inception`).
+
+    Asking for ``logits_unbiased``/``logits`` (the Inception Score) needs the official weights:
+    with the converted offline file this raises a :class:`ConfigError` that says how to get them.
+    """
+    from torch_fidelity.utils import create_feature_extractor
+
+    from lightning_gen.errors import ConfigError
+    from lightning_gen.metrics.inception import OFFICIAL_FILENAME, official_weights_path, resolve_inception_weights
+
+    info = resolve_inception_weights(weights, cache_dir)
+    if not info.has_logits and any(f.startswith("logits") for f in features):
+        raise ConfigError(
+            "The Inception Score needs Inception's 1008-way logits, which only the official torch-fidelity weights have; "
+            f"the offline weights in use ({info.source}) provide pool3 features only (FID/KID/precision-recall). Fix: put "
+            f"{OFFICIAL_FILENAME} in {official_weights_path().parent} (downloaded once when online: `weights: official`) or "
+            f"pass its path as `weights: /path/to/{OFFICIAL_FILENAME}`; or drop the InceptionScore metric "
+            "(for small images, ClassifierIS needs no download)."
+        )
+    module = create_feature_extractor(
+        "inception-v3-compat", list(features), cuda=False, feature_extractor_weights_path=info.path, verbose=False
+    )
+    return ImageFeatureExtractor(module, "inception-v3-compat", info.describe(), INCEPTION_RESIZE, rgb=True)

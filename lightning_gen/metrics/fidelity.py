@@ -1,0 +1,172 @@
+"""Metric families computed from features with torch-fidelity's own functions (no rewritten math).
+
+Each family says which extractor and which feature layer it needs, for generated and for real
+images, and turns features into numbers. Statistics are float64. Names are what gets logged
+(under a prefix such as ``eval/``); classifier-based ones are named so nobody takes them for FID.
+
+==================  =========================  ====================================================
+family              extractor / layer          logged keys
+==================  =========================  ====================================================
+``fid``             Inception pool3 ``2048``   ``fid``
+``kid``             Inception pool3 ``2048``   ``kid_mean``, ``kid_std``
+``pr``              Inception pool3 ``2048``   ``precision``, ``recall``, ``f_score``
+``is``              Inception ``logits_unb.``  ``is_mean``, ``is_std`` (official weights only)
+``fd_classifier``   classifier penultimate     ``fd_classifier``
+``is_classifier``   classifier logits          ``is_classifier_mean``, ``is_classifier_std``
+==================  =========================  ====================================================
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_features_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
+from torch_fidelity.metric_prc import prc_features_to_metric
+
+TORCH_FIDELITY_RNG_SEED = 2020  # torch-fidelity's default rng_seed (KID subsets, IS shuffling)
+
+
+def fid_statistics(features: Tensor) -> dict[str, np.ndarray]:
+    """``{"mu", "sigma"}`` in float64 (torch-fidelity's estimator on float64 features)."""
+    return fid_features_to_statistics(features.detach().cpu().double())
+
+
+def frechet_distance(stats_fake: dict[str, np.ndarray], stats_real: dict[str, np.ndarray]) -> float:
+    """torch-fidelity's Fréchet distance between two Gaussians."""
+    return float(fid_statistics_to_metric(stats_fake, stats_real, verbose=False)["frechet_inception_distance"])
+
+
+@dataclass
+class MetricFamily:
+    """Base: which features a family needs and how it turns them into numbers."""
+
+    key: ClassVar[str]
+    extractor_kind: ClassVar[str] = "inception"  # "inception" | "classifier"
+    fake_layer: ClassVar[str] = "2048"
+    real_layer: ClassVar[str | None] = "2048"
+
+    def settings(self) -> dict[str, Any]:
+        """Family-specific protocol entries (kernel, subsets...)."""
+        return {}
+
+    def compute(self, fake: dict[str, Tensor], real: dict[str, Any] | None) -> dict[str, float]:
+        raise NotImplementedError
+
+
+@dataclass
+class FIDFamily(MetricFamily):
+    """Fréchet Inception Distance (Heusel et al., 2017) on pool3 features."""
+
+    key: ClassVar[str] = "fid"
+    output: ClassVar[str] = "fid"
+
+    def compute(self, fake: dict[str, Tensor], real: dict[str, Any] | None) -> dict[str, float]:
+        assert real is not None
+        return {self.output: frechet_distance(fid_statistics(fake[self.fake_layer]), real["stats"][self.real_layer])}
+
+
+@dataclass
+class KIDFamily(MetricFamily):
+    """Kernel Inception Distance (Bińkowski et al., 2018): cubic polynomial kernel MMD² on random subsets.
+
+    Args:
+        subsets: Number of random subsets (torch-fidelity default 100).
+        subset_size: Images per subset (default 1000); clipped to the smaller set, recorded in the card.
+    """
+
+    key: ClassVar[str] = "kid"
+    subsets: int = 100
+    subset_size: int = 1000
+    _used_subset_size: int | None = field(default=None, init=False, repr=False)
+
+    def settings(self) -> dict[str, Any]:
+        size = self._used_subset_size or self.subset_size
+        return {"kid_subsets": self.subsets, "kid_subset_size": size, "kid_kernel": "poly3", "rng_seed": TORCH_FIDELITY_RNG_SEED}
+
+    def compute(self, fake: dict[str, Tensor], real: dict[str, Any] | None) -> dict[str, float]:
+        assert real is not None
+        f_fake, f_real = fake[self.fake_layer].double(), real["features"][self.real_layer].double()
+        self._used_subset_size = min(self.subset_size, len(f_fake), len(f_real))
+        out = kid_features_to_metric(
+            f_fake, f_real, kid_subsets=self.subsets, kid_subset_size=self._used_subset_size, rng_seed=TORCH_FIDELITY_RNG_SEED, verbose=False
+        )
+        return {"kid_mean": out["kernel_inception_distance_mean"], "kid_std": out["kernel_inception_distance_std"]}
+
+
+@dataclass
+class PrecisionRecallFamily(MetricFamily):
+    """Improved precision and recall (Kynkäänniemi et al., 2019), torch-fidelity's k-NN balls.
+
+    Args:
+        neighborhood: ``k`` of the k-NN radius (torch-fidelity default 3).
+    """
+
+    key: ClassVar[str] = "pr"
+    neighborhood: int = 3
+
+    def settings(self) -> dict[str, Any]:
+        return {"prc_neighborhood": self.neighborhood}
+
+    def compute(self, fake: dict[str, Tensor], real: dict[str, Any] | None) -> dict[str, float]:
+        assert real is not None
+        out = prc_features_to_metric(
+            fake[self.fake_layer].double(), real["features"][self.real_layer].double(), prc_neighborhood=self.neighborhood, verbose=False
+        )
+        return {"precision": out["precision"], "recall": out["recall"], "f_score": out["f_score"]}
+
+
+@dataclass
+class ISFamily(MetricFamily):
+    """Inception Score (Salimans et al., 2016) from Inception's 1008-way logits (official weights only).
+
+    Args:
+        splits: Splits of the samples (torch-fidelity default 10).
+    """
+
+    key: ClassVar[str] = "is"
+    fake_layer: ClassVar[str] = "logits_unbiased"
+    real_layer: ClassVar[str | None] = None
+    splits: int = 10
+    output: ClassVar[str] = "is"
+
+    def settings(self) -> dict[str, Any]:
+        return {"isc_splits": self.splits, "rng_seed": TORCH_FIDELITY_RNG_SEED}
+
+    def compute(self, fake: dict[str, Tensor], real: dict[str, Any] | None) -> dict[str, float]:
+        logits = fake[self.fake_layer]
+        if not torch.isfinite(logits).all():
+            raise ValueError("Inception logits are not finite: these weights have no classifier (offline conversion).")
+        out = isc_features_to_metric(logits, splits=self.splits, shuffle=True, rng_seed=TORCH_FIDELITY_RNG_SEED)
+        return {f"{self.output}_mean": out["inception_score_mean"], f"{self.output}_std": out["inception_score_std"]}
+
+
+@dataclass
+class ClassifierFDFamily(FIDFamily):
+    """FD-classifier: Fréchet distance on the dataset classifier's penultimate features (NOT FID)."""
+
+    key: ClassVar[str] = "fd_classifier"
+    extractor_kind: ClassVar[str] = "classifier"
+    fake_layer: ClassVar[str] = "penultimate"
+    real_layer: ClassVar[str | None] = "penultimate"
+    output: ClassVar[str] = "fd_classifier"
+
+
+@dataclass
+class ClassifierISFamily(ISFamily):
+    """Classifier Inception Score: the IS formula on the dataset classifier's logits (NOT Inception's IS)."""
+
+    key: ClassVar[str] = "is_classifier"
+    extractor_kind: ClassVar[str] = "classifier"
+    fake_layer: ClassVar[str] = "logits"
+    real_layer: ClassVar[str | None] = None
+    output: ClassVar[str] = "is_classifier"
+
+
+FAMILIES: dict[str, type[MetricFamily]] = {
+    cls.key: cls for cls in (FIDFamily, KIDFamily, PrecisionRecallFamily, ISFamily, ClassifierFDFamily, ClassifierISFamily)
+}
