@@ -1,0 +1,223 @@
+"""``lightning-gen compare RUN_DIR... | --sweep NAME``: a table of runs and a PNG of their curves.
+
+    lightning-gen compare runs/vae_mnist/*                         # globs work too: 'runs/**/trial-*'
+    lightning-gen compare --sweep vae_mnist_lr --metrics val/elbo train/loss --plot lr.png
+
+Reads each run's ``metrics.csv`` (the CSV logger's history) and ``config.yaml`` (the resolved
+config). The table has, per metric, the final and the best value ("best" follows the model's
+``monitor`` direction for its monitored metric, ``--maximize`` for others, else minimum), and
+one column per config key whose value differs between the runs. The PNG has one panel per
+metric, one curve per run, against the logged step. W&B dashboards stay the online way to
+compare (runs are grouped by experiment and sweep).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import glob
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_gen.errors import ConfigError
+
+_IGNORED_KEYS = ("run.id", "ckpt_path", "config", "trainer.logger", "run.tags", "run.group")
+
+
+@dataclass
+class RunRecord:
+    """One run: its dir, flattened config and metric histories ``{metric: [(step, value)]}``."""
+
+    path: Path
+    config: dict[str, Any]
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.path.parent.name}/{self.path.name}"
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"init_args": {"lr": 1}}}`` -> ``{"model.init_args.lr": 1}`` (lists stay values)."""
+    if not isinstance(tree, dict):
+        return {prefix: tree}
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def read_history(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per-metric ``(step, value)`` lists from a Lightning ``metrics.csv`` (empty cells skipped)."""
+    history: dict[str, list[tuple[int, float]]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            try:
+                step = int(float(row.get("step") or ""))
+            except ValueError:
+                continue
+            for key, raw in row.items():
+                if key in ("step", "epoch") or key is None or raw in (None, ""):
+                    continue
+                try:
+                    history.setdefault(key, []).append((step, float(raw)))
+                except ValueError:
+                    continue
+    return history
+
+
+def load_run(path: Path) -> RunRecord:
+    """Read one run directory (needs ``metrics.csv``; ``config.yaml`` if present)."""
+    metrics = path / "metrics.csv"
+    if not metrics.is_file():
+        raise ConfigError(f"{path} is not a run directory (no metrics.csv); pass runs/<name>/<id> folders.")
+    config_file = path / "config.yaml"
+    config = flatten(yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
+    return RunRecord(path, config, read_history(metrics))
+
+
+def expand(patterns: list[str]) -> list[Path]:
+    """Run dirs named directly or by globs (``**`` allowed); a folder of runs expands to its runs."""
+    found: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern, recursive=True)) or [pattern]
+        for match in matches:
+            p = Path(match)
+            if p.is_dir() and not (p / "metrics.csv").is_file():
+                found += sorted(q.parent for q in p.glob("*/metrics.csv"))
+            else:
+                found.append(p)
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise ConfigError(f"No runs found for {patterns}.")
+    return unique
+
+
+def sweep_runs(name: str, storage: str | None, root: str) -> list[Path]:
+    """Run dirs of an Optuna sweep (from its study) or, without a study, ``<root>/**/<name>/*``."""
+    db = storage or f"sqlite:///{Path(root, 'sweeps', name + '.db').resolve()}"
+    if storage or Path(root, "sweeps", name + ".db").is_file():
+        import optuna
+
+        try:
+            study = optuna.load_study(study_name=name, storage=db)
+        except KeyError:
+            raise ConfigError(f"No sweep {name!r} in {db}; list studies with `optuna studies --storage {db}`.") from None
+        dirs = [t.user_attrs.get("run_dir") for t in study.get_trials(deepcopy=False)]
+        paths = [Path(d) for d in dict.fromkeys(dirs) if d and Path(d, "metrics.csv").is_file()]
+        if paths:
+            return paths
+    return expand([os.path.join(root, "**", name, "*")])
+
+
+def monitor_of(run: RunRecord) -> tuple[str, str] | None:
+    """The model class's ``monitor`` (metric, "min"|"max") named by the run's config, if importable."""
+    class_path = run.config.get("model.class_path")
+    if not class_path:
+        return None
+    import importlib
+
+    module, _, cls = str(class_path).rpartition(".")
+    try:
+        return tuple(getattr(importlib.import_module(module), cls).monitor)  # type: ignore[return-value]
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return None
+
+
+def summarize(runs: list[RunRecord], metrics: list[str], maximize: set[str]) -> tuple[list[str], list[list[str]], list[str]]:
+    """Header, rows and the differing config keys of the comparison table."""
+    keys = sorted({k for r in runs for k in r.config})
+    differing = [
+        k for k in keys
+        if not k.startswith(_IGNORED_KEYS) and len({repr(r.config.get(k)) for r in runs}) > 1
+    ]
+    header = ["run", *(k.replace(".init_args", "") for k in differing)]  # model.optimizer.lr
+    for m in metrics:
+        header += [f"{m} final", f"{m} best"]
+    rows = []
+    for r in runs:
+        row = [r.name, *(_fmt(r.config.get(k)) for k in differing)]
+        for m in metrics:
+            values = [v for _, v in r.history.get(m, []) if math.isfinite(v)]
+            best = (max if m in maximize else min)(values) if values else None
+            row += [_fmt(values[-1] if values else None), _fmt(best)]
+        rows.append(row)
+    return header, rows, differing
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def plot(runs: list[RunRecord], metrics: list[str], path: Path) -> Path:
+    """One panel per metric, one line per run, x = logged step; saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.6), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        for r in runs:
+            points = r.history.get(m)
+            if points:
+                steps, values = zip(*points)
+                ax.plot(steps, values, marker="." if len(points) < 30 else None, label=r.name)
+        ax.set_title(m)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize="small")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def main(argv: list[str]) -> None:
+    """Entry point of ``lightning-gen compare``."""
+    parser = argparse.ArgumentParser(prog="lightning-gen compare", description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="*", help="run dirs or globs (quote globs with **)")
+    parser.add_argument("--sweep", default=None, help="compare the trials of this sweep (name)")
+    parser.add_argument("--storage", default=None, help="Optuna storage of --sweep (default sqlite:///<root>/sweeps/<name>.db)")
+    parser.add_argument("--root", default="runs", help="root of runs and sweep databases")
+    parser.add_argument("--metrics", nargs="+", default=None, help="metrics to show (default: the model's monitor, else all val/*)")
+    parser.add_argument("--maximize", nargs="*", default=[], help="metrics where larger is better (besides the model's monitor)")
+    parser.add_argument("--plot", default="compare.png", help="PNG of the curves ('' for none)")
+    args = parser.parse_args(argv)
+    if not args.runs and not args.sweep:
+        raise ConfigError("Give run dirs (or globs) or `--sweep NAME` to compare.")
+    paths = sweep_runs(args.sweep, args.storage, args.root) if args.sweep else []
+    paths += expand(args.runs) if args.runs else []
+    runs = [load_run(p) for p in dict.fromkeys(paths)]
+    maximize = set(args.maximize)
+    monitors = {m for r in runs if (m := monitor_of(r))}
+    maximize |= {name for name, mode in monitors if mode == "max"}
+    metrics = args.metrics or sorted({name for name, _ in monitors}) or sorted({k for r in runs for k in r.history if k.startswith("val/")})
+    if not metrics:
+        raise ConfigError("No metrics to compare; name some with --metrics.")
+    missing = [m for m in metrics if not any(m in r.history for r in runs)]
+    if missing:
+        known = sorted({k for r in runs for k in r.history})
+        raise ConfigError(f"Metric(s) {missing} were logged by none of the runs; logged: {known}.")
+    header, rows, _ = summarize(runs, metrics, maximize)
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(runs)} runs" + (f" of sweep {args.sweep}" if args.sweep else ""))
+    for h in header:
+        table.add_column(h, justify="left" if h == "run" else "right", overflow="fold", no_wrap=h == "run")
+    for row in rows:
+        table.add_row(*row)
+    Console(width=max(100, 18 * len(header))).print(table)
+    if args.plot:
+        print(f"plot: {plot(runs, metrics, Path(args.plot))}")
