@@ -234,7 +234,7 @@ def print_report(report: dict[str, Any]) -> None:
 
     table = Table(title=f"lightning-gen evaluate ({report['source']['dataset_id']})")
     for col in ("metric", "value", "extractor", "weights", "n_fake", "n_real", "split"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     tf = report.get("torch_fidelity", {})
     if tf:
         table.add_column("torch-fidelity")
@@ -247,7 +247,10 @@ def print_report(report: dict[str, Any]) -> None:
             ref = tf["values"].get(key)
             row += [f"{ref:.6g}" if ref is not None else "-", f"{tf['relative_difference'][key]:.1e}" if ref is not None else "-"]
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=180)  # piped/captured output: no truncated metric names
+    console.print(table)
 
 
 def main(argv: list[str]) -> None:
