@@ -5,7 +5,7 @@ Every ``every_n_epochs`` validations (or ``every_n_steps`` training steps) the c
 each into a prompt and its true continuation (the reference), lets the model continue every
 prompt by as many tokens as the reference has, and logs
 
-* ``text/bleu``: corpus BLEU of samples vs references (torchmetrics' SacreBLEU, 0-100 like sacrebleu),
+* ``text/bleu``: corpus BLEU of samples vs references (torchmetrics' SacreBLEU, unsmoothed, 0-100 like sacrebleu),
 * ``text/rougeL``: mean ROUGE-L F-measure (torchmetrics, as Google's ``rouge-score``),
 * ``text/self_bleu``: corpus BLEU of each sample against the other samples (high = low diversity),
 * ``text/ppl``: perplexity of the references given their prompts (teacher forcing),
@@ -31,7 +31,11 @@ from lightning_gen.loggers.tables import log_text_table
 
 
 def corpus_bleu(samples: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> float:
-    """Corpus BLEU (0-100) of ``samples`` against one reference each, as ``sacrebleu.corpus_bleu``."""
+    """Corpus BLEU (0-100) of ``samples`` against one reference each.
+
+    Equals ``sacrebleu.corpus_bleu(samples, [references], smooth_method="none")``, and sacrebleu's
+    default whenever every n-gram order has a match (its "exp" smoothing only acts on zero counts).
+    """
     return 100.0 * float(sacre_bleu_score(list(samples), [[r] for r in references], tokenize=tokenize))
 
 
@@ -100,6 +104,14 @@ class TextMetrics(Callback):
         self.bleu_tokenize = bleu_tokenize
         self.last_metrics: dict[str, float] = {}
         self.last_table_path: str | None = None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        max_context = getattr(getattr(pl_module, "net", None), "max_context", None)
+        if max_context is not None and self.reference_tokens > max_context:
+            raise ConfigError(
+                f"TextMetrics: `reference_tokens` ({self.reference_tokens}) is longer than the model's context "
+                f"`model.init_args.block_size` ({max_context}); its perplexity needs every reference token in one window."
+            )
 
     # --- when -----------------------------------------------------------------------------------
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

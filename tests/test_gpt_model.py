@@ -1,0 +1,160 @@
+"""GPT / LSTM nets and the language-model LightningModule: masking, generation, optimisation recipe."""
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from lightning_gen.errors import ConfigError
+from lightning_gen.models.gpt import GPT, sample_next_token, warmup_cosine_lr
+from lightning_gen.nets.gpt import GPT as GPTNet
+from lightning_gen.nets.gpt import GPTConfig
+from lightning_gen.nets.lstm import LSTMConfig
+
+TINY = dict(vocab_size=17, block_size=16, n_layer=2, n_head=2, n_embd=32)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread (and 2 threads on a busy 2-core machine run ~20x slower)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_model(architecture: str = "gpt", **kwargs) -> GPT:
+    torch.manual_seed(0)
+    args = {**TINY, **kwargs}
+    if architecture == "lstm":
+        args.pop("n_head")
+    return GPT(architecture=architecture, **args).eval()
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_changing_a_future_token_never_changes_an_earlier_logit(bias: bool) -> None:
+    net = GPTNet(GPTConfig(**TINY, bias=bias)).eval()
+    idx = torch.randint(0, 17, (2, 16), generator=torch.Generator().manual_seed(0))
+    base = net(idx)
+    for t in (3, 9, 15):
+        changed = idx.clone()
+        changed[:, t] = (changed[:, t] + 1) % 17
+        out = net(changed)
+        torch.testing.assert_close(out[:, :t], base[:, :t], rtol=0, atol=1e-6)
+        assert not torch.allclose(out[:, t], base[:, t])  # the changed position itself does move
+
+
+def test_config_errors_name_the_flag() -> None:
+    with pytest.raises(ConfigError, match=r"`--model.init_args.n_embd` \(30\) must be a multiple of `--model.init_args.n_head` \(4\)"):
+        GPTConfig(vocab_size=10, n_embd=30, n_head=4)
+    with pytest.raises(ConfigError, match="`--model.init_args.dropout`"):
+        GPTConfig(vocab_size=10, dropout=1.0)
+    with pytest.raises(ConfigError, match="`--model.init_args.n_layer`"):
+        LSTMConfig(vocab_size=10, n_layer=0)
+    with pytest.raises(ConfigError, match="vocab_size"):
+        GPT(vocab_size=None)
+    with pytest.raises(ConfigError, match="architecture"):
+        GPT(vocab_size=10, architecture="rnn")
+
+
+def test_weight_tying_and_gpt2_init() -> None:
+    net = GPTNet(GPTConfig(**TINY))
+    assert net.lm_head.weight is net.wte.weight
+    std = net.blocks[0].attn.c_proj.weight.std().item()
+    assert abs(std - 0.02 / math.sqrt(2 * TINY["n_layer"])) < 0.004
+    assert abs(net.blocks[0].mlp.c_fc.weight.std().item() - 0.02) < 0.003
+
+
+def test_weight_decay_skips_norms_biases_and_embeddings() -> None:
+    model = tiny_model(bias=True, weight_decay=0.1, warmup_steps=2, decay_steps=10)
+    trainer = L.Trainer(max_steps=10, logger=False, enable_checkpointing=False)
+    model.trainer = trainer
+    config = model.configure_optimizers()
+    decay, no_decay = config["optimizer"].param_groups
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    decayed = {id(p) for p in decay["params"]}
+    names = {n for n, p in model.net.named_parameters() if id(p) in decayed}
+    assert names and all(n.endswith("weight") and ("c_attn" in n or "c_proj" in n or "c_fc" in n) for n in names)
+    assert id(model.net.wte.weight) not in decayed and id(model.net.wpe.weight) not in decayed
+    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == sum(p.numel() for p in model.parameters())
+
+
+def test_lr_schedule_is_nanogpt_get_lr() -> None:
+    lr, min_lr, warmup, decay = 1e-3, 1e-4, 100, 2000
+    assert warmup_cosine_lr(0, lr, min_lr, warmup, decay) == pytest.approx(lr / 101)
+    assert warmup_cosine_lr(100, lr, min_lr, warmup, decay) == pytest.approx(lr)
+    assert warmup_cosine_lr(1050, lr, min_lr, warmup, decay) == pytest.approx((lr + min_lr) / 2)
+    assert warmup_cosine_lr(2000, lr, min_lr, warmup, decay) == pytest.approx(min_lr)
+    assert warmup_cosine_lr(5000, lr, min_lr, warmup, decay) == min_lr
+
+
+@pytest.mark.parametrize("architecture", ["gpt", "lstm"])
+def test_kv_cache_generation_equals_full_recompute(architecture: str) -> None:
+    model = tiny_model(architecture)
+    prompt = torch.randint(0, 17, (3, 5), generator=torch.Generator().manual_seed(1))
+    # 20 new tokens from a 5-token prompt overflow block_size 16: the GPT's window starts sliding
+    for kwargs in (dict(temperature=0.0), dict(temperature=1.0, top_k=5), dict(temperature=0.9, top_p=0.8)):
+        cached = model.generate(prompt, 20, generator=torch.Generator().manual_seed(3), use_cache=True, **kwargs)
+        full = model.generate(prompt, 20, generator=torch.Generator().manual_seed(3), use_cache=False, **kwargs)
+        assert torch.equal(cached, full), kwargs
+        assert torch.equal(cached[:, :5], prompt) and cached.shape == (3, 25)
+
+
+def test_cached_logits_match_full_forward() -> None:
+    net = GPTNet(GPTConfig(**TINY)).eval()
+    idx = torch.randint(0, 17, (2, 12), generator=torch.Generator().manual_seed(0))
+    full = net(idx)
+    cache = net.new_cache(2, idx.device)
+    parts = [net(idx[:, :5], cache), net(idx[:, 5:9], cache)] + [net(idx[:, t : t + 1], cache) for t in range(9, 12)]
+    torch.testing.assert_close(torch.cat(parts, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_generate_is_deterministic_for_a_seed() -> None:
+    model = tiny_model()
+    prompt = torch.tensor([1, 2, 3])
+    a = model.generate(prompt, 12, generator=torch.Generator().manual_seed(7))
+    b = model.generate(prompt, 12, generator=torch.Generator().manual_seed(7))
+    c = model.generate(prompt, 12, generator=torch.Generator().manual_seed(8))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_top_k_and_top_p_restrict_the_support() -> None:
+    logits = torch.tensor([[0.0, 3.0, 2.0, 1.0, -1.0]]).repeat(2000, 1)
+    gen = torch.Generator().manual_seed(0)
+    assert set(sample_next_token(logits, 1.0, top_k=2, generator=gen).unique().tolist()) == {1, 2}
+    assert set(sample_next_token(logits, 1.0, top_k=1, generator=gen).unique().tolist()) == {1}
+    # softmax = [.032, .644, .237, .087, .012]: p=0.5 keeps only token 1, p=0.85 keeps {1, 2}, 0.9 adds 3
+    assert set(sample_next_token(logits, 1.0, top_p=0.5, generator=gen).unique().tolist()) == {1}
+    assert set(sample_next_token(logits, 1.0, top_p=0.85, generator=gen).unique().tolist()) == {1, 2}
+    assert set(sample_next_token(logits, 1.0, top_p=0.9, generator=gen).unique().tolist()) == {1, 2, 3}
+    assert set(sample_next_token(logits, 0.0).unique().tolist()) == {1}
+    # without restrictions every token appears
+    assert set(sample_next_token(logits, 1.0, generator=gen).unique().tolist()) == {0, 1, 2, 3, 4}
+
+
+@pytest.mark.parametrize("architecture", ["gpt", "lstm"])
+def test_tiny_model_overfits_a_short_text(architecture: str) -> None:
+    text = "to be or not to be, that is the question. "
+    chars = sorted(set(text))
+    ids = torch.tensor([chars.index(c) for c in text * 3])
+    x = torch.stack([ids[i : i + 16] for i in range(42)])  # every offset of the 42-character period
+    y = torch.stack([ids[i + 1 : i + 17] for i in range(42)])
+    torch.manual_seed(0)
+    kwargs = dict(vocab_size=len(chars), block_size=16, n_layer=2, n_embd=32, warmup_steps=10, decay_steps=300)
+    if architecture == "gpt":
+        kwargs["n_head"] = 4
+    model = GPT(architecture=architecture, **kwargs)
+    model.trainer = L.Trainer(max_steps=300, logger=False, enable_checkpointing=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    first = model.loss(x, y).item()
+    for _ in range(300):
+        loss = model.loss(x, y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert first > 2.5 and loss.item() < 0.1
+    # and it continues the text greedily
+    out = model.generate(ids[20:28], 8, temperature=0.0)
+    assert "".join(chars[i] for i in out[0]) == text[20:36]
