@@ -71,6 +71,13 @@ class LightningGenCLI(LightningCLI):
             if resume.run_id and not run.id:
                 run.id = resume.run_id
 
+    def _parse_ckpt_path(self) -> None:
+        """Keep the config as given: Lightning would merge the checkpoint's saved hyperparameters
+        into ``model`` here, which re-injects linked values the model does not take
+        (``num_classes``) and crashes with a traceback on a corrupt file. The checkpoint is
+        checked in :meth:`before_instantiate_classes` instead; the run's ``config.yaml`` is the
+        record of its configuration."""
+
     @staticmethod
     def _name_from_configs(cfg: Any) -> str:
         configs = cfg.get("config") or []

@@ -8,7 +8,9 @@ handler saves ``hpc_ckpt_<n>.ckpt`` *inside the signal handler* (possibly mid-st
 
 * :class:`PreemptionCheckpoint` checks the flag at every ``on_train_batch_end`` (all ranks agree
   through one boolean all-reduce under DDP), writes ``<run>/checkpoints/last.ckpt`` through the
-  trainer's atomic checkpoint IO, and lets Lightning exit.
+  trainer's atomic checkpoint IO (the same point where ``ModelCheckpoint`` saves step checkpoints,
+  so Lightning's restart logic applies unchanged), and lets Lightning log the batch and exit
+  (status 0) through its ``SIGTERMException`` after the batch.
 * SIGUSR1 (SLURM's ``--signal=USR1@<s>`` warning) is turned into the same flag; the CLI turns
   off Lightning's SLURM auto-requeue so the requeue is the batch script's decision
   (``scripts/slurm.sbatch``), and the requeued job resumes with ``--ckpt_path last``.
@@ -72,9 +74,10 @@ class PreemptionCheckpoint(Callback):
             f"lightning-gen: preempted at step {trainer.global_step}: checkpoint saved to {path}; "
             "resume with the same command plus `--ckpt_path last`."
         )
-        from lightning.pytorch.utilities.exceptions import SIGTERMException
-
-        raise SIGTERMException(PREEMPTED_EXIT_CODE)
+        if not trainer.received_sigterm:
+            # SIGUSR1, or a DDP rank the signal did not reach: raise Lightning's own SIGTERM flag,
+            # so every rank logs this batch's row and then exits through SIGTERMException.
+            signal.raise_signal(signal.SIGTERM)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_handlers()

@@ -1,0 +1,118 @@
+"""Helpers of the operations tests (tests/test_ops*.py): tiny configs, killing runs, reading them."""
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-m", "lightning_gen.cli"]
+
+TINY_YAML = """\
+model:
+  class_path: lightning_gen.models.VAE
+  init_args:
+    latent_dim: 4
+    widths: [8, 16]
+    iw_samples: 2
+    kl_warmup_steps: 5
+    optimizer:
+      class_path: torch.optim.Adam
+      init_args:
+        lr: 3.0e-3
+data:
+  class_path: datamodules.SyntheticImageDataModule
+  init_args:
+    image_shape: [1, 16, 16]
+    num_train: 256
+    num_val: 64
+    batch_size: 32
+    binarize: true
+trainer:
+  max_epochs: {epochs}
+  log_every_n_steps: 1
+  num_sanity_val_steps: 0
+  accelerator: cpu
+  deterministic: true
+  enable_model_summary: false
+run:
+  root: runs
+  checkpoint_every_n_steps: 2
+  wandb: {wandb}
+"""
+
+
+def write_tiny_config(folder: Path, epochs: int = 2, wandb: str = "offline", name: str = "tiny") -> Path:
+    """A VAE on synthetic 16x16 blobs, 8 steps per epoch, ``last.ckpt`` every 2 steps."""
+    path = folder / f"{name}.yaml"
+    path.write_text(TINY_YAML.format(epochs=epochs, wandb=wandb))
+    return path
+
+
+def cli_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_GEN_")}
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DISABLE_GIT="true", PYTHONPATH=str(REPO_ROOT), CUDA_VISIBLE_DEVICES="")
+    env.pop("CI", None)
+    return env
+
+
+def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def train_rows(metrics_csv: Path) -> list[dict[str, str]]:
+    with open(metrics_csv, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def logged_steps(rows: list[dict[str, str]], key: str = "train/loss") -> list[int]:
+    return [int(r["step"]) for r in rows if r.get(key)]
+
+
+def start_and_signal(args: list[str], cwd: Path, metrics_glob: str, at_step: int, sig: int, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Start ``lightning-gen ARGS``; once a ``train/loss`` row at ``>= at_step`` is on disk, send ``sig``."""
+    proc = subprocess.Popen([*CLI, *args], cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    deadline = time.time() + timeout
+    try:
+        while proc.poll() is None and time.time() < deadline:
+            for path in cwd.glob(metrics_glob):
+                try:
+                    steps = logged_steps(train_rows(path))
+                except (OSError, ValueError, KeyError, csv.Error):
+                    continue
+                if steps and max(steps) >= at_step:
+                    if sig == signal.SIGKILL:
+                        os.killpg(proc.pid, sig)  # the whole group: DDP children die too
+                    else:
+                        os.kill(proc.pid, sig)
+                    break
+            else:
+                time.sleep(0.05)
+                continue
+            break
+        out, _ = proc.communicate(timeout=max(1.0, deadline - time.time()))
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "")
+
+
+def state_dict(ckpt: Path) -> dict[str, torch.Tensor]:
+    return torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+
+
+def assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def wandb_segments(run_dir: Path) -> list[Path]:
+    return sorted(run_dir.glob("wandb/offline-run-*"))
