@@ -227,3 +227,21 @@ def test_every_n_steps_cadence(tmp_path: Path) -> None:
     trainer = _trainer_with([cb], tmp_path, limit_val_batches=0, limit_train_batches=6)
     trainer.fit(model, dm)  # 6 steps -> evaluations at steps 2, 4, 6
     assert extractor.calls == 8 + 3 * 8
+
+
+@pytest.mark.slow
+def test_lightning_ddp_two_cpu_processes_log_the_single_process_numbers(tmp_path: Path) -> None:
+    """Trainer(devices=2, strategy="ddp_fork") on CPU/gloo: same FID/KID as one process, no hang."""
+    values = {}
+    for devices, strategy in ((1, "auto"), (2, "ddp_fork")):
+        extractor = fake_extractor()
+        common = dict(num_samples=25, num_real=30, split="val", extractor=extractor, cache_dir=str(tmp_path / f"c{devices}"), sample_chunk=4)
+        callbacks = [FID(**common), KID(subset_size=10, subsets=5, **common)]
+        torch.manual_seed(0)
+        model = VAE(image_shape=(1, 16, 16), latent_dim=4, widths=(8, 16))
+        dm = SyntheticImageDataModule(image_shape=(1, 16, 16), num_train=64, num_val=32, batch_size=16)
+        trainer = _trainer_with(callbacks, tmp_path / str(devices), devices=devices, strategy=strategy, limit_val_batches=2)
+        trainer.validate(model, dm)  # no training: both runs evaluate the same weights
+        values[devices] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("eval/")}
+    assert set(values[2]) == {"eval/fid", "eval/kid_mean", "eval/kid_std"}
+    assert values[2] == pytest.approx(values[1], rel=1e-9, abs=1e-12)
