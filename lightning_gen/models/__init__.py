@@ -1,5 +1,6 @@
 """One LightningModule per generator family."""
+from lightning_gen.models.gan import GAN
 from lightning_gen.models.gpt import GPT
 from lightning_gen.models.vae import VAE
 
-__all__ = ["GPT", "VAE"]
+__all__ = ["GAN", "GPT", "VAE"]

@@ -1,0 +1,120 @@
+"""Any folder of images (e.g. CelebA's ``img_align_celeba``): centre-crop to a square, resize, split by seed.
+
+Images are found recursively by extension, sorted by path (so the split is reproducible), and
+decoded lazily by the DataLoader. Labels are all zero: the data is treated as unlabelled.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from datamodules.base import ImageDataModule
+from datamodules.errors import ConfigError, DataNotFoundError
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def load_square_image(path: str | Path, size: int, channels: int) -> Tensor:
+    """Decode ``path``, centre-crop the largest square, resize to ``size`` (bicubic); float ``(C, size, size)`` in [0, 1]."""
+    with Image.open(path) as img:
+        img = img.convert("RGB" if channels == 3 else "L")
+        img = ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC, centering=(0.5, 0.5))
+        array = np.asarray(img, dtype=np.uint8)
+    x = torch.from_numpy(array.copy())
+    x = x.permute(2, 0, 1) if x.dim() == 3 else x.unsqueeze(0)
+    return x.float().div_(255.0)
+
+
+class ImageFileDataset(Dataset):
+    """Items ``(image (C, size, size) in [0, 1], label 0)`` decoded from a list of files."""
+
+    def __init__(self, files: Sequence[Path], size: int, channels: int) -> None:
+        self.files = list(files)
+        self.size = size
+        self.channels = channels
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        return load_square_image(self.files[index], self.size, self.channels), torch.tensor(0, dtype=torch.int64)
+
+
+class ImageFolderDataModule(ImageDataModule):
+    """Images from ``root`` (recursively), centre-cropped and resized to ``image_size`` squares."""
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int = 64,
+        channels: int = 3,
+        val_fraction: float = 0.05,
+        extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        seed: int = 0,
+    ) -> None:
+        """
+        Args:
+            root: Folder searched recursively for images.
+            image_size: Side of the square images yielded (after centre crop and resize).
+            channels: 3 (RGB) or 1 (greyscale).
+            val_fraction: Share of the files held out for validation (and test), chosen by ``seed``.
+            extensions: File name endings that count as images (case-insensitive).
+            batch_size: Images per batch.
+            num_workers: DataLoader workers (decoding JPEGs is the cost).
+            seed: Seed of the split and of the shuffling.
+        """
+        super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
+        if image_size < 1 or channels not in (1, 3):
+            raise ConfigError(f"`data.init_args.image_size` must be >= 1 and `channels` 1 or 3, got {image_size} and {channels}.")
+        if not 0.0 < val_fraction < 1.0:
+            raise ConfigError(f"`data.init_args.val_fraction` must be in (0, 1), got {val_fraction}.")
+        self.root = root
+        self.image_size = image_size
+        self.channels = channels
+        self.val_fraction = val_fraction
+        self.extensions = tuple(e.lower() for e in extensions)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+    @property
+    def dataset_id(self) -> str:
+        return f"imagefolder-{Path(self.root).resolve().name}-{self.channels}x{self.image_size}-val{self.val_fraction}-seed{self.seed}"
+
+    def list_files(self) -> list[Path]:
+        """All image files under ``root``, sorted; raises :class:`DataNotFoundError` when there are none."""
+        root = Path(self.root)
+        if not root.is_dir():
+            raise DataNotFoundError(f"Image folder '{root}' does not exist. Fix: set `--data.init_args.root` to a folder of images.")
+        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in self.extensions)
+        if len(files) < 2:
+            raise DataNotFoundError(
+                f"Image folder '{root}' holds {len(files)} image(s) with extensions {self.extensions}; at least 2 are needed "
+                f"(one for training, one for validation). Fix: point `--data.init_args.root` at the images or extend "
+                f"`--data.init_args.extensions`."
+            )
+        return files
+
+    def prepare_data(self) -> None:
+        self.list_files()  # fail fast
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is not None:
+            return
+        files = self.list_files()
+        n_val = min(len(files) - 1, max(1, round(self.val_fraction * len(files))))
+        perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.seed)).tolist()
+        val_files = [files[i] for i in sorted(perm[:n_val])]
+        train_files = [files[i] for i in sorted(perm[n_val:])]
+        self.train_set = ImageFileDataset(train_files, self.image_size, self.channels)
+        self.val_set = ImageFileDataset(val_files, self.image_size, self.channels)
+        self.test_set = self.val_set

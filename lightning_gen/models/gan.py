@@ -1,0 +1,334 @@
+"""GANs on Lightning 2: manual optimization, ``n_critic``, four losses, mixed precision, generator EMA.
+
+One training step is one **generator iteration**: it takes one data batch, makes ``n_critic``
+discriminator steps and then one generator step. With ``critic_batches="split"`` (default) the
+batch is cut into ``n_critic`` equal parts, one fresh real batch per discriminator step (the
+WGAN-GP / Mimicry protocol: ``data.batch_size = n_critic * 64`` for "bs 64, n_dis 5");
+``"reuse"`` shows the whole batch to every discriminator step.
+
+How steps count generator iterations
+------------------------------------
+In Lightning 2 manual optimization every ``LightningOptimizer.step()`` increments
+``trainer.global_step`` (it *is* ``fit_loop.epoch_loop.manual_optimization.optim_step_progress``;
+the manual loop hooks ``_on_before_step``/``_on_after_step`` of every optimizer to count;
+Lightning issue 17958), so a GAN with ``n_critic=5`` would count 6 steps per iteration. Here the
+generator steps through its ``LightningOptimizer`` (counted: one step per iteration) while each
+discriminator step calls ``trainer.strategy.optimizer_step(d_optimizer, closure)`` directly: the
+very call ``LightningOptimizer.step`` makes after its counting hooks, so the precision plugin
+(autocast, the fp16 ``GradScaler`` unscale/step/update, ``on_before_optimizer_step``), DDP and
+other strategies behave exactly as usual; only the counter (and the profiler's
+``optimizer_step`` section, replaced by ``optimizer_step_discriminator``) is skipped. Because
+every training step is one batch and one iteration, the logger step (``_batches_that_stepped``),
+``log_every_n_steps`` and ``val_check_interval`` count iterations too, and so do ``max_steps``
+and ``ModelCheckpoint(every_n_train_steps=...)``, which read ``global_step``.
+
+Gradient clipping (``gradient_clip_val``) happens in ``on_before_optimizer_step``: the precision
+plugin calls it after the fp16 gradients were unscaled, which is where clipping must happen
+(``Trainer(gradient_clip_val=...)`` is refused by Lightning under manual optimization).
+
+Randomness of training (``z``, fake labels, the penalty's ``alpha``) comes from a private
+``torch.Generator`` saved in the checkpoint, so a resumed run continues the same random stream,
+whatever validation or sampling callbacks did in between.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.core.optimizer import do_nothing_closure
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from lightning_gen.errors import ConfigError
+from lightning_gen.losses.gan import GAN_LOSSES, GANLoss, discriminator_loss, generator_loss, gradient_penalty
+from lightning_gen.nets.gan import ARCHITECTURES, Architecture, build_discriminator, build_generator, generator_kwargs
+from lightning_gen.nets.gan_layers import DNorm
+
+
+def dcgan_adam(params) -> torch.optim.Optimizer:
+    """The DCGAN optimizer (Radford et al., 2016): Adam, lr 2e-4, betas (0.5, 0.999)."""
+    return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+
+
+class GAN(L.LightningModule):
+    """Unconditional or class-conditional GAN with manual optimization (see module docstring).
+
+    Logs per generator iteration: ``train/d_loss`` (including the penalty), ``train/g_loss``,
+    ``train/d_real`` and ``train/d_fake`` (mean raw discriminator outputs of the last
+    discriminator step), ``train/gp`` (``wgan_gp`` only); on validation ``val/d_real``,
+    ``val/d_fake``. Images from the datamodule are in ``[0, 1]`` and mapped to ``[-1, 1]`` here.
+    """
+
+    #: a GAN has no validation metric worth selecting checkpoints by: keep the latest (``last.ckpt``)
+    monitor: tuple[str | None, str] = (None, "min")
+
+    def __init__(
+        self,
+        image_shape: tuple[int, int, int] | None = None,
+        num_classes: int | None = None,
+        conditional: bool = False,
+        architecture: Architecture = "dcgan",
+        latent_dim: int = 100,
+        g_width: int = 64,
+        d_width: int = 64,
+        d_norm: DNorm = "batch",
+        loss: GANLoss = "non_saturating",
+        gp_weight: float = 10.0,
+        n_critic: int = 1,
+        critic_batches: Literal["split", "reuse"] = "split",
+        ema_decay: float | None = 0.999,
+        ema_start: int = 0,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: Literal["norm", "value"] = "norm",
+        noise_seed: int | None = None,
+        generator_optimizer: OptimizerCallable = dcgan_adam,
+        discriminator_optimizer: OptimizerCallable = dcgan_adam,
+        generator_scheduler: LRSchedulerCallable | None = None,
+        discriminator_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        """
+        Args:
+            image_shape: ``(C, H, W)``; linked from the datamodule by the CLI.
+            num_classes: Number of classes; linked from the datamodule, used only if ``conditional``.
+            conditional: Class-conditional GAN: conditional BN in G, projection discriminator.
+            architecture: ``dcgan`` (28/32/64 px) or ``resnet32`` (SN-GAN ResNet, 32 px).
+            latent_dim: Size of ``z``.
+            g_width: Generator width (DCGAN: channels of the last hidden layer; ResNet: all blocks).
+            d_width: Discriminator width (DCGAN: channels of the first layer; ResNet: all blocks).
+            d_norm: Discriminator normalisation: ``batch``, ``spectral`` or ``none``.
+            loss: ``non_saturating``, ``hinge``, ``wgan_gp`` or ``lsgan``.
+            gp_weight: Weight lambda of the gradient penalty (``wgan_gp`` only).
+            n_critic: Discriminator steps per generator step.
+            critic_batches: ``split`` the batch into ``n_critic`` parts or ``reuse`` it for each.
+            ema_decay: Decay of the generator's exponential moving average; ``None`` disables it.
+            ema_start: Warm-up: for the first ``ema_start`` generator iterations the EMA copies
+                the generator, then it averages.
+            gradient_clip_val: Clip each network's gradients to this norm (or value); ``None``: off.
+            gradient_clip_algorithm: ``norm`` or ``value``.
+            noise_seed: Seed of the training noise; ``None`` draws one from the global RNG
+                (so ``seed_everything`` fixes it).
+            generator_optimizer: Optimizer factory for G (default Adam 2e-4, betas (0.5, 0.999)).
+            discriminator_optimizer: Optimizer factory for D (same default).
+            generator_scheduler: Optional LR scheduler for G, stepped once per generator iteration.
+            discriminator_scheduler: Optional LR scheduler for D, also stepped once per
+                generator iteration (so ``total_iters`` counts iterations for both).
+        """
+        super().__init__()
+        if image_shape is None:
+            raise ConfigError("GAN needs `image_shape` (C, H, W); the CLI links it from the datamodule.")
+        if architecture not in ARCHITECTURES:
+            raise ConfigError(f"`model.init_args.architecture` must be one of {ARCHITECTURES}, got {architecture!r}.")
+        if loss not in GAN_LOSSES:
+            raise ConfigError(f"`model.init_args.loss` must be one of {GAN_LOSSES}, got {loss!r}.")
+        if d_norm not in ("batch", "spectral", "none"):
+            raise ConfigError(f"`model.init_args.d_norm` must be 'batch', 'spectral' or 'none', got {d_norm!r}.")
+        if loss == "wgan_gp" and d_norm == "batch":
+            raise ConfigError(
+                "`loss: wgan_gp` needs a discriminator without batch norm (the gradient penalty is per example): "
+                "set `model.init_args.d_norm` to 'none' or 'spectral'."
+            )
+        if n_critic < 1 or latent_dim < 1 or gp_weight < 0 or ema_start < 0:
+            raise ConfigError("`n_critic` and `latent_dim` must be >= 1, `gp_weight` and `ema_start` >= 0.")
+        if critic_batches not in ("split", "reuse"):
+            raise ConfigError(f"`model.init_args.critic_batches` must be 'split' or 'reuse', got {critic_batches!r}.")
+        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
+            raise ConfigError(f"`model.init_args.ema_decay` must be in [0, 1) or null, got {ema_decay}.")
+        if gradient_clip_algorithm not in ("norm", "value"):
+            raise ConfigError(f"`model.init_args.gradient_clip_algorithm` must be 'norm' or 'value', got {gradient_clip_algorithm!r}.")
+        if conditional and not num_classes:
+            raise ConfigError("`conditional: true` needs labelled data: the datamodule reports no `num_classes`.")
+        self.save_hyperparameters(
+            ignore=["generator_optimizer", "discriminator_optimizer", "generator_scheduler", "discriminator_scheduler"]
+        )
+        self.automatic_optimization = False
+        self.image_shape = tuple(int(s) for s in image_shape)
+        self.num_classes = int(num_classes) if conditional else None
+        self.architecture = architecture
+        self.latent_dim = latent_dim
+        self.loss_name = loss
+        self.gp_weight = gp_weight
+        self.n_critic = n_critic
+        self.critic_batches = critic_batches
+        self.ema_start = ema_start
+        self.gradient_clip_val = gradient_clip_val
+        self.gradient_clip_algorithm = gradient_clip_algorithm
+        self.noise_seed = noise_seed
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        self.generator_scheduler = generator_scheduler
+        self.discriminator_scheduler = discriminator_scheduler
+        try:
+            self.generator_config = generator_kwargs(self.image_shape, latent_dim, g_width, self.num_classes)
+            self.generator = build_generator(architecture, **self.generator_config)
+            self.discriminator = build_discriminator(architecture, self.image_shape, d_width, d_norm, self.num_classes)
+        except ValueError as err:
+            raise ConfigError(f"GAN nets: {err}") from None
+        # use_buffers=False: averaged weights, BN running stats / SN vectors copied from the generator
+        self.generator_ema = (
+            AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=False)
+            if ema_decay is not None
+            else None
+        )
+        self._noise: torch.Generator | None = None
+        self._pending_noise_state: Tensor | None = None
+
+    # --- randomness ------------------------------------------------------------------------------
+    def noise_generator(self) -> torch.Generator:
+        """The private RNG of training noise, on this module's device (restored on resume)."""
+        if self._noise is None or self._noise.device != self.device:
+            seed = self.noise_seed if self.noise_seed is not None else int(torch.randint(2**62, (1,)).item())
+            self._noise = torch.Generator(device=self.device).manual_seed(seed)
+            if self._pending_noise_state is not None:
+                self._noise.set_state(self._pending_noise_state)
+                self._pending_noise_state = None
+        return self._noise
+
+    def _z(self, n: int) -> Tensor:
+        return torch.randn(n, self.latent_dim, generator=self.noise_generator(), device=self.device)
+
+    def _fake_labels(self, n: int) -> Tensor | None:
+        if self.num_classes is None:
+            return None
+        return torch.randint(self.num_classes, (n,), generator=self.noise_generator(), device=self.device)
+
+    # --- generation API --------------------------------------------------------------------------
+    def sampling_generator(self, use_ema: bool = True) -> nn.Module:
+        """The generator that samples: the EMA copy when there is one and ``use_ema``."""
+        return self.generator_ema.module if (use_ema and self.generator_ema is not None) else self.generator
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None, use_ema: bool = True) -> Tensor:
+        """``n`` images in ``[0, 1]``, ``(n, C, H, W)``, from the EMA generator in eval mode by default.
+
+        Conditional models sample ``labels`` (default ``arange(n) % num_classes``).
+        """
+        device = "cpu" if generator is None else generator.device
+        z = torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
+        if self.num_classes is not None and labels is None:
+            labels = torch.arange(n, device=self.device) % self.num_classes
+        net = self.sampling_generator(use_ema)
+        was_training = net.training
+        net.eval()  # never touch BN running stats while sampling
+        try:
+            images = net(z, None if labels is None else labels.to(self.device))
+        finally:
+            net.train(was_training)
+        return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    # --- training --------------------------------------------------------------------------------
+    def _critic_batches(self, x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
+        if self.critic_batches == "reuse" or self.n_critic == 1:
+            return [(x, y)] * self.n_critic
+        if x.shape[0] % self.n_critic != 0:
+            raise ConfigError(
+                f"critic_batches='split' cuts each batch into n_critic={self.n_critic} equal discriminator batches, "
+                f"but got a batch of {x.shape[0]}. Fix: set `data.init_args.batch_size` to a multiple of "
+                f"{self.n_critic} (e.g. {self.n_critic * 64} for 64 per discriminator step), or set "
+                f"`model.init_args.critic_batches: reuse`."
+            )
+        return list(zip(x.chunk(self.n_critic), y.chunk(self.n_critic)))
+
+    def _discriminator_step(self, optimizer) -> None:
+        """Step D through the strategy/precision plugin without counting a global step (module doc)."""
+        with self.trainer.profiler.profile("optimizer_step_discriminator"):
+            self.trainer.strategy.optimizer_step(optimizer.optimizer, do_nothing_closure)
+
+    def _grad_scale(self) -> float:
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        g_opt, d_opt = self.optimizers()
+        x, y = batch
+        x = x * 2.0 - 1.0  # [0, 1] -> [-1, 1], the range of the generator's tanh
+        cond = self.num_classes is not None
+
+        # --- n_critic discriminator steps ---
+        gp = None
+        for real, labels in self._critic_batches(x, y):
+            n = real.shape[0]
+            fake_labels = self._fake_labels(n)
+            with torch.no_grad():
+                fake = self.generator(self._z(n), fake_labels)
+            d_real = self.discriminator(real, labels if cond else None)
+            d_fake = self.discriminator(fake, fake_labels)
+            d_loss = discriminator_loss(self.loss_name, d_real, d_fake)
+            if self.loss_name == "wgan_gp":
+                alpha = torch.rand(n, generator=self.noise_generator(), device=self.device)
+                critic = (lambda h: self.discriminator(h, labels)) if cond else self.discriminator
+                gp = gradient_penalty(critic, real, fake, alpha=alpha, grad_scale=self._grad_scale())
+                d_loss = d_loss + self.gp_weight * gp
+            d_opt.zero_grad(set_to_none=True)
+            self.manual_backward(d_loss)
+            self._discriminator_step(d_opt)
+
+        # --- one generator step (the one counted step) ---
+        n = x.shape[0] if self.critic_batches == "reuse" else x.shape[0] // self.n_critic
+        self.toggle_optimizer(g_opt)  # D's parameters need no gradients here
+        fake_labels = self._fake_labels(n)
+        g_loss = generator_loss(self.loss_name, self.discriminator(self.generator(self._z(n), fake_labels), fake_labels))
+        g_opt.zero_grad(set_to_none=True)
+        self.manual_backward(g_loss)
+        g_opt.step()
+        self.untoggle_optimizer(g_opt)
+
+        schedulers = self.lr_schedulers()
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers] if schedulers else []:
+            scheduler.step()
+        self.update_ema()
+
+        logs = {
+            "train/d_loss": d_loss.detach(),
+            "train/g_loss": g_loss.detach(),
+            "train/d_real": d_real.detach().float().mean(),
+            "train/d_fake": d_fake.detach().float().mean(),
+        }
+        if gp is not None:
+            logs["train/gp"] = gp.detach()
+        self.log_dict(logs, prog_bar=False, batch_size=x.shape[0])
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Average the generator into its EMA (a plain copy during the ``ema_start`` warm-up)."""
+        if self.generator_ema is None:
+            return
+        if self.global_step <= self.ema_start:
+            self.generator_ema.n_averaged.zero_()  # AveragedModel copies when nothing was averaged yet
+        self.generator_ema.update_parameters(self.generator)
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # The precision plugin calls this after unscaling fp16 gradients: the place to clip them.
+        if self.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm=self.gradient_clip_algorithm)
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        x = x * 2.0 - 1.0
+        fake_labels = None if self.num_classes is None else torch.randint(self.num_classes, (x.shape[0],), device=self.device)
+        z = torch.randn(x.shape[0], self.latent_dim, device=self.device)
+        d_real = self.discriminator(x, y if self.num_classes is not None else None)
+        d_fake = self.discriminator(self.generator(z, fake_labels), fake_labels)
+        self.log_dict({"val/d_real": d_real.float().mean(), "val/d_fake": d_fake.float().mean()}, batch_size=x.shape[0], sync_dist=True)
+
+    def configure_optimizers(self):
+        g_opt = self.generator_optimizer(self.generator.parameters())
+        d_opt = self.discriminator_optimizer(self.discriminator.parameters())
+        schedulers = []
+        if self.generator_scheduler is not None:
+            schedulers.append(self.generator_scheduler(g_opt))
+        if self.discriminator_scheduler is not None:
+            schedulers.append(self.discriminator_scheduler(d_opt))
+        return [g_opt, d_opt], schedulers
+
+    # --- checkpoint ------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["gan_noise_rng_state"] = self.noise_generator().get_state()
+        checkpoint["gan_generator_config"] = {"architecture": self.architecture, **self.generator_config}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("gan_noise_rng_state")
+        if state is not None:
+            self._pending_noise_state = state
+            self._noise = None
