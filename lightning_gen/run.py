@@ -95,6 +95,13 @@ def new_run_id() -> str:
         return os.environ[RUN_ID_ENV]
     if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # a W&B agent's trial: its run id
         return os.environ["WANDB_RUN_ID"]
+    if os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_STEP_ID") and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        return f"slurm-{os.environ['SLURM_JOB_ID']}"  # every srun task, every node, every requeue
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks started by torchrun & co. cannot agree on a new id
+        raise ConfigError(
+            f"{os.environ['WORLD_SIZE']} processes were launched outside Lightning: give them one run with "
+            f"`--run.id NAME` or env {RUN_ID_ENV}=NAME (scripts/torchrun.sh does this)."
+        )
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
 
 
@@ -206,10 +213,13 @@ def wandb_resume_kwargs(options: RunOptions, run_id: str, resume: Resume | None)
 
     Online: ``resume_from="<id>?_step=<k>"`` (rewind: history after the checkpoint is replaced)
     when the checkpoint knows ``k`` and ``run.wandb_rewind`` is on, else ``resume="must"``.
-    Offline, W&B cannot reopen a run: it writes a new ``offline-run-*-<id>`` folder (a
-    *segment*) with the same id; ``lightning-gen`` keeps the id and, before the resumed run
-    logs, cuts the rows after the checkpoint out of the earlier segments (see
-    :func:`lightning_gen.loggers.wandb_offline.truncate_offline_segments`).
+    Offline, W&B cannot reopen a run (``resume`` is not checked offline): it writes a new
+    ``offline-run-*-<id>`` folder (a *segment*) with the same id and ``_step`` from 0.
+    ``trainer/global_step`` (Lightning's x-axis in W&B) continues from the checkpoint;
+    ``wandb sync --id <id> seg1 seg2 ...`` uploads the segments in start order into one run.
+    The earlier segment still holds the rows logged between the checkpoint and the crash
+    (W&B's offline ``.wandb`` log cannot be rewritten with its public API); the local
+    ``metrics.csv`` is the exact, truncated history.
     """
     if resume is None or resume.run_id != run_id:
         return {}
@@ -217,6 +227,11 @@ def wandb_resume_kwargs(options: RunOptions, run_id: str, resume: Resume | None)
 
     mode, _ = resolve_wandb_mode(options.wandb if options.wandb != "disabled" else "offline")
     if mode != "online":
+        if mode == "offline":
+            print(
+                f"W&B offline cannot reopen run {run_id}: this resume is written as a new offline segment with the same id. "
+                f"Upload all segments in order into one run with `wandb sync --id {run_id} -p {options.project} <run dir>/wandb/offline-run-*`."
+            )
         return {}
     if options.wandb_rewind and resume.wandb_step is not None:
         return {"resume": None, "resume_from": f"{run_id}?_step={resume.wandb_step}"}
