@@ -1,0 +1,113 @@
+"""GAN datamodules: CIFAR-10's missing-data error, the image-folder datamodule on real photos."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from datamodules import CIFAR10DataModule, ImageFolderDataModule
+from datamodules.errors import ConfigError, DataNotFoundError
+from lightning_gen.models.gan import GAN
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny nets on a shared 2-core machine: one intra-op thread avoids OpenMP oversubscription."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cifar10_missing_says_no_offline_copy_exists(tmp_path: Path) -> None:
+    dm = CIFAR10DataModule(data_dir=str(tmp_path / "nowhere"))
+    assert dm.image_shape == (3, 32, 32) and dm.num_classes == 10
+    with pytest.raises(DataNotFoundError, match="No offline copy of CIFAR-10 exists") as err:
+        dm.prepare_data()
+    assert "cifar-10-batches-py" in str(err.value) and "download=true" in str(err.value)
+    with pytest.raises(DataNotFoundError, match="No offline copy"):
+        dm.setup("fit")
+
+
+def test_cifar10_unreadable_folder_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    with pytest.raises(DataNotFoundError, match="readable form"):
+        CIFAR10DataModule(data_dir=str(tmp_path)).setup("fit")
+
+
+def photos() -> dict[str, np.ndarray]:
+    """Real photos shipped with scikit-image and scikit-learn (uint8 RGB, various sizes)."""
+    from skimage import data
+    from sklearn.datasets import load_sample_images
+
+    images = {name: getattr(data, name)() for name in ("astronaut", "chelsea", "coffee", "rocket")}
+    china, flower = load_sample_images().images
+    images.update(china=china, flower=flower)
+    return images
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, np.ndarray]]:
+    root = tmp_path_factory.mktemp("photos")
+    images = photos()
+    for i, (name, array) in enumerate(sorted(images.items())):
+        folder = root / ("a" if i % 2 else "b" / Path("nested"))
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(array).save(folder / f"{name}.{'png' if i % 3 == 0 else 'jpg'}", quality=95)
+    (root / "notes.txt").write_text("not an image")
+    return root, images
+
+
+def test_image_folder_on_real_photos(photo_folder: tuple[Path, dict[str, np.ndarray]]) -> None:
+    root, images = photo_folder
+    dm = ImageFolderDataModule(root=str(root), image_size=32, val_fraction=0.34, batch_size=2, num_workers=0, seed=1)
+    assert dm.image_shape == (3, 32, 32) and dm.num_classes is None
+    dm.prepare_data()
+    dm.setup("fit")
+    assert len(dm.train_set) + len(dm.val_set) == 6 and len(dm.val_set) == 2
+    assert not set(dm.train_set.files) & set(dm.val_set.files)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (2, 3, 32, 32) and x.dtype == torch.float32 and y.tolist() == [0, 0]
+    assert 0.0 <= x.min() and x.max() <= 1.0 and x.std() > 0.05  # real content, not a constant
+
+    # each item is the centre square of its photo, resized: compare with an independent torch reference
+    for path, (item, _) in zip(dm.train_set.files, dm.train_set):
+        photo = torch.from_numpy(images[path.stem]).permute(2, 0, 1).float() / 255.0
+        h, w = photo.shape[1:]
+        side = min(h, w)
+        top, left = (h - side) // 2, (w - side) // 2
+        reference = F.interpolate(photo[None, :, top : top + side, left : left + side], size=32, mode="area")[0]
+        assert (item - reference).abs().mean() < 0.03, path.name
+
+
+def test_image_folder_split_is_reproducible_and_greyscale_works(photo_folder) -> None:
+    root, _ = photo_folder
+    a = ImageFolderDataModule(root=str(root), image_size=16, channels=1, val_fraction=0.34, seed=3)
+    b = ImageFolderDataModule(root=str(root), image_size=16, channels=1, val_fraction=0.34, seed=3)
+    a.setup(), b.setup()
+    assert a.val_set.files == b.val_set.files
+    assert a.train_set[0][0].shape == (1, 16, 16)
+
+
+def test_gan_trains_on_the_photo_folder(photo_folder, tmp_path: Path) -> None:
+    root, _ = photo_folder
+    dm = ImageFolderDataModule(root=str(root), image_size=32, val_fraction=0.34, batch_size=2, num_workers=0)
+    model = GAN(image_shape=dm.image_shape, latent_dim=8, g_width=4, d_width=4)
+    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=str(tmp_path))
+    trainer.fit(model, dm)
+    assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/g_loss"])
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError, match="does not exist"):
+        ImageFolderDataModule(root=str(tmp_path / "missing")).prepare_data()
+    (tmp_path / "one.png").write_bytes(b"")
+    with pytest.raises(DataNotFoundError, match="at least 2"):
+        ImageFolderDataModule(root=str(tmp_path)).prepare_data()
+    with pytest.raises(ConfigError, match="val_fraction"):
+        ImageFolderDataModule(root=str(tmp_path), val_fraction=1.5)
