@@ -96,7 +96,7 @@ def test_optuna_sweep_killed_and_restarted_finishes_planned_trials_once(tmp_path
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     assert len(complete) == 3
     run_ids = [t.user_attrs["run_id"] for t in complete]
-    assert sorted(run_ids) == ["trial-0000", "trial-0001", "trial-0002"]  # no duplicated trial
+    assert len(set(run_ids)) == 3 and "trial-0001" in run_ids  # no duplicated trial; the retry keeps its run
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [1]  # the killed one, retried (resumed) under its own run id
     retry = next(t for t in complete if t.user_attrs["run_id"] == "trial-0001")
@@ -105,5 +105,5 @@ def test_optuna_sweep_killed_and_restarted_finishes_planned_trials_once(tmp_path
     assert steps == sorted(set(steps)) and max(steps) == 15
     compare = run_cli(["compare", "--sweep", "s", "--plot", "cmp.png"], tmp_path)
     assert compare.returncode == 0, compare.stderr[-2000:]
-    assert all(f"s/trial-000{i}" in compare.stdout for i in range(3))
+    assert all(f"s/{run_id}" in compare.stdout for run_id in run_ids)
     assert (tmp_path / "cmp.png").stat().st_size > 10_000
