@@ -10,6 +10,7 @@ validation (the same every time, so validation losses are comparable across a ru
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -223,7 +224,12 @@ class TextDataModule(L.LightningDataModule):
         self.val_set = FixedWindows(self.val_tokens, self.block_size, self.batch_size, self.val_batches * self.batch_size)
 
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(self._require(self.train_set), batch_size=None)
+        train_set = self._require(self.train_set)
+        if self.trainer is not None:  # a resumed run continues with the draws of its epoch
+            train_set.epoch = self.trainer.current_epoch
+        # batches are drawn in this process (num_workers=0), so Lightning's __len__ caveat does not apply
+        warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
+        return DataLoader(train_set, batch_size=None)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self._require(self.val_set), batch_size=None, shuffle=False)
