@@ -282,3 +282,38 @@ def test_conditional_gan_samples_requested_classes(tmp_path: Path) -> None:
 def test_bad_configuration_is_a_config_error(kwargs: dict, match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         tiny_gan(**kwargs)
+
+
+class CountingGradScaler(torch.amp.GradScaler):
+    """A GradScaler that counts its ``step`` calls (one per optimizer step that goes through AMP)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps = 0
+
+    def step(self, optimizer, *args, **kwargs):
+        self.steps += 1
+        return super().step(optimizer, *args, **kwargs)
+
+
+def test_fp16_gradscaler_path_steps_every_optimizer_and_clips_unscaled_grads(tmp_path: Path) -> None:
+    """16-mixed with a GradScaler (fp16 autocast runs on CPU when the plugin is given explicitly; the
+    Trainer flag would switch CPU to bf16): every D and G step goes through the scaler, global_step
+    still counts iterations, and clipping sees unscaled gradients (updates of exactly the clip norm)."""
+    from lightning.pytorch.plugins.precision import MixedPrecision
+
+    clip = 1e-3
+    sgd = partial(torch.optim.SGD, lr=1.0)
+    model = tiny_gan(loss="wgan_gp", d_norm="none", n_critic=2, gradient_clip_val=clip, generator_optimizer=sgd, discriminator_optimizer=sgd)
+    scaler = CountingGradScaler("cpu", init_scale=2.0**10)
+    record = RecordDtypes()
+    g0 = torch.cat([p.detach().flatten().clone() for p in model.generator.parameters()])
+    t = trainer(tmp_path, max_steps=2, plugins=[MixedPrecision("16-mixed", "cpu", scaler)], callbacks=[record], limit_val_batches=0)
+    t.fit(model, loader(64, batch_size=16))
+    assert torch.float16 in record.dtypes
+    assert t.global_step == 2 and scaler.steps == 2 * 2 + 2  # n_critic D steps + 1 G step per iteration
+    assert scaler.get_scale() == 2.0**10  # no overflow at this scale: no step was skipped
+    g2 = torch.cat([p.detach().flatten() for p in model.generator.parameters()])
+    # two SGD(lr=1) steps of clipped norm 1e-3 each; had clipping seen scaled gradients, updates would be ~1e-3 / 1024
+    assert clip < (g2 - g0).norm() <= 2 * clip * 1.0001
+    assert torch.isfinite(t.callback_metrics["train/gp"])
