@@ -317,3 +317,25 @@ def test_fp16_gradscaler_path_steps_every_optimizer_and_clips_unscaled_grads(tmp
     # two SGD(lr=1) steps of clipped norm 1e-3 each; had clipping seen scaled gradients, updates would be ~1e-3 / 1024
     assert clip < (g2 - g0).norm() <= 2 * clip * 1.0001
     assert torch.isfinite(t.callback_metrics["train/gp"])
+
+
+def mid_epoch_run(root: Path, ckpt_path: str | None = None, max_steps: int = -1) -> tuple[GAN, L.Trainer]:
+    from datamodules import SyntheticImageDataModule
+
+    L.seed_everything(0)
+    model = tiny_gan(n_critic=2, noise_seed=None)  # the noise seed comes from the global RNG
+    dm = SyntheticImageDataModule(image_shape=SHAPE, num_train=128, batch_size=32)  # shuffled, 4 iterations per epoch
+    ckpt = ModelCheckpoint(dirpath=root / "ckpt", save_last=True, every_n_train_steps=1)
+    t = trainer(root, max_epochs=2, max_steps=max_steps, enable_checkpointing=True, callbacks=[ckpt], limit_val_batches=0)
+    t.fit(model, dm, ckpt_path=ckpt_path)
+    return model, t
+
+
+def test_mid_epoch_resume_with_shuffled_datamodule_equals_unbroken_run(tmp_path: Path) -> None:
+    """Checkpoint at iteration 3 of a 4-iteration epoch, resume to 8: same weights as 8 unbroken iterations."""
+    unbroken, t_full = mid_epoch_run(tmp_path / "full")
+    mid_epoch_run(tmp_path / "half", max_steps=3)
+    resumed, t_resumed = mid_epoch_run(tmp_path / "resumed", ckpt_path=str(tmp_path / "half" / "ckpt" / "last.ckpt"))
+    assert t_full.global_step == t_resumed.global_step == 8
+    for (key, a), b in zip(unbroken.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), key
