@@ -249,7 +249,7 @@ class InceptionScore(ImageMetricCallback):
 class _ClassifierMetricCallback(ImageMetricCallback):
     """Classifier-based metrics: a small CNN trained once on the datamodule's train split (cached)."""
 
-    def __init__(self, classifier_epochs: int = 2, classifier_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(self, classifier_epochs: int = 1, classifier_seed: int = 0, **kwargs: Any) -> None:
         self.classifier_epochs = classifier_epochs
         self.classifier_seed = classifier_seed
         super().__init__(**kwargs)
@@ -291,7 +291,7 @@ class ClassifierIS(_ClassifierMetricCallback):
 
     family_cls = ClassifierISFamily
 
-    def __init__(self, splits: int = 10, classifier_epochs: int = 2, classifier_seed: int = 0, **kwargs: Any) -> None:
+    def __init__(self, splits: int = 10, classifier_epochs: int = 1, classifier_seed: int = 0, **kwargs: Any) -> None:
         self.splits = splits
         super().__init__(classifier_epochs=classifier_epochs, classifier_seed=classifier_seed, **kwargs)
 

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--weights", default="auto", help="Inception weights: auto, official, offline or a path")
     p.add_argument("--kid_subset_size", type=int, default=1000)
-    p.add_argument("--classifier_epochs", type=int, default=2)
+    p.add_argument("--classifier_epochs", type=int, default=1)
     p.add_argument("--cache_dir", default=None, help="cache of real features/weights/classifiers (default: user cache)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="JSON output (default: evaluation.json beside --ckpt, or in the cwd)")

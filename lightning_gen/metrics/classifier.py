@@ -38,9 +38,9 @@ class ClassifierConfig:
 
     image_shape: tuple[int, int, int]  # (C, H, W) of the dataset
     num_classes: int
-    width: int = 32  # channels of the first conv block (the second has 2x)
+    width: int = 16  # channels of the first conv block (the second has 2x); small: CPU-friendly
     feature_dim: int = 128  # size of the penultimate features (FD-classifier space)
-    epochs: int = 2
+    epochs: int = 1
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 0
@@ -145,7 +145,7 @@ def train_classifier(train_set: Any, test_set: Any | None, config: ClassifierCon
     return checkpoint
 
 
-def ensure_classifier(datamodule: Any, cache_dir: str | Path | None = None, epochs: int = 2, seed: int = 0, log: Any = print) -> tuple[Path, dict[str, Any]]:
+def ensure_classifier(datamodule: Any, cache_dir: str | Path | None = None, epochs: int = 1, seed: int = 0, log: Any = print) -> tuple[Path, dict[str, Any]]:
     """The cached classifier of this datamodule (trained on its train split on first use, by rank 0)."""
     num_classes = getattr(datamodule, "num_classes", None)
     if not num_classes:
@@ -166,7 +166,7 @@ def ensure_classifier(datamodule: Any, cache_dir: str | Path | None = None, epoc
 
 
 def build_classifier_extractor(
-    datamodule: Any, features: list[str] | tuple[str, ...] = ("penultimate", "logits"), cache_dir: str | Path | None = None, epochs: int = 2, seed: int = 0
+    datamodule: Any, features: list[str] | tuple[str, ...] = ("penultimate", "logits"), cache_dir: str | Path | None = None, epochs: int = 1, seed: int = 0
 ) -> ImageFeatureExtractor:
     """The dataset classifier as an :class:`ImageFeatureExtractor` (trains it on first use)."""
     from torch_fidelity.utils import create_feature_extractor

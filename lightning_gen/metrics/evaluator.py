@@ -191,7 +191,7 @@ class ImageEvaluator:
         features = self.image_features(dataset, self.real_layers, n_real)
         entry = None
         if rank == 0:
-            stats = {k: fid_statistics(v) for k, v in features.items()}
+            stats = {k: fid_statistics(v, with_sqrt=True) for k, v in features.items()}
             entry = {"features": features, "stats": stats, "n": n_real}
             if self.cache is not None:
                 self.cache.store(key, entry)

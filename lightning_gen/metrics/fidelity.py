@@ -31,14 +31,36 @@ from torch_fidelity.metric_prc import prc_features_to_metric
 TORCH_FIDELITY_RNG_SEED = 2020  # torch-fidelity's default rng_seed (KID subsets, IS shuffling)
 
 
-def fid_statistics(features: Tensor) -> dict[str, np.ndarray]:
-    """``{"mu", "sigma"}`` in float64 (torch-fidelity's estimator on float64 features)."""
-    return fid_features_to_statistics(features.detach().cpu().double())
+def fid_statistics(features: Tensor, with_sqrt: bool = False) -> dict[str, np.ndarray]:
+    """``{"mu", "sigma"}`` in float64 (torch-fidelity's estimator on float64 features).
+
+    ``with_sqrt`` adds ``sqrt_sigma``, the PSD square root of ``sigma`` (cached with real
+    statistics so that each later FID needs one symmetric eigensolve, see :func:`frechet_distance`).
+    """
+    stats = fid_features_to_statistics(features.detach().cpu().double())
+    if with_sqrt:
+        eigenvalues, vectors = np.linalg.eigh(stats["sigma"])
+        stats["sqrt_sigma"] = (vectors * np.sqrt(np.clip(eigenvalues, 0.0, None))) @ vectors.T
+    return stats
 
 
 def frechet_distance(stats_fake: dict[str, np.ndarray], stats_real: dict[str, np.ndarray]) -> float:
-    """torch-fidelity's Fréchet distance between two Gaussians."""
-    return float(fid_statistics_to_metric(stats_fake, stats_real, verbose=False)["frechet_inception_distance"])
+    """Fréchet distance between two Gaussians, as torch-fidelity defines it.
+
+    Without ``sqrt_sigma`` in ``stats_real`` this is torch-fidelity's own function (a general
+    eigensolve of ``sigma_fake @ sigma_real``: ~10 s for 2048-d on a CPU core). With it, the trace
+    term ``tr sqrt(sigma_fake sigma_real)`` uses the same eigenvalues, those of the symmetric
+    ``S sigma_fake S`` (``S = sqrt(sigma_real)``), from a symmetric solver (several times faster);
+    tests check both against ``torch_fidelity.calculate_metrics``.
+    """
+    if "sqrt_sigma" not in stats_real:
+        return float(fid_statistics_to_metric(stats_fake, stats_real, verbose=False)["frechet_inception_distance"])
+    root = stats_real["sqrt_sigma"]
+    product = root @ stats_fake["sigma"] @ root
+    eigenvalues = np.linalg.eigvalsh((product + product.T) / 2.0)
+    tr_covmean = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
+    diff = stats_fake["mu"] - stats_real["mu"]
+    return float(diff.dot(diff) + np.trace(stats_fake["sigma"]) + np.trace(stats_real["sigma"]) - 2.0 * tr_covmean)
 
 
 @dataclass
