@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
@@ -67,7 +66,3 @@ def check_d_norm(norm: str) -> None:
     if norm not in ("batch", "spectral", "none"):
         raise ValueError(f"discriminator norm must be 'batch', 'spectral' or 'none', got {norm!r}.")
 
-
-def latent(n: int, latent_dim: int, generator: torch.Generator | None = None, device: torch.device | str = "cpu") -> Tensor:
-    """Standard normal ``z`` of shape ``(n, latent_dim)`` drawn on ``device`` from ``generator``."""
-    return torch.randn(n, latent_dim, generator=generator, device=device)
