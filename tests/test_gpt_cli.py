@@ -73,3 +73,18 @@ def test_fit_logs_text_metrics_and_sample_prints_text(tmp_path: Path, capsys: py
     with pytest.raises(SystemExit):
         main(["sample", "--ckpt", str(ckpt), "--prompt", "ZZZ"])  # characters outside the vocabulary
     assert "never saw" in capsys.readouterr().err
+
+
+def test_lstm_baseline_is_chosen_in_yaml(tmp_path: Path) -> None:
+    from lightning_gen.cli import build_cli
+    from lightning_gen.nets.lstm import LSTMDecoder
+
+    (tmp_path / "corpus.txt").write_text(TEXT)
+    cli = build_cli([
+        "--config", str(EXPERIMENTS / "gpt_shakespeare_char.yaml"),
+        "--data.init_args.text_path", str(tmp_path / "corpus.txt"),
+        "--model.init_args.architecture=lstm", "--model.init_args.n_layer=1",
+        "--run.wandb=disabled", "--run.root", str(tmp_path / "runs"),
+    ], run=False)
+    assert isinstance(cli.model.net, LSTMDecoder)
+    assert cli.model.hparams.vocab_size == cli.datamodule.vocab_size == len(set(TEXT))  # linked from the data

@@ -45,12 +45,18 @@ def test_bleu_equals_sacrebleu() -> None:
     # unsmoothed corpus BLEU, as sacrebleu with smooth_method="none" (0 when no 4-gram matches at all)
     samples, refs = SAMPLES[:1] + ["thou art"], REFERENCES[:1] + ["art thou"]
     assert corpus_bleu(samples, refs) == pytest.approx(sacrebleu.corpus_bleu(samples, [refs], smooth_method="none").score, abs=1e-4)
+    # exp smoothing (the callback's default) is sacrebleu's default
+    for hyps, ref in ((samples, refs), (SAMPLES, REFERENCES), (["thou art a villain and a knave", "good my lord"], ["art thou a knave or a villain", "my good lord"])):
+        expected = sacrebleu.corpus_bleu(hyps, [ref]).score
+        assert corpus_bleu(hyps, ref, smoothing="exp") == pytest.approx(expected, abs=1e-4) and expected > 0
 
 
 def test_self_bleu_equals_sacrebleu_with_the_other_samples_as_references() -> None:
     streams = [[SAMPLES[j] for j in range(len(SAMPLES)) if j != i] for i in range(len(SAMPLES))]
     expected = sacrebleu.corpus_bleu(SAMPLES, [list(s) for s in zip(*streams)], smooth_method="none").score
     assert self_bleu(SAMPLES) == pytest.approx(expected, abs=1e-4)
+    smoothed = sacrebleu.corpus_bleu(SAMPLES, [list(s) for s in zip(*streams)]).score
+    assert self_bleu(SAMPLES, smoothing="exp") == pytest.approx(smoothed, abs=1e-4) and smoothed > expected
     assert self_bleu(["same words here again"] * 3) == pytest.approx(100.0)
     near = ["the cat sat on the mat today", "the cat sat on the mat again", "a cat sat on a mat today"]
     streams = [[near[j] for j in range(3) if j != i] for i in range(3)]
@@ -90,7 +96,7 @@ def test_callback_is_deterministic_and_its_perplexity_is_exp_mean_reference_loss
     logits = model(full[:, :-1][:, -16:])[:, -10:]
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), full[:, -10:].reshape(-1))
     assert metrics["text/ppl"] == pytest.approx(math.exp(loss.item()), rel=1e-4)
-    assert metrics["text/bleu"] == pytest.approx(corpus_bleu([r[1] for r in rows], [r[2] for r in rows]))
+    assert metrics["text/bleu"] == pytest.approx(corpus_bleu([r[1] for r in rows], [r[2] for r in rows], smoothing="exp"))
 
 
 def test_val_ppl_is_exp_of_mean_val_loss(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ Every ``every_n_epochs`` validations (or ``every_n_steps`` training steps) the c
 each into a prompt and its true continuation (the reference), lets the model continue every
 prompt by as many tokens as the reference has, and logs
 
-* ``text/bleu``: corpus BLEU of samples vs references (torchmetrics' SacreBLEU, unsmoothed, 0-100 like sacrebleu),
+* ``text/bleu``: corpus BLEU of samples vs references (0-100, as sacrebleu: by default with its
+  ``exp`` smoothing; ``bleu_smoothing: none`` gives torchmetrics' plain SacreBLEU),
 * ``text/rougeL``: mean ROUGE-L F-measure (torchmetrics, as Google's ``rouge-score``),
 * ``text/self_bleu``: corpus BLEU of each sample against the other samples (high = low diversity),
 * ``text/ppl``: perplexity of the references given their prompts (teacher forcing),
@@ -19,6 +20,7 @@ DDP: only rank 0 generates and logs (``rank_zero_only``); no collective runs on 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -27,24 +29,40 @@ from lightning.pytorch.callbacks import Callback
 from torchmetrics.functional.text import perplexity, rouge_score, sacre_bleu_score
 
 from lightning_gen.errors import ConfigError
+
+BleuSmoothing = Literal["none", "exp"]
 from lightning_gen.loggers.tables import log_text_table
 
 
-def corpus_bleu(samples: Sequence[str], references: Sequence[str], tokenize: str = "13a") -> float:
-    """Corpus BLEU (0-100) of ``samples`` against one reference each.
+def corpus_bleu(samples: Sequence[str], references: Sequence[str], tokenize: str = "13a", smoothing: BleuSmoothing = "none") -> float:
+    """Corpus BLEU (0-100) of ``samples`` against one reference each, as ``sacrebleu.corpus_bleu``.
 
-    Equals ``sacrebleu.corpus_bleu(samples, [references], smooth_method="none")``, and sacrebleu's
-    default whenever every n-gram order has a match (its "exp" smoothing only acts on zero counts).
+    ``smoothing="none"``: torchmetrics' SacreBLEU (= sacrebleu with ``smooth_method="none"``); it is
+    0 whenever no 4-gram matches anywhere, the rule for short samples of small models.
+    ``"exp"``: sacrebleu's default smoothing, computed by sacrebleu itself (torchmetrics 1.9's
+    ``smooth=True`` still returns 0 when any n-gram count is 0, so it cannot stand in).
     """
-    return 100.0 * float(sacre_bleu_score(list(samples), [[r] for r in references], tokenize=tokenize))
+    if smoothing == "none":
+        return 100.0 * float(sacre_bleu_score(list(samples), [[r] for r in references], tokenize=tokenize))
+    return _sacrebleu(list(samples), [list(references)], tokenize, smoothing)
 
 
-def self_bleu(samples: Sequence[str], tokenize: str = "13a") -> float:
+def self_bleu(samples: Sequence[str], tokenize: str = "13a", smoothing: BleuSmoothing = "none") -> float:
     """Self-BLEU (0-100): corpus BLEU of each sample with all the other samples as its references."""
     if len(samples) < 2:
         raise ConfigError("self-BLEU needs at least 2 samples (`num_prompts` >= 2).")
     others = [[s for j, s in enumerate(samples) if j != i] for i in range(len(samples))]
-    return 100.0 * float(sacre_bleu_score(list(samples), others, tokenize=tokenize))
+    if smoothing == "none":
+        return 100.0 * float(sacre_bleu_score(list(samples), others, tokenize=tokenize))
+    return _sacrebleu(list(samples), [list(stream) for stream in zip(*others)], tokenize, smoothing)
+
+
+def _sacrebleu(samples: list[str], reference_streams: list[list[str]], tokenize: str, smoothing: str) -> float:
+    try:
+        from sacrebleu.metrics import BLEU
+    except ImportError:
+        raise ConfigError("Smoothed BLEU needs sacrebleu (`pip install lightning-gen[text]`), or set `bleu_smoothing: none`.") from None
+    return float(BLEU(tokenize=tokenize, smooth_method=smoothing).corpus_score(samples, reference_streams).score)
 
 
 def rouge_l(samples: Sequence[str], references: Sequence[str]) -> float:
@@ -67,6 +85,8 @@ class TextMetrics(Callback):
         seed: Seed of the sampling generator.
         table_rows: Rows of the (prompt, sample, reference) table.
         bleu_tokenize: SacreBLEU tokenizer (``13a`` default; ``char`` for languages without spaces).
+        bleu_smoothing: ``exp`` (sacrebleu's default, so BLEU of short samples is not stuck at 0)
+            or ``none`` (plain corpus BLEU, torchmetrics).
     """
 
     def __init__(
@@ -82,6 +102,7 @@ class TextMetrics(Callback):
         seed: int = 0,
         table_rows: int = 8,
         bleu_tokenize: str = "13a",
+        bleu_smoothing: BleuSmoothing = "exp",
     ) -> None:
         super().__init__()
         if every_n_epochs is None and every_n_steps is None:
@@ -102,6 +123,9 @@ class TextMetrics(Callback):
         self.seed = seed
         self.table_rows = table_rows
         self.bleu_tokenize = bleu_tokenize
+        if bleu_smoothing not in ("none", "exp"):
+            raise ConfigError(f"TextMetrics: `bleu_smoothing` must be 'none' or 'exp', got {bleu_smoothing!r}.")
+        self.bleu_smoothing = bleu_smoothing
         self.last_metrics: dict[str, float] = {}
         self.last_table_path: str | None = None
 
@@ -162,9 +186,9 @@ class TextMetrics(Callback):
         samples = [decode(row.tolist()) for row in generated]
         refs = [decode(row.tolist()) for row in references]
         metrics = {
-            "text/bleu": corpus_bleu(samples, refs, self.bleu_tokenize),
+            "text/bleu": corpus_bleu(samples, refs, self.bleu_tokenize, self.bleu_smoothing),
             "text/rougeL": rouge_l(samples, refs),
-            "text/self_bleu": self_bleu(samples, self.bleu_tokenize),
+            "text/self_bleu": self_bleu(samples, self.bleu_tokenize, self.bleu_smoothing),
             "text/ppl": ppl,
         }
         rows = [[decode(p.tolist()), s, r] for p, s, r in zip(prompts[: self.table_rows], samples, refs)]
