@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ EXPERIMENTS = REPO_ROOT / "experiments"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_run_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _isolated_run_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Runs land in tmp_path; W&B is offline and quiet; no run id leaks between tests."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -20,6 +21,10 @@ def _isolated_run_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
     monkeypatch.delenv("LIGHTNING_GEN_RUN_ID", raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    yield
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and wandb.run is not None:  # Lightning's WandbLogger reuses a live run: close it
+        wandb.finish(quiet=True)
 
 
 @pytest.fixture
