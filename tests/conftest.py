@@ -20,6 +20,8 @@ def _isolated_run_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DISABLE_GIT", "true")
     monkeypatch.delenv("LIGHTNING_GEN_RUN_ID", raising=False)
+    # W&B exports its service socket; subprocesses would share this process's service (and its runs).
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     yield
     wandb = sys.modules.get("wandb")
@@ -30,7 +32,7 @@ def _isolated_run_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 @pytest.fixture
 def cli_env() -> dict[str, str]:
     """Environment for ``lightning-gen`` subprocesses: offline, quiet, the repo importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_GEN_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_GEN_") and k != "WANDB_SERVICE"}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(REPO_ROOT), CUDA_VISIBLE_DEVICES="")
     return env
 
