@@ -75,8 +75,12 @@ def logged_steps(rows: list[dict[str, str]], key: str = "train/loss") -> list[in
     return [int(r["step"]) for r in rows if r.get(key)]
 
 
-def start_and_signal(args: list[str], cwd: Path, metrics_glob: str, at_step: int, sig: int, timeout: float = 300) -> subprocess.CompletedProcess:
-    """Start ``lightning-gen ARGS``; once a ``train/loss`` row at ``>= at_step`` is on disk, send ``sig``."""
+def start_and_signal(args: list[str], cwd: Path, metrics_glob: str, at_step: int, sig: int, timeout: float = 300, group: bool = False) -> subprocess.CompletedProcess:
+    """Start ``lightning-gen ARGS``; once a ``train/loss`` row at ``>= at_step`` is on disk, send ``sig``.
+
+    ``group``: SIGKILL the whole process group (DDP children, and W&B's ``wandb-core``, which
+    then loses the rows it had not written yet) instead of the training process only.
+    """
     proc = subprocess.Popen([*CLI, *args], cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     deadline = time.time() + timeout
     try:
@@ -87,7 +91,7 @@ def start_and_signal(args: list[str], cwd: Path, metrics_glob: str, at_step: int
                 except (OSError, ValueError, KeyError, csv.Error):
                     continue
                 if steps and max(steps) >= at_step:
-                    if sig == signal.SIGKILL:
+                    if group:
                         os.killpg(proc.pid, sig)  # the whole group: DDP children die too
                     else:
                         os.kill(proc.pid, sig)

@@ -27,7 +27,7 @@ def test_ddp_two_processes_write_one_run_dir(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ddp_killed_then_resumed_into_the_same_run(tmp_path: Path) -> None:
     config = write_tiny_config(tmp_path, epochs=4)
-    killed = start_and_signal(["fit", "--config", str(config), *DDP], tmp_path, "runs/tiny/*/metrics.csv", 7, signal.SIGKILL)
+    killed = start_and_signal(["fit", "--config", str(config), *DDP], tmp_path, "runs/tiny/*/metrics.csv", 7, signal.SIGKILL, group=True)
     assert killed.returncode == -signal.SIGKILL
     resumed = run_cli(["fit", "--config", str(config), *DDP, "--ckpt_path", "last"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -45,7 +45,7 @@ def _kill_and_resume(tmp_path: Path, kill_step: int, sig: int) -> tuple[Path, ob
     return run_dirs[0], killed
 
 
-def _assert_same_as_unbroken(run_dir: Path, unbroken: Path) -> None:
+def _assert_same_as_unbroken(run_dir: Path, unbroken: Path, check_wandb: bool = False) -> None:
     rows, ref_rows = train_rows(run_dir / "metrics.csv"), train_rows(unbroken / "metrics.csv")
     steps = logged_steps(rows)
     assert steps == sorted(set(steps)), steps  # strictly increasing, no duplicate
@@ -58,6 +58,20 @@ def _assert_same_as_unbroken(run_dir: Path, unbroken: Path) -> None:
     # one W&B run: every offline segment carries the same run id (the run dir's name)
     segments = wandb_segments(run_dir)
     assert len(segments) == 2 and all(s.name.endswith(f"-{run_dir.name}") for s in segments), segments
+    if check_wandb:
+        first, second = (_wandb_train_rows(seg) for seg in segments)
+        (ref_segment,) = wandb_segments(unbroken)
+        ref = _wandb_train_rows(ref_segment)
+        # the resumed segment continues trainer/global_step right after the checkpoint, to the end
+        assert second and second == [r for r in ref if r[0] >= second[0][0]]
+        # the killed segment holds what wandb-core had written before the kill (often nothing)
+        assert first == ref[: len(first)]
+
+
+def _wandb_train_rows(segment: Path) -> list[tuple[int, float]]:
+    from lightning_gen.loggers.wandb import read_offline_history
+
+    return [(int(r["trainer/global_step"]), r["train/loss"]) for r in read_offline_history(segment) if "train/loss" in r]
 
 
 @pytest.mark.parametrize("seed", [1])
@@ -65,7 +79,7 @@ def test_kill9_at_random_step_then_resume_equals_unbroken(tmp_path: Path, unbrok
     kill_step = random.Random(seed).randint(3, 13)  # of 16; checkpoints every 2 steps
     run_dir, killed = _kill_and_resume(tmp_path, kill_step, signal.SIGKILL)
     assert killed.returncode == -signal.SIGKILL
-    _assert_same_as_unbroken(run_dir, unbroken)
+    _assert_same_as_unbroken(run_dir, unbroken, check_wandb=True)
 
 
 @pytest.mark.slow
@@ -76,9 +90,10 @@ def test_kill9_many_seeds(tmp_path: Path, unbroken: Path, seed: int) -> None:
     _assert_same_as_unbroken(run_dir, unbroken)
 
 
-def test_sigterm_saves_checkpoint_and_exits_cleanly_then_resumes(tmp_path: Path, unbroken: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGUSR1"])
+def test_preemption_signal_saves_checkpoint_and_exits_cleanly_then_resumes(tmp_path: Path, unbroken: Path, sig: int) -> None:
     config = write_tiny_config(tmp_path)
-    killed = start_and_signal(["fit", "--config", str(config), "--run.id", "pre"], tmp_path, "runs/tiny/*/metrics.csv", 5, signal.SIGTERM)
+    killed = start_and_signal(["fit", "--config", str(config), "--run.id", "pre"], tmp_path, "runs/tiny/*/metrics.csv", 5, sig)
     assert killed.returncode == 0, killed.stdout[-3000:]
     assert "preempted at step" in killed.stdout
     last = tmp_path / "runs" / "tiny" / "pre" / "checkpoints" / "last.ckpt"

@@ -97,6 +97,7 @@ def test_optuna_sweep_killed_and_restarted_finishes_planned_trials_once(tmp_path
     assert len(complete) == 3
     run_ids = [t.user_attrs["run_id"] for t in complete]
     assert len(set(run_ids)) == 3 and "trial-0001" in run_ids  # no duplicated trial; the retry keeps its run
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == 3  # the restart did not replay suggestions
     failed = [t for t in trials if t.state == TrialState.FAIL]
     assert [t.number for t in failed] == [1]  # the killed one, retried (resumed) under its own run id
     retry = next(t for t in complete if t.user_attrs["run_id"] == "trial-0001")

@@ -208,6 +208,10 @@ def run_optuna(spec: SweepSpec, trials: int, storage: str, workers: int, heartbe
         grace_period=2 * heartbeat_s,
         heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
     )
+    try:  # a restarted sweep must not replay the seeded sampler's first suggestions
+        seed += len(optuna.load_study(study_name=spec.name, storage=rdb).get_trials(deepcopy=False))
+    except KeyError:
+        pass
     samplers = {"random": optuna.samplers.RandomSampler, "bayes": optuna.samplers.TPESampler}
     if spec.method == "grid":
         sampler = optuna.samplers.GridSampler({k: p["values"] if "values" in p else [p["value"]] for k, p in spec.parameters.items()}, seed=seed)
