@@ -42,8 +42,8 @@ class RunOptions:
         tensorboard: Also log to TensorBoard in ``<run dir>/tensorboard``.
         checkpoint_every_n_steps: Also refresh ``checkpoints/last.ckpt`` every this many
             optimizer steps (0: only at epoch ends), so a killed run loses at most that many steps.
-        wandb_rewind: On an online resume, rewind the W&B run to the checkpoint's step
-            (``resume_from``) so rows logged after the checkpoint are replaced; off: ``resume="must"``.
+        wandb_rewind: On an online resume, rewind the W&B run (``resume_from``) to its first row
+            logged after the checkpoint, so those rows are replaced; off: ``resume="must"``.
         progress: ``auto`` (a rich bar in an interactive terminal, none in CI/pipes), ``rich`` or ``none``.
         progress_refresh_steps: Redraw the bar every this many batches (the bar costs CPU time).
     """
@@ -79,14 +79,12 @@ class Resume:
     Attributes:
         ckpt_path: The checkpoint file.
         run_id: Its run id (directory name and W&B id), or ``None`` for a foreign checkpoint.
-        log_step: Logger step stored at save time; CSV rows after it are dropped on resume.
-        wandb_step: W&B ``_step`` at save time (online rewind point), if W&B was on.
+        log_step: Logger step stored at save time; rows logged after it are dropped on resume.
     """
 
     ckpt_path: Path
     run_id: str | None
     log_step: int | None = None
-    wandb_step: int | None = None
 
 
 def new_run_id() -> str:
@@ -176,7 +174,7 @@ def resolve_resume(ckpt_path: str, options: RunOptions, name: str, model_class_p
         path = Path(ckpt_path)
     checkpoint = load_checkpoint_checked(path, model_class_path)
     meta = checkpoint.get(CHECKPOINT_KEY) or {}
-    return Resume(ckpt_path=path, run_id=meta.get("run_id"), log_step=meta.get("log_step"), wandb_step=meta.get("wandb_step"))
+    return Resume(ckpt_path=path, run_id=meta.get("run_id"), log_step=meta.get("log_step"))
 
 
 def default_loggers(options: RunOptions, name: str, run_id: str, resume: Resume | None = None) -> list[Logger]:
@@ -211,8 +209,10 @@ def default_loggers(options: RunOptions, name: str, run_id: str, resume: Resume 
 def wandb_resume_kwargs(options: RunOptions, run_id: str, resume: Resume | None) -> dict[str, Any]:
     """``wandb.init`` arguments that continue run ``run_id``.
 
-    Online: ``resume_from="<id>?_step=<k>"`` (rewind: history after the checkpoint is replaced)
-    when the checkpoint knows ``k`` and ``run.wandb_rewind`` is on, else ``resume="must"``.
+    Online: ``resume_from="<id>?_step=<k>"`` (W&B rewind) where ``k`` is the run's first row with
+    ``trainer/global_step`` after the checkpoint's logger step (read with the W&B API, time-boxed),
+    so the rows logged between the checkpoint and the crash are replaced; ``resume="must"`` when
+    nothing needs dropping, the API cannot tell, or ``run.wandb_rewind`` is off.
     Offline, W&B cannot reopen a run (``resume`` is not checked offline): it writes a new
     ``offline-run-*-<id>`` folder (a *segment*) with the same id and ``_step`` from 0.
     ``trainer/global_step`` (Lightning's x-axis in W&B) continues from the checkpoint;
@@ -233,6 +233,26 @@ def wandb_resume_kwargs(options: RunOptions, run_id: str, resume: Resume | None)
                 f"Upload all segments in order into one run with `wandb sync --id {run_id} -p {options.project} <run dir>/wandb/offline-run-*`."
             )
         return {}
-    if options.wandb_rewind and resume.wandb_step is not None:
-        return {"resume": None, "resume_from": f"{run_id}?_step={resume.wandb_step}"}
+    if options.wandb_rewind and resume.log_step is not None:
+        k = first_wandb_row_after(options.project, run_id, resume.log_step)
+        if k is not None:
+            return {"resume": None, "resume_from": f"{run_id}?_step={k}"}
     return {"resume": "must"}
+
+
+def first_wandb_row_after(project: str, run_id: str, log_step: int, timeout_s: float = 20.0) -> int | None:
+    """``_step`` of the online run's first history row with ``trainer/global_step > log_step``.
+
+    ``None`` if there is none (nothing to rewind) or the W&B API fails (no network, no run).
+    """
+    try:
+        import wandb
+
+        api = wandb.Api(timeout=int(timeout_s))
+        run = api.run(f"{api.default_entity}/{project}/{run_id}")
+        for row in run.scan_history(keys=["_step", "trainer/global_step"]):
+            if row["trainer/global_step"] > log_step:
+                return int(row["_step"])
+    except Exception as err:  # noqa: BLE001 - any API failure means "resume without rewind"
+        print(f"lightning-gen: W&B rewind point unknown ({type(err).__name__}); resuming run {run_id} with resume='must'.")
+    return None

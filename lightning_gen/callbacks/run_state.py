@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger
 
 from lightning_gen.run import CHECKPOINT_KEY
 
@@ -67,10 +67,7 @@ class RunState(Callback):
             dist.all_gather_object(rngs, rng)  # dump_checkpoint runs on every rank
         else:
             rngs = [rng]
-        wandb_step = None
         for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger) and logger._experiment is not None and trainer.is_global_zero:
-                wandb_step = int(getattr(logger.experiment, "step", 0) or 0)
             if isinstance(logger, CSVLogger) and trainer.is_global_zero:
                 logger.save()  # every row up to this checkpoint is on disk before the file is
         checkpoint[CHECKPOINT_KEY] = {
@@ -79,7 +76,6 @@ class RunState(Callback):
             "experiment": self.experiment,
             "model_class": class_path(pl_module),
             "log_step": int(trainer.fit_loop.epoch_loop._batches_that_stepped),
-            "wandb_step": wandb_step,
             "world_size": trainer.world_size,
             "rng": rngs,
         }
