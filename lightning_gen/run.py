@@ -111,7 +111,7 @@ def find_last_checkpoint(options: RunOptions, name: str) -> Path | None:
     """``<root>/<name>/<id>/checkpoints/last.ckpt`` of ``options.id``, or of the newest run that has one."""
     if options.id:
         path = run_directory(options, name, options.id) / "checkpoints" / "last.ckpt"
-        return path if path.is_file() else None
+        return path if path.exists() else None
     candidates = sorted(Path(options.root, name).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     return candidates[-1] if candidates else None
 
@@ -121,10 +121,14 @@ def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | Non
     import torch
 
     path = Path(path)
+    if path.is_dir() and (path / "meta.pt").is_file():  # a sharded (FSDP) checkpoint: check its metadata
+        sharded, path = path, path / "meta.pt"
+    else:
+        sharded = None
     if not path.is_file():
         raise ConfigError(f"Checkpoint {path} does not exist; pass an existing file or `--ckpt_path last`.")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=sharded is None)
     except Exception as err:  # truncated zip, garbage bytes, pickle errors
         others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
         raise LightningGenError(
@@ -132,7 +136,7 @@ def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | Non
             f"Nothing was written. Resume from another checkpoint of this run ({', '.join(others) or 'none found'}) "
             "or start a new run without --ckpt_path."
         ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or ("state_dict" not in checkpoint and sharded is None):
         raise LightningGenError(f"{path} is not a Lightning checkpoint (no `state_dict`). Nothing was written.")
     saved_class = (checkpoint.get(CHECKPOINT_KEY) or {}).get("model_class")
     if model_class_path and saved_class and not _same_class(saved_class, model_class_path):
@@ -173,7 +177,7 @@ def resolve_resume(ckpt_path: str, options: RunOptions, name: str, model_class_p
     else:
         path = Path(ckpt_path)
     checkpoint = load_checkpoint_checked(path, model_class_path)
-    meta = checkpoint.get(CHECKPOINT_KEY) or {}
+    meta = checkpoint.get(CHECKPOINT_KEY) or {}  # (a sharded checkpoint's folder resumes as the folder)
     return Resume(ckpt_path=path, run_id=meta.get("run_id"), log_step=meta.get("log_step"))
 
 
