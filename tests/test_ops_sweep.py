@@ -62,6 +62,7 @@ def test_bad_sweep_file_is_one_clear_error_and_nothing_is_written(tmp_path: Path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]  # no study, no run
 
 
+@pytest.mark.slow
 def test_sweep_with_unknown_cli_key_fails_before_any_trial(tmp_path: Path) -> None:
     config = write_tiny_config(tmp_path, epochs=1, wandb="disabled")
     (tmp_path / "s.yaml").write_text(GOOD.format(config=config).replace("model.init_args.latent_dim", "model.init_args.latent_dims"))
