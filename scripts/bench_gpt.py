@@ -14,11 +14,17 @@ decayed, embeddings included) and ``loss.item()`` every iteration (the CPU recip
 
 Reported: training tokens/s of each (validation time excluded from both), the ratio
 lightning_gen / reference (goal >= 1.0), and validation loss at equal iterations.
+
+``--mode concurrent`` (default) runs the two as simultaneous processes with one torch thread each,
+so on a shared machine both see the same background load; ``sequential`` runs them one after the
+other in this process (fair only on an otherwise idle machine).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -132,40 +138,72 @@ def lightning_run(iters: int, seed: int, loggers: str, run_root: str) -> dict:
     return {"train_s": train_s, "wall_s": wall, "tokens_per_s": iters * BATCH * BLOCK / train_s, "val": history}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iters", type=int, default=2000)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    parser.add_argument("--loggers", choices=["default", "csv", "none"], default="default",
-                        help="lightning_gen loggers: default = offline W&B + CSV (as a user runs it)")
-    parser.add_argument("--order", choices=["ref-first", "lightning-first"], default="ref-first")
-    parser.add_argument("--run-root", default="runs/bench")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def _data() -> TextDataModule:
     dm = TextDataModule(tokenizer="char", block_size=BLOCK, batch_size=BATCH, val_batches=50)
     dm.prepare_data()
     dm.setup("fit")
-    print(f"data: {len(dm.tokens):,} char ids (vocab {dm.vocab_size}); {args.iters} iterations of {BATCH}x{BLOCK} tokens; "
-          f"torch threads {torch.get_num_threads()}")
-    runs = {}
-    order = ["reference", "lightning_gen"] if args.order == "ref-first" else ["lightning_gen", "reference"]
-    for name in order:
-        t = time.perf_counter()
-        runs[name] = reference_loop(dm, args.iters, args.seed) if name == "reference" else lightning_run(args.iters, args.seed, args.loggers, args.run_root)
-        print(f"{name}: {runs[name]['tokens_per_s']:,.0f} tokens/s (training {runs[name]['train_s']:.1f} s, "
-              f"total {time.perf_counter() - t:.1f} s), val loss {runs[name]['val']}", flush=True)
+    return dm
+
+
+def _run_one(name: str, args: argparse.Namespace) -> dict:
+    if name == "reference":
+        return reference_loop(_data(), args.iters, args.seed)
+    return lightning_run(args.iters, args.seed, args.loggers, args.run_root)
+
+
+def _concurrent(args: argparse.Namespace) -> dict[str, dict]:
+    """Both runs at once, one process and one thread each: they share whatever else loads the machine."""
+    _data()  # build the id cache once, before the two processes read it
+    procs = {}
+    for name in ("reference", "lightning_gen"):
+        cmd = [sys.executable, __file__, "--only", name, "--iters", str(args.iters), "--seed", str(args.seed),
+               "--threads", "1", "--loggers", args.loggers, "--run-root", args.run_root]
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    results = {}
+    for name, proc in procs.items():
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"{name} run failed (exit {proc.returncode})")
+        results[name] = json.loads(out.strip().splitlines()[-1])
+        results[name]["val"] = {int(k): v for k, v in results[name]["val"].items()}
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--iters", type=int, default=2000, help="a multiple of 250 (validation points)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--mode", choices=["concurrent", "sequential"], default="concurrent")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads in sequential mode (default: torch's)")
+    parser.add_argument("--loggers", choices=["default", "csv", "none"], default="default",
+                        help="lightning_gen loggers: default = offline W&B + CSV (as a user runs it)")
+    parser.add_argument("--run-root", default="runs/bench")
+    parser.add_argument("--only", choices=["reference", "lightning_gen"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.only:  # child of --mode concurrent: one run, its result as one JSON line
+        result = _run_one(args.only, args)
+        print(json.dumps(result))
+        return
+    print(f"{args.iters} iterations of {BATCH}x{BLOCK} Shakespeare-char tokens, mode {args.mode}, "
+          f"torch threads {1 if args.mode == 'concurrent' else torch.get_num_threads()}, lightning_gen loggers: {args.loggers}")
+    t = time.perf_counter()
+    runs = _concurrent(args) if args.mode == "concurrent" else {n: _run_one(n, args) for n in ("reference", "lightning_gen")}
+    for name, run in runs.items():
+        print(f"{name}: {run['tokens_per_s']:,.0f} tokens/s (training {run['train_s']:.1f} s)")
+    print(f"(wall {time.perf_counter() - t:.0f} s)")
     ref, lg = runs["reference"], runs["lightning_gen"]
     common = sorted(set(ref["val"]) & set(lg["val"]))
     print("\n| iteration | reference val loss | lightning_gen val loss |\n|---|---|---|")
     for it in common:
         print(f"| {it} | {ref['val'][it]:.4f} | {lg['val'][it]:.4f} |")
-    final = max(common)
     print(f"\ntokens/s ratio lightning_gen / reference: {lg['tokens_per_s'] / ref['tokens_per_s']:.3f}x "
           f"({lg['tokens_per_s']:,.0f} vs {ref['tokens_per_s']:,.0f}; goal >= 1.0)")
-    print(f"val loss at {final} iterations: lightning_gen {lg['val'][final]:.4f} vs reference {ref['val'][final]:.4f} "
-          f"(difference {lg['val'][final] - ref['val'][final]:+.4f}; ppl {math.exp(lg['val'][final]):.2f} vs {math.exp(ref['val'][final]):.2f})")
+    if common:
+        final = max(common)
+        print(f"val loss at {final} iterations: lightning_gen {lg['val'][final]:.4f} vs reference {ref['val'][final]:.4f} "
+              f"(difference {lg['val'][final] - ref['val'][final]:+.4f}; ppl {math.exp(lg['val'][final]):.2f} vs {math.exp(ref['val'][final]):.2f})")
 
 
 if __name__ == "__main__":
