@@ -26,7 +26,7 @@ def _isolated_run_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     yield
     wandb = sys.modules.get("wandb")
     if wandb is not None and wandb.run is not None:  # Lightning's WandbLogger reuses a live run: close it
-        wandb.finish(quiet=True)
+        wandb.finish()  # W&B 0.31: no `quiet` argument (WANDB_SILENT above keeps it quiet)
 
 
 @pytest.fixture
