@@ -8,7 +8,8 @@ validation images, same converted Inception weights, CPU. Measured in one proces
    and written to a fresh cache, FID (float64 statistics);
 3. our path again, cache warm: real features come from disk.
 
-Goals: (2) <= 1.05x (1); (3) <= 0.55x (2). Also prints the FID of each (they must agree).
+Goals: (2) <= 1.05x (1); (3) <= 0.55x (2). Also prints the FID of each (they must agree). The
+three are interleaved ``--repeats`` times and the best time of each is used (shared, noisy CPU).
 
     .venv/bin/python scripts/bench_fid.py --n 200
 """
@@ -42,6 +43,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="generated images = real images")
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the best time of each is reported")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     import torch_fidelity
@@ -64,27 +66,31 @@ def main() -> None:
 
     fake_u8 = generated_images(model, n, settings.sample_chunk, settings.seed, "cpu")  # the very images our path samples
     real_u8 = real_images_uint8(dm.val_set, n)
-    t0 = time.perf_counter()
-    ref = torch_fidelity.calculate_metrics(
-        input1=_UInt8Dataset(fake_u8), input2=_UInt8Dataset(real_u8), fid=True, feature_extractor="inception-v3-compat",
-        feature_extractor_weights_path=weights.path, batch_size=args.batch_size, cuda=False, cache=False, verbose=False,
-    )
-    t_ref = time.perf_counter() - t0
-
     extractor = build_inception_extractor(["2048"], weights="offline")
-    with tempfile.TemporaryDirectory() as cache_dir:
-        times, fids = [], []
-        for _ in ("cold", "warm"):
-            t0 = time.perf_counter()
-            result = ImageEvaluator([FIDFamily()], extractor, settings, FeatureCache(cache_dir)).evaluate(
-                lambda k, g: model.sample(k, generator=g), dm.val_set, dm.dataset_id
-            )
-            times.append(time.perf_counter() - t0)
-            fids.append(result.values["fid"])
+    t_ref, t_cold, t_warm = [], [], []
+    for rep in range(args.repeats):  # interleaved, so load changes on a shared machine hit all three
+        t0 = time.perf_counter()
+        ref = torch_fidelity.calculate_metrics(
+            input1=_UInt8Dataset(fake_u8), input2=_UInt8Dataset(real_u8), fid=True, feature_extractor="inception-v3-compat",
+            feature_extractor_weights_path=weights.path, batch_size=args.batch_size, cuda=False, cache=False, verbose=False,
+        )
+        t_ref.append(time.perf_counter() - t0)
+        with tempfile.TemporaryDirectory() as cache_dir:
+            fids = []
+            for times in (t_cold, t_warm):
+                t0 = time.perf_counter()
+                result = ImageEvaluator([FIDFamily()], extractor, settings, FeatureCache(cache_dir)).evaluate(
+                    lambda k, g: model.sample(k, generator=g), dm.val_set, dm.dataset_id
+                )
+                times.append(time.perf_counter() - t0)
+                fids.append(result.values["fid"])
+        print(f"repeat {rep + 1}: torch-fidelity {t_ref[-1]:.1f} s, ours cold {t_cold[-1]:.1f} s, warm {t_warm[-1]:.1f} s", flush=True)
     fid_ref = ref["frechet_inception_distance"]
-    print(f"torch-fidelity calculate_metrics : {t_ref:7.1f} s   FID {fid_ref:.6f}")
-    print(f"ours, cache cold                 : {times[0]:7.1f} s   FID {fids[0]:.6f}   ratio vs torch-fidelity {times[0] / t_ref:.3f} (goal <= 1.05)")
-    print(f"ours, cache warm                 : {times[1]:7.1f} s   FID {fids[1]:.6f}   ratio vs cold {times[1] / times[0]:.3f} (goal <= 0.55)")
+    best_ref, best_cold, best_warm = min(t_ref), min(t_cold), min(t_warm)
+    print(f"torch-fidelity calculate_metrics : {best_ref:7.1f} s   FID {fid_ref:.6f}")
+    print(f"ours, cache cold                 : {best_cold:7.1f} s   FID {fids[0]:.6f}   ratio vs torch-fidelity {best_cold / best_ref:.3f} (goal <= 1.05)")
+    print(f"ours, cache warm                 : {best_warm:7.1f} s   FID {fids[1]:.6f}   ratio vs cold {best_warm / best_cold:.3f} (goal <= 0.55)")
+    print(f"(best of {args.repeats}; per-repeat ratios cold/ref {[round(c / r, 3) for c, r in zip(t_cold, t_ref)]}, warm/cold {[round(w / c, 3) for w, c in zip(t_warm, t_cold)]})")
     print(f"FID relative difference vs torch-fidelity: {abs(fids[0] - fid_ref) / fid_ref:.2e}")
 
 

@@ -28,9 +28,9 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_gen.errors import ConfigError
+from lightning_gen.errors import ConfigError, LightningGenError
 from lightning_gen.metrics.cache import FeatureCache
-from lightning_gen.metrics.distributed import barrier, rank_and_world
+from lightning_gen.metrics.distributed import broadcast_object, rank_and_world
 from lightning_gen.metrics.evaluator import EvalResult, EvalSettings, ImageEvaluator, split_dataset
 from lightning_gen.metrics.extractors import ImageFeatureExtractor, build_inception_extractor
 from lightning_gen.metrics.fidelity import (
@@ -120,10 +120,17 @@ class ImageMetricCallback(Callback):
         peers = self._peers(trainer)
         layers = sorted({p.family.fake_layer for p in peers} | {p.family.real_layer for p in peers if p.family.real_layer})
         rank, _ = rank_and_world()
-        extractor = None
+        extractor, error = None, None
         if rank == 0:  # rank 0 converts / trains once; the others then read the cached files
-            extractor = self._build_extractor(trainer, layers)
-        barrier()
+            try:
+                extractor = self._build_extractor(trainer, layers)
+            except Exception as err:  # noqa: BLE001 - re-raised below, after telling the other ranks
+                error = err
+        failed = broadcast_object(None if error is None else f"{type(error).__name__}: {error}")  # also the barrier
+        if error is not None:
+            raise error
+        if failed is not None:
+            raise LightningGenError(f"{type(self).__name__}: rank 0 could not build the feature extractor ({failed}).")
         if rank != 0:
             extractor = self._build_extractor(trainer, layers)
         for peer in peers:

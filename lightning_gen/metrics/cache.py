@@ -79,7 +79,11 @@ class FeatureCache:
         if not path.is_file():
             self.misses += 1
             return None
-        entry = torch.load(path, map_location="cpu", weights_only=False)
+        try:  # tensors and plain containers only: a cache file can never run code
+            entry = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - unreadable or older format: recompute and overwrite
+            self.misses += 1
+            return None
         if json.loads(json.dumps(entry.get("key_parts"), default=str)) != json.loads(json.dumps(parts, default=str)):
             self.misses += 1
             return None

@@ -23,9 +23,9 @@ from torch.utils.data import DataLoader
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from lightning_gen.errors import ConfigError
+from lightning_gen.errors import ConfigError, LightningGenError
 from lightning_gen.metrics.cache import atomic_torch_save, cache_key, default_cache_dir, library_versions
-from lightning_gen.metrics.distributed import barrier, rank_and_world
+from lightning_gen.metrics.distributed import rank_and_world
 from lightning_gen.metrics.extractors import ImageFeatureExtractor
 from lightning_gen.metrics.inception import file_sha256
 
@@ -146,7 +146,11 @@ def train_classifier(train_set: Any, test_set: Any | None, config: ClassifierCon
 
 
 def ensure_classifier(datamodule: Any, cache_dir: str | Path | None = None, epochs: int = 1, seed: int = 0, log: Any = print) -> tuple[Path, dict[str, Any]]:
-    """The cached classifier of this datamodule (trained on its train split on first use, by rank 0)."""
+    """The cached classifier of this datamodule (trained on its train split on first use).
+
+    Under DDP only rank 0 trains; the caller makes the other ranks wait (the callbacks' ``setup``
+    builds extractors on rank 0 first, then on the others after a barrier).
+    """
     num_classes = getattr(datamodule, "num_classes", None)
     if not num_classes:
         raise ConfigError(f"Classifier metrics need a labelled datamodule (`num_classes`); {type(datamodule).__name__} has none. Use FID/KID instead.")
@@ -160,7 +164,8 @@ def ensure_classifier(datamodule: Any, cache_dir: str | Path | None = None, epoc
             datamodule.setup("test")
         log(f"Training the {datamodule.dataset_id} classifier for FD-classifier/IS-classifier (once; cached in {path})")
         train_classifier(datamodule.train_set, getattr(datamodule, "test_set", None), config, path, log)
-    barrier()
+    if not path.is_file():
+        raise LightningGenError(f"Rank {rank}: the classifier {path} does not exist; rank 0 trains it first (is the cache dir shared by all ranks?).")
     meta = torch.load(path, map_location="cpu", weights_only=False)
     return path, {"test_accuracy": meta.get("test_accuracy"), "config": meta["config"]}
 

@@ -191,7 +191,8 @@ class ImageEvaluator:
         features = self.image_features(dataset, self.real_layers, n_real)
         entry = None
         if rank == 0:
-            stats = {k: fid_statistics(v, with_sqrt=True) for k, v in features.items()}
+            # tensors, not numpy arrays: torch.save pickles numpy as latin-1 text (1.5x larger, slower)
+            stats = {k: {name: torch.from_numpy(a) for name, a in fid_statistics(v, with_sqrt=True).items()} for k, v in features.items()}
             entry = {"features": features, "stats": stats, "n": n_real}
             if self.cache is not None:
                 self.cache.store(key, entry)

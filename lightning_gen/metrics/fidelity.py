@@ -1,4 +1,7 @@
-"""Metric families computed from features with torch-fidelity's own functions (no rewritten math).
+"""Metric families computed from features with torch-fidelity's own functions.
+
+The one exception is FID's trace term when the real statistics carry ``sqrt_sigma`` (the cached
+ones do): same eigenvalues from a symmetric solver, see :func:`frechet_distance`.
 
 Each family says which extractor and which feature layer it needs, for generated and for real
 images, and turns features into numbers. Statistics are float64. Names are what gets logged
@@ -44,6 +47,10 @@ def fid_statistics(features: Tensor, with_sqrt: bool = False) -> dict[str, np.nd
     return stats
 
 
+def _numpy(stats: dict[str, Any]) -> dict[str, np.ndarray]:
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
+
+
 def frechet_distance(stats_fake: dict[str, np.ndarray], stats_real: dict[str, np.ndarray]) -> float:
     """Fréchet distance between two Gaussians, as torch-fidelity defines it.
 
@@ -53,6 +60,7 @@ def frechet_distance(stats_fake: dict[str, np.ndarray], stats_real: dict[str, np
     ``S sigma_fake S`` (``S = sqrt(sigma_real)``), from a symmetric solver (several times faster);
     tests check both against ``torch_fidelity.calculate_metrics``.
     """
+    stats_fake, stats_real = _numpy(stats_fake), _numpy(stats_real)
     if "sqrt_sigma" not in stats_real:
         return float(fid_statistics_to_metric(stats_fake, stats_real, verbose=False)["frechet_inception_distance"])
     root = stats_real["sqrt_sigma"]
