@@ -11,6 +11,10 @@ handler saves ``hpc_ckpt_<n>.ckpt`` *inside the signal handler* (possibly mid-st
   trainer's atomic checkpoint IO (the same point where ``ModelCheckpoint`` saves step checkpoints,
   so Lightning's restart logic applies unchanged), and lets Lightning log the batch and exit
   (status 0) through its ``SIGTERMException`` after the batch.
+* A signal that arrives during validation: Lightning 2.6 stops the validation loop at once
+  (``SIGTERMException``) before any training batch ends, so no new checkpoint is written; the run
+  resumes from the previous ``last.ckpt`` (at most ``run.checkpoint_every_n_steps`` steps, or one
+  epoch, are redone).
 * SIGUSR1 (SLURM's ``--signal=USR1@<s>`` warning) is turned into the same flag; the CLI turns
   off Lightning's SLURM auto-requeue so the requeue is the batch script's decision
   (``scripts/slurm.sbatch``), and the requeued job resumes with ``--ckpt_path last``.
