@@ -108,3 +108,20 @@ def test_val_ppl_is_exp_of_mean_val_loss(tmp_path: Path) -> None:
     mean = sum(losses) / len(losses)  # equal-sized batches: the token-weighted mean is the plain mean
     assert logged["val/loss"] == pytest.approx(mean, rel=1e-5)
     assert logged["val/ppl"] == pytest.approx(math.exp(mean), rel=1e-5)
+
+
+def test_every_n_steps_logs_during_training(tmp_path: Path) -> None:
+    from lightning.pytorch.loggers import CSVLogger
+
+    model, dm = tiny_setup(tmp_path)
+    model.hparams.decay_steps = model.decay_steps = 4
+    model.warmup_steps = 1
+    callback = TextMetrics(every_n_epochs=None, every_n_steps=2, num_prompts=3, prompt_tokens=8, reference_tokens=8)
+    trainer = L.Trainer(
+        max_steps=4, limit_val_batches=0, logger=CSVLogger(tmp_path, name="", version=""), log_every_n_steps=1,
+        callbacks=[callback], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )
+    trainer.fit(model, datamodule=dm)
+    assert set(callback.last_metrics) == {"text/bleu", "text/rougeL", "text/self_bleu", "text/ppl"}
+    tables = sorted(p.name for p in (tmp_path / "samples").glob("text_samples_step*.csv"))
+    assert tables == ["text_samples_step0000002.csv", "text_samples_step0000004.csv"]
