@@ -76,6 +76,8 @@ class WandbLogger(_LightningWandbLogger):
 
         settings = kwargs.pop("settings", None) or wandb.Settings()
         settings.init_timeout = max(probe_timeout_s * 10, 30.0)
+        if settings.git_root is None:  # W&B would look for the code's repo in the run dir (save_dir)
+            settings.git_root = os.getcwd()
         if resolved == "offline":
             settings.silent = True  # our one line replaces W&B's banner
         super().__init__(settings=settings, **kwargs)
