@@ -41,3 +41,14 @@ def cli_env() -> dict[str, str]:
 def lightning_gen_cmd() -> list[str]:
     """The console script, run with this interpreter."""
     return [sys.executable, "-m", "lightning_gen.cli"]
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one torch thread (two threads on a busy 2-core machine run ~20x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

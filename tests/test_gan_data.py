@@ -15,13 +15,7 @@ from datamodules.errors import ConfigError, DataNotFoundError
 from lightning_gen.models.gan import GAN
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets on a shared 2-core machine: one intra-op thread avoids OpenMP oversubscription."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_cifar10_missing_says_no_offline_copy_exists(tmp_path: Path) -> None:

@@ -19,13 +19,7 @@ from lightning_gen.models.gan import GAN
 SHAPE = (1, 28, 28)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets on a shared 2-core machine: one intra-op thread avoids OpenMP oversubscription (~15x here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_gan(**kwargs) -> GAN:

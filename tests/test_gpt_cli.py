@@ -5,7 +5,6 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from lightning_gen.cli import main
@@ -14,12 +13,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 TEXT = ("ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n" * 80)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_experiment_files_parse() -> None:

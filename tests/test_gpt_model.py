@@ -16,13 +16,7 @@ from lightning_gen.nets.lstm import LSTMConfig
 TINY = dict(vocab_size=17, block_size=16, n_layer=2, n_head=2, n_embd=32)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest on one thread (and 2 threads on a busy 2-core machine run ~20x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(architecture: str = "gpt", **kwargs) -> GPT:
