@@ -34,6 +34,7 @@ import yaml
 
 from lightning_gen.callbacks.sweep_trial import TRIAL_ENV
 from lightning_gen.errors import ConfigError, LightningGenError
+from lightning_gen.progress import interactive
 
 _METHODS = ("random", "bayes", "grid")
 _DISTRIBUTIONS = ("categorical", "constant", "uniform", "int_uniform", "log_uniform_values", "q_uniform", "q_log_uniform_values")
@@ -250,17 +251,42 @@ def run_optuna(spec: SweepSpec, trials: int, storage: str, workers: int, heartbe
             raise LightningGenError(f"trial {number} ({run_id}) logged no {spec.metric}; is it a validation metric of this model?")
         return float(attrs["last_value"])
 
-    remaining = trials - sum(t.state in done_states for t in study.get_trials(deepcopy=False))
-    if remaining > 0:
-        study.optimize(
-            objective,
-            n_trials=None,
-            n_jobs=workers,
-            catch=(LightningGenError,),
-            callbacks=[MaxTrialsCallback(trials, states=done_states)],
-            gc_after_trial=False,
-        )
+    done = sum(t.state in done_states for t in study.get_trials(deepcopy=False))
+    if done < trials:
+        with _SweepProgress(trials, done) as progress:
+            study.optimize(
+                objective,
+                n_trials=None,
+                n_jobs=workers,
+                catch=(LightningGenError,),
+                callbacks=[MaxTrialsCallback(trials, states=done_states), progress.on_trial_end],
+                gc_after_trial=False,
+            )
     return study
+
+
+class _SweepProgress:
+    """A rich bar of finished trials in an interactive terminal (none in CI or pipes)."""
+
+    def __init__(self, trials: int, done: int) -> None:
+        self.trials, self.done, self._progress, self._task = trials, done, None, None
+
+    def __enter__(self) -> "_SweepProgress":
+        if interactive():
+            from rich.progress import Progress
+
+            self._progress = Progress(transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task("sweep trials", total=self.trials, completed=self.done)
+        return self
+
+    def on_trial_end(self, study: Any, trial: Any) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
 
 
 def run_wandb(spec: SweepSpec, trials: int, sweep_id: str | None, project: str, entity: str | None) -> str:

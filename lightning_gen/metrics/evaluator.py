@@ -28,6 +28,7 @@ from lightning_gen.metrics.distributed import (
 )
 from lightning_gen.metrics.extractors import ImageFeatureExtractor
 from lightning_gen.metrics.fidelity import MetricFamily, fid_statistics
+from lightning_gen.progress import track
 
 Sampler = Callable[[int, torch.Generator], Tensor]  # (n, generator) -> (n, C, H, W) images in [0, 1]
 
@@ -121,7 +122,7 @@ class ImageEvaluator:
         n, chunk = self.settings.num_samples, self.settings.sample_chunk
         rows: dict[str, list[Tensor]] = {k: [] for k in self.fake_layers}
         index: list[Tensor] = []
-        for start, stop in owned_chunks(n, chunk, rank, world):
+        for start, stop in track(owned_chunks(n, chunk, rank, world), "generated-image features"):
             generator = torch.Generator(device=device).manual_seed(chunk_seed(self.settings.seed, start))
             images = sample(stop - start, generator)
             if images.shape[0] != stop - start:
@@ -139,7 +140,7 @@ class ImageEvaluator:
         chunk = max(self.settings.batch_size, self.settings.sample_chunk)
         rows: dict[str, list[Tensor]] = {k: [] for k in layers}
         index: list[Tensor] = []
-        for start, stop in owned_chunks(n, chunk, rank, world):
+        for start, stop in track(owned_chunks(n, chunk, rank, world), "image features"):
             if isinstance(images, Tensor):
                 batch = images[start:stop]
             else:
