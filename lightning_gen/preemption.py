@@ -29,6 +29,7 @@ from typing import Any
 import lightning as L
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 #: exit status of a run stopped by a preemption signal after saving its checkpoint
 PREEMPTED_EXIT_CODE = 0
@@ -71,6 +72,13 @@ class PreemptionCheckpoint(Callback):
         stop = trainer.strategy.reduce_boolean_decision(local, all=False) if trainer.world_size > 1 else local
         if not stop or self.saved_path is not None:
             return
+        self._save(trainer)
+        if not trainer.received_sigterm:
+            # SIGUSR1, or a DDP rank the signal did not reach: raise Lightning's own SIGTERM flag,
+            # so every rank logs this batch's row and then exits through SIGTERMException.
+            signal.raise_signal(signal.SIGTERM)
+
+    def _save(self, trainer: L.Trainer) -> None:
         path = os.path.join(self.dirpath, "last.ckpt")
         trainer.save_checkpoint(path)  # collective under DDP; atomic through AtomicCheckpointIO
         self.saved_path = path
@@ -78,12 +86,18 @@ class PreemptionCheckpoint(Callback):
             f"lightning-gen: preempted at step {trainer.global_step}: checkpoint saved to {path}; "
             "resume with the same command plus `--ckpt_path last`."
         )
-        if not trainer.received_sigterm:
-            # SIGUSR1, or a DDP rank the signal did not reach: raise Lightning's own SIGTERM flag,
-            # so every rank logs this batch's row and then exits through SIGTERMException.
-            signal.raise_signal(signal.SIGTERM)
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        # SIGTERM that landed after this batch's hook: Lightning stops at the next batch or epoch
+        # boundary, where the state is consistent, so save there (single process; under DDP the
+        # save is a collective that other ranks may no longer join).
+        if (
+            isinstance(exception, SIGTERMException)
+            and self.saved_path is None
+            and trainer.world_size == 1
+            and not (trainer.validating or trainer.sanity_checking)
+        ):
+            self._save(trainer)
         self._restore_handlers()
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -43,6 +43,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from lightning_gen.errors import ConfigError
 from lightning_gen.losses.gan import GAN_LOSSES, GANLoss, discriminator_loss, generator_loss, gradient_penalty
+from lightning_gen.models.cadence import is_logging_step
 from lightning_gen.nets.gan import ARCHITECTURES, Architecture, build_discriminator, build_generator, generator_kwargs
 from lightning_gen.nets.gan_layers import DNorm
 
@@ -279,7 +280,7 @@ class GAN(L.LightningModule):
             scheduler.step()
         self.update_ema()
 
-        if not self._logging_step():
+        if not is_logging_step(self.trainer, steps_done=self.global_step):  # after the G step
             return
         logs = {
             "train/d_loss": d_loss.detach(),
@@ -290,15 +291,6 @@ class GAN(L.LightningModule):
         if gp is not None:
             logs["train/gp"] = gp.detach()
         self.log_dict(logs, prog_bar=False, batch_size=x.shape[0])
-
-    def _logging_step(self) -> bool:
-        """Whether the loggers write this step: each ``self.log`` costs ~1 ms of Lightning bookkeeping on
-        CPU (a tenth of a small GAN's iteration), so train metrics are only sent when they are written."""
-        trainer = self.trainer
-        connector = getattr(trainer, "_logger_connector", None)
-        if connector is None or connector.should_update_logs or trainer.is_last_batch:
-            return True
-        return trainer.max_steps > 0 and self.global_step >= trainer.max_steps  # the final iteration
 
     @torch.no_grad()
     def update_ema(self) -> None:

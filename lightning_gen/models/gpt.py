@@ -18,6 +18,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from lightning_gen.errors import ConfigError
+from lightning_gen.models.cadence import is_logging_step
 from lightning_gen.nets.gpt import GPT as GPTNet
 from lightning_gen.nets.gpt import GPTConfig
 from lightning_gen.nets.lstm import LSTMConfig, LSTMDecoder
@@ -201,10 +202,7 @@ class GPT(L.LightningModule):
         x, y = batch
         loss = self.loss(x, y)
         self._rate_tokens += x.numel()
-        # Log only at the Trainer's logging cadence (what reaches the loggers anyway): each self.log
-        # call costs about a millisecond of Lightning bookkeeping, 2-5 % of a small model's CPU step.
-        every = self.trainer.log_every_n_steps
-        if every and (self.global_step + 1) % every == 0:
+        if is_logging_step(self.trainer, steps_done=self.global_step + 1):
             self.log("train/loss", loss)
             self._log_throughput()
         return loss
