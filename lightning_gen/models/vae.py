@@ -17,7 +17,6 @@ from lightning_gen.losses.vae import (
     log_likelihood,
     log_normal_diag,
 )
-from lightning_gen.models.cadence import is_logging_step
 from lightning_gen.nets.conv_vae import ConvDecoder, ConvEncoder
 
 
@@ -145,8 +144,7 @@ class VAE(L.LightningModule):
         log_px, kl = self.elbo_terms(x)
         recon, kl = -log_px.mean(), kl.mean()
         loss = recon + self.kl_weight() * kl
-        if is_logging_step(self.trainer, steps_done=self.global_step + 1):
-            self.log_dict({"train/loss": loss, "train/recon": recon, "train/kl": kl}, prog_bar=False)
+        self.log_dict({"train/loss": loss, "train/recon": recon, "train/kl": kl}, prog_bar=False)
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
