@@ -24,6 +24,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning_gen.checkpoint_io import AtomicCheckpointIO
 from lightning_gen.commands import TOOL_COMMANDS
 from lightning_gen.callbacks.run_state import RunState
+from lightning_gen.callbacks.step_checkpoint import StepCheckpoint
 from lightning_gen.callbacks.sweep_trial import OptunaTrialReporter
 from lightning_gen.errors import LightningGenError
 from lightning_gen.preemption import PreemptionCheckpoint
@@ -119,7 +120,7 @@ class LightningGenCLI(LightningCLI):
                     ModelCheckpoint(dirpath=checkpoint_dir, filename="{epoch}-{step}", monitor=monitor, mode=mode, save_top_k=1, save_last=True, enable_version_counter=False)
                 )
                 if every:  # last also every N steps: a killed run loses at most N steps
-                    callbacks.append(ModelCheckpoint(dirpath=checkpoint_dir, save_top_k=0, save_last=True, enable_version_counter=False, **every))
+                    callbacks.append(StepCheckpoint(dirpath=checkpoint_dir, save_top_k=0, save_last=True, enable_version_counter=False, **every))
             callbacks.append(RunState(run_id=run_id, run_dir=str(run_dir), experiment=name))
             callbacks.append(PreemptionCheckpoint(dirpath=checkpoint_dir))
         reporter = OptunaTrialReporter.from_env()  # set by `lightning-gen sweep --backend optuna`
