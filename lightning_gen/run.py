@@ -46,6 +46,8 @@ class RunOptions:
             logged after the checkpoint, so those rows are replaced; off: ``resume="must"``.
         progress: ``auto`` (a rich bar in an interactive terminal, none in CI/pipes), ``rich`` or ``none``.
         progress_refresh_steps: Redraw the bar every this many batches (the bar costs CPU time).
+        collective_timeout_min: Under DDP, a rank waiting this many minutes in a collective (a peer
+            stuck or gone) fails instead of hanging; longer than any work one rank does alone.
     """
 
     root: str = "runs"
@@ -60,6 +62,7 @@ class RunOptions:
     wandb_rewind: bool = True
     progress: Literal["auto", "rich", "none"] = "auto"
     progress_refresh_steps: int = 10
+    collective_timeout_min: float = 10.0
 
     def __post_init__(self) -> None:
         if self.checkpoint_every_n_steps < 0:
