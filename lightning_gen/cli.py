@@ -28,6 +28,7 @@ from lightning_gen.callbacks.step_checkpoint import StepCheckpoint
 from lightning_gen.callbacks.sweep_trial import OptunaTrialReporter
 from lightning_gen.errors import LightningGenError
 from lightning_gen.preemption import PreemptionCheckpoint
+from lightning_gen.strategy import ddp_strategy
 from lightning_gen.run import RUN_ID_ENV, Resume, RunOptions, default_loggers, new_run_id, resolve_resume, run_directory
 
 
@@ -132,6 +133,10 @@ class LightningGenCLI(LightningCLI):
             else:
                 kwargs["enable_progress_bar"] = False
         kwargs["callbacks"] = callbacks
+        kwargs["strategy"] = ddp_strategy(  # DDP with a collective timeout in minutes (lightning_gen/strategy.py)
+            trainer_config.get("strategy", "auto"), options.collective_timeout_min, self.model,
+            trainer_config.get("devices", "auto"), trainer_config.get("num_nodes", 1), trainer_config.get("accelerator", "auto"),
+        )
         return super().instantiate_trainer(**kwargs)
 
 

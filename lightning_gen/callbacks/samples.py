@@ -15,6 +15,8 @@ class SampleGrid(Callback):
     The same noise (from ``seed``, a private generator: training RNG is untouched) is used each
     time, so the grids show one set of samples evolving. Models with ``reconstruct(x)`` also get
     a grid of the first validation images (odd rows) above their reconstructions (even rows).
+    Under DDP only rank 0 samples and writes, so nothing here may be a collective (no
+    ``trainer.log_dir``; ``sample``/``reconstruct`` run on the bare module, not the DDP wrapper).
     """
 
     def __init__(self, every_n_epochs: int = 1, num_samples: int = 64, num_reconstructions: int = 32, nrow: int = 8, seed: int = 0) -> None:

@@ -15,7 +15,10 @@ prompt by as many tokens as the reference has, and logs
 The model needs ``generate(prompt_ids, max_new_tokens, temperature, top_k, top_p, generator)``
 and ``forward(idx) -> logits``; the datamodule ``val_tokens`` and ``tokenizer``. Sampling uses a
 private generator seeded by ``seed`` (training RNG untouched), so results are deterministic.
-DDP: only rank 0 generates and logs (``rank_zero_only``); no collective runs on one rank alone.
+DDP: every rank evaluates the same prompts with the same seed (no collective at all, and the
+numbers of a 1-process run), then logs with ``sync_dist`` so each rank holds exactly the same value
+(a ``ModelCheckpoint``/``EarlyStopping`` monitoring ``text/bleu`` decides alike on every rank); only
+rank 0 writes the sample table, to a plain path (never ``trainer.log_dir``, a collective).
 """
 from __future__ import annotations
 
@@ -141,11 +144,11 @@ class TextMetrics(Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.every_n_epochs is None or trainer.sanity_checking:
             return
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0 and trainer.is_global_zero:
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
             self._log(trainer, pl_module)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        if self.every_n_steps is not None and trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
+        if self.every_n_steps is not None and trainer.global_step % self.every_n_steps == 0:
             self._log(trainer, pl_module)
 
     # --- what -----------------------------------------------------------------------------------
@@ -199,7 +202,8 @@ class TextMetrics(Callback):
         if datamodule is None or not hasattr(datamodule, "val_tokens") or not hasattr(datamodule, "tokenizer"):
             raise ConfigError("TextMetrics needs a text datamodule (with `val_tokens` and `tokenizer`), e.g. datamodules.text.TextDataModule.")
         metrics, rows = self.evaluate(pl_module, datamodule.val_tokens, datamodule.tokenizer)
-        for key, value in metrics.items():
-            pl_module.log(key, value, rank_zero_only=True)
+        for key, value in metrics.items():  # every rank, same order: the sync is a matched collective
+            pl_module.log(key, value, sync_dist=True)
         self.last_metrics = metrics
+        # rank 0 only, no collective inside
         self.last_table_path = log_text_table(trainer, "text/samples", ["prompt", "sample", "reference"], rows)

@@ -9,10 +9,25 @@ import os
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid
+
+
+def run_output_dir(trainer: L.Trainer) -> str:
+    """``trainer.log_dir`` without its DDP broadcast, for code that runs on rank 0 alone.
+
+    ``trainer.log_dir`` is a collective under DDP: read on one rank only, it waits for peers that
+    never come (or meets their next, different collective). The folder is the same: the first
+    logger's directory, else ``default_root_dir``.
+    """
+    if trainer.loggers:
+        first = trainer.loggers[0]
+        folder = first.log_dir if isinstance(first, (TensorBoardLogger, CSVLogger)) else first.save_dir
+        if folder:
+            return str(folder)
+    return str(trainer.default_root_dir)
 
 
 def to_uint8_grid(images: Tensor, nrow: int = 8) -> np.ndarray:
@@ -26,7 +41,7 @@ def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, nrow: int = 8) 
     """Log ``images`` as one grid under ``key`` at the current step; returns the PNG path (rank 0).
 
     W&B gets a ``wandb.Image`` (uint8: a float tensor would be saved black), TensorBoard an
-    ``add_image``; the PNG lands in ``<log_dir>/samples/``.
+    ``add_image``; the PNG lands in ``<run dir>/samples/``. No collective: rank 0 may call it alone.
     """
     if not trainer.is_global_zero:
         return None
@@ -38,7 +53,7 @@ def log_image_grid(trainer: L.Trainer, key: str, images: Tensor, nrow: int = 8) 
             logger.log_image(key=key, images=[pil], step=step)
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_image(key, torch.from_numpy(grid).permute(2, 0, 1), global_step=step)
-    out_dir = os.path.join(trainer.log_dir or trainer.default_root_dir, "samples")
+    out_dir = os.path.join(run_output_dir(trainer), "samples")
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{key.replace('/', '_')}_step{step:07d}.png")
     pil.save(path)

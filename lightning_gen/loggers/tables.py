@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import lightning as L
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 
+from lightning_gen.loggers.images import run_output_dir
+
 
 def _markdown_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def cell(value: str) -> str:
@@ -37,7 +39,7 @@ def log_text_table(trainer: L.Trainer, key: str, columns: Sequence[str], rows: S
             logger.log_table(key=key, columns=columns, data=rows, step=step)
         elif isinstance(logger, TensorBoardLogger):
             logger.experiment.add_text(key, _markdown_table(columns, rows), global_step=step)
-    out_dir = os.path.join(trainer.log_dir or trainer.default_root_dir, "samples")
+    out_dir = os.path.join(run_output_dir(trainer), "samples")  # not trainer.log_dir: a DDP collective
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"{key.replace('/', '_')}_step{step:07d}.csv")
     with open(path, "w", newline="", encoding="utf-8") as f:
