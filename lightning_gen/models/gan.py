@@ -29,9 +29,28 @@ plugin calls it after the fp16 gradients were unscaled, which is where clipping 
 Randomness of training (``z``, fake labels, the penalty's ``alpha``) comes from a private
 ``torch.Generator`` saved in the checkpoint, so a resumed run continues the same random stream,
 whatever validation or sampling callbacks did in between.
+
+DDP
+---
+Lightning wraps the whole module (G and D) in one ``DistributedDataParallel``; under manual
+optimization it prepares DDP's gradient reduction before every ``manual_backward`` with that
+loss. Each backward here reaches one net only: D's loss is computed on ``fake`` made without
+gradients, and G's step freezes D (``toggle_optimizer``). DDP's default expects every parameter
+to receive a gradient and fails at the next step ("parameters that were not used in producing
+the loss"). The choice made: **one wrapper with** ``find_unused_parameters=True``
+(``ddp_find_unused_parameters`` below; :mod:`lightning_gen.strategy` applies it to
+``--trainer.strategy=ddp``). Each backward then all-reduces the gradients of the net it reached
+(D's ``n_critic`` steps, then G's step, each with gradients averaged over ranks before its
+optimizer step) and leaves the other net's gradients untouched; the cost is a walk of the
+autograd graph per backward. Separate wrappers per net would need a custom strategy for the
+same result. Batch-norm buffers are broadcast from rank 0 at each step (DDP's default); the EMA
+is updated on every rank from identical weights. Each rank draws its own noise (rank 0 keeps
+the single-process stream, rank r a seed derived from it), and the checkpoint holds every
+rank's noise state, so a resumed DDP run continues every rank's stream.
 """
 from __future__ import annotations
 
+import hashlib
 from typing import Literal
 
 import lightning as L
@@ -64,6 +83,8 @@ class GAN(L.LightningModule):
 
     #: a GAN has no validation metric worth selecting checkpoints by: keep the latest (``last.ckpt``)
     monitor: tuple[str | None, str] = (None, "min")
+    #: each backward reaches one of the two nets: DDP must not wait for the other's gradients (module doc)
+    ddp_find_unused_parameters: bool = True
 
     def __init__(
         self,
@@ -174,16 +195,21 @@ class GAN(L.LightningModule):
         )
         self._noise: torch.Generator | None = None
         self._pending_noise_state: Tensor | None = None
+        self._pending_noise_seed: int | None = None
 
     # --- randomness ------------------------------------------------------------------------------
     def noise_generator(self) -> torch.Generator:
-        """The private RNG of training noise, on this module's device (restored on resume)."""
+        """The private RNG of training noise, on this module's device (restored on resume); one stream per rank."""
         if self._noise is None or self._noise.device != self.device:
-            seed = self.noise_seed if self.noise_seed is not None else int(torch.randint(2**62, (1,)).item())
+            if self._pending_noise_seed is not None:
+                seed = self._pending_noise_seed
+            else:
+                seed = self.noise_seed if self.noise_seed is not None else int(torch.randint(2**62, (1,)).item())
+                seed = _rank_seed(seed, self.global_rank)
             self._noise = torch.Generator(device=self.device).manual_seed(seed)
             if self._pending_noise_state is not None:
                 self._noise.set_state(self._pending_noise_state)
-                self._pending_noise_state = None
+            self._pending_noise_state = self._pending_noise_seed = None
         return self._noise
 
     def _z(self, n: int) -> Tensor:
@@ -327,11 +353,31 @@ class GAN(L.LightningModule):
 
     # --- checkpoint ------------------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["gan_noise_rng_state"] = self.noise_generator().get_state()
+        """Every rank calls this (Lightning saves on all ranks, writes on rank 0): gather each rank's noise state."""
+        state = self.noise_generator().get_state()
+        world = self.trainer.world_size if self._trainer is not None else 1
+        if world > 1:
+            states = self.all_gather(state.to(self.device)).cpu()  # (world, n) uint8
+            checkpoint["gan_noise_rng_states"] = list(states.unbind(0))
+            state = states[0]
+        checkpoint["gan_noise_rng_state"] = state  # rank 0's (the only one of a 1-process run)
         checkpoint["gan_generator_config"] = {"architecture": self.architecture, **self.generator_config}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint.get("gan_noise_rng_state")
-        if state is not None:
-            self._pending_noise_state = state
-            self._noise = None
+        """Restore this rank's noise stream; a rank the checkpoint has no state for derives a new seed from rank 0's."""
+        states = checkpoint.get("gan_noise_rng_states") or [checkpoint.get("gan_noise_rng_state")]
+        rank = self.global_rank
+        if states[0] is None:
+            return
+        self._noise = None
+        if rank < len(states):
+            self._pending_noise_state = states[rank]
+        else:
+            self._pending_noise_seed = _rank_seed(int.from_bytes(hashlib.sha256(states[0].numpy().tobytes()).digest()[:7], "little"), rank)
+
+
+def _rank_seed(seed: int, rank: int) -> int:
+    """Rank 0 keeps ``seed`` (the single-process stream); rank r > 0 gets an independent seed derived from it."""
+    if rank == 0:
+        return seed
+    return int.from_bytes(hashlib.sha256(f"lightning_gen.gan:{seed}:{rank}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
