@@ -9,7 +9,7 @@ import torch
 
 import datamodules.text.datamodule as text_dm
 import datamodules.text.tokenizers as toks
-from datamodules.errors import DataNotFoundError
+from datamodules.errors import ConfigError, DataNotFoundError, UserError
 from datamodules.text import (
     ByteLevelBPETokenizer,
     CharTokenizer,
@@ -20,7 +20,6 @@ from datamodules.text import (
     shakespeare_corpus,
     tokenizer_from_dict,
 )
-from lightning_gen.errors import ConfigError, LightningGenError
 
 SAMPLE = "ROMEO:\nBut, soft! what light through yonder window breaks?\n\nJULIET:\nAy me!  — ‘quoth’ she\t\n"
 CORPUS = (SAMPLE + "First Citizen:\nBefore we proceed any further, hear me speak.\n\n") * 40
@@ -39,7 +38,7 @@ def test_char_tokenizer_round_trips_and_saves(tmp_path: Path) -> None:
     assert tok.decode(ids) == SAMPLE and max(ids) < tok.vocab_size == len(set(CORPUS))
     loaded = Tokenizer.load(tok.save(tmp_path))
     assert loaded.encode(SAMPLE) == ids and loaded.fingerprint == tok.fingerprint
-    with pytest.raises(LightningGenError, match=r"never saw.*\['Z'\]"):
+    with pytest.raises(UserError, match=r"never saw.*\['Z'\]"):
         tok.encode("Z")
 
 

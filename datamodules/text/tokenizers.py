@@ -20,8 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from datamodules.errors import ConfigError
-from lightning_gen.errors import LightningGenError
+from datamodules.errors import ConfigError, DataNotFoundError, UserError
 
 TIKTOKEN_TIMEOUT_S = 20.0  # bound on tiktoken's download attempt; offline it fails in well under 1 s
 
@@ -72,7 +71,7 @@ class Tokenizer(ABC):
         if path.is_dir():
             path = path / "tokenizer.json"
         if not path.is_file():
-            raise LightningGenError(f"No tokenizer at {path}: pass the `tokenizer.json` a training run saved.")
+            raise DataNotFoundError(f"No tokenizer at {path}: pass the `tokenizer.json` a training run saved.")
         return tokenizer_from_dict(json.loads(path.read_text()))
 
 
@@ -96,7 +95,7 @@ class CharTokenizer(Tokenizer):
             return [self.stoi[c] for c in text]
         except KeyError:
             unknown = sorted({c for c in text if c not in self.stoi})
-            raise LightningGenError(
+            raise UserError(
                 f"The text has characters this character-level tokenizer never saw in its corpus: {unknown!r}. "
                 "Remove them from the prompt (or train on a corpus that contains them)."
             ) from None
@@ -184,11 +183,11 @@ def _load_tiktoken(encoding: str, timeout_s: float) -> Any:
     try:
         return pool.submit(tiktoken.get_encoding, encoding).result(timeout=timeout_s)
     except concurrent.futures.TimeoutError:
-        raise LightningGenError(f"tiktoken could not load encoding {encoding!r} within {timeout_s:.0f} s.") from None
+        raise DataNotFoundError(f"tiktoken could not load encoding {encoding!r} within {timeout_s:.0f} s.") from None
     except ValueError as err:  # unknown encoding name
         raise ConfigError(f"`data.init_args.bpe_encoding`: {err}") from None
     except Exception as err:  # network errors (requests/urllib), missing cache files
-        raise LightningGenError(
+        raise DataNotFoundError(
             f"tiktoken could not load encoding {encoding!r} ({type(err).__name__}); it downloads its files, "
             "so go online once or set TIKTOKEN_CACHE_DIR to a folder holding them."
         ) from None
@@ -211,9 +210,7 @@ def bpe_tokenizer(
     if encoding:
         try:
             return TiktokenTokenizer(encoding, timeout_s)
-        except ConfigError:
-            raise
-        except LightningGenError as err:
+        except DataNotFoundError as err:
             print(f"lightning_gen: {err} Falling back to a byte-level BPE ({vocab_size} ids) trained on the corpus.")
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"bpe-{vocab_size}-{key}.json" if cache_dir is not None else None
@@ -234,4 +231,4 @@ def tokenizer_from_dict(data: dict[str, Any]) -> Tokenizer:
         return TiktokenTokenizer(data["encoding"])
     if kind == ByteLevelBPETokenizer.kind:
         return ByteLevelBPETokenizer(data["hf"])
-    raise LightningGenError(f"Unknown tokenizer kind {kind!r}; expected 'char', 'tiktoken' or 'bpe'.")
+    raise ConfigError(f"Unknown tokenizer kind {kind!r}; expected 'char', 'tiktoken' or 'bpe'.")

@@ -2,60 +2,128 @@
 
 W&B itself, with no API key, waits forever at a login prompt in a terminal, and with a key but
 no network blocks for minutes. :func:`resolve_wandb_mode` decides first (environment, API key,
-a time-boxed TCP probe of the W&B host) and the logger tells the user in one line where an
+a time-boxed probe of the server W&B will really dial) and the logger tells the user in one line where an
 offline run lives and how to upload it.
 """
 from __future__ import annotations
 
 import netrc
 import os
-import socket
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
+from lightning_gen.errors import LightningGenError
+
 WandbMode = Literal["auto", "online", "offline"]
 
 
-def _wandb_host() -> str:
-    return urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+def wandb_base_url() -> str:
+    """The server URL W&B will dial, resolved as W&B does it.
+
+    W&B reads its settings files (``~/.config/wandb/settings``, ``./wandb/settings``) and
+    ``WANDB_BASE_URL``; its default host is not ``api.wandb.ai`` in every version (0.31:
+    ``https://api.forge.coreweave.com``). A fresh ``Settings`` keeps W&B's global state untouched.
+    """
+    from wandb import Settings
+
+    settings = Settings(silent=True)
+    settings.settings_system = str(Path(os.environ.get("WANDB_CONFIG_DIR", "~/.config/wandb")).expanduser() / "settings")
+    settings.update_from_system_settings()
+    settings.update_from_env_vars(dict(os.environ))
+    return settings.base_url
 
 
-def has_wandb_api_key() -> bool:
-    """True when W&B would find a key: ``WANDB_API_KEY`` or a ``~/.netrc`` entry for its host."""
+def has_wandb_api_key(base_url: str | None = None) -> bool:
+    """True when W&B would find a key: ``WANDB_API_KEY`` or a ``~/.netrc`` entry for its server (default: :func:`wandb_base_url`)."""
     if os.environ.get("WANDB_API_KEY"):
         return True
     try:
-        return netrc.netrc().authenticators(_wandb_host()) is not None
+        auth = netrc.netrc(os.environ.get("NETRC") or None)
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
         return False
+    if not auth.hosts:
+        return False
+    parsed = urlparse(base_url or wandb_base_url())
+    return any(auth.authenticators(name) is not None for name in (parsed.netloc, parsed.hostname) if name)
+
+
+def probe(url: str, timeout_s: float) -> str | None:
+    """``None`` when the server at ``url`` answers HTTP(S) within ``timeout_s`` (any status), else why not.
+
+    A request, not a bare TCP connect: proxies and firewalls that accept every connection do not
+    count as reachable; TLS must verify as it will for W&B. The request runs in a daemon thread,
+    so neither a slow DNS lookup nor the interpreter's exit waits for it.
+    """
+    outcome: list[str | None] = []
+
+    def request() -> None:
+        try:
+            urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout_s).close()
+            outcome.append(None)
+        except urllib.error.HTTPError:
+            outcome.append(None)  # the server answered (401, 404...): reachable
+        except urllib.error.URLError as err:
+            outcome.append(str(getattr(err.reason, "strerror", None) or err.reason))
+        except Exception as err:  # noqa: BLE001 - timeouts, resets, bad URLs: all mean "not reachable"
+            outcome.append(f"{type(err).__name__}: {err}")
+
+    thread = threading.Thread(target=request, name="wandb-probe", daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    return outcome[0] if outcome else f"no answer within {timeout_s:g} s"
 
 
 def resolve_wandb_mode(mode: WandbMode = "auto", probe_timeout_s: float = 3.0) -> tuple[str, str]:
     """Return ``("online" | "offline" | "disabled", reason)`` without ever blocking longer than the probe.
 
-    ``auto`` honours ``WANDB_MODE``, goes offline with no API key, and otherwise probes the W&B
-    host with a TCP connect bounded by ``probe_timeout_s``.
+    ``auto`` honours ``WANDB_MODE``, goes offline with no API key, and otherwise probes the server
+    W&B will use (:func:`wandb_base_url`) with a request bounded by ``probe_timeout_s``.
+    ``online`` (asked for with ``--run.wandb=online`` or ``WANDB_MODE=online``) gets the same
+    checks, and a :class:`LightningGenError` when they fail, instead of W&B's traceback minutes later.
     """
-    if mode != "auto":
-        return mode, f"run.wandb={mode}"
-    env_mode = os.environ.get("WANDB_MODE", "").lower()
-    if env_mode in ("offline", "dryrun"):
-        return "offline", "WANDB_MODE=offline"
-    if env_mode == "disabled":
-        return "disabled", "WANDB_MODE=disabled"
-    if env_mode == "online":
-        return "online", "WANDB_MODE=online"
-    if not has_wandb_api_key():
-        return "offline", "no W&B API key"
-    host = _wandb_host()
-    try:
-        with socket.create_connection((host, 443), timeout=probe_timeout_s):
-            return "online", f"{host} reachable"
-    except OSError:
-        return "offline", f"{host} unreachable"
+    if mode == "auto":
+        env_mode = os.environ.get("WANDB_MODE", "").lower()
+        if env_mode in ("offline", "dryrun"):
+            return "offline", "WANDB_MODE=offline"
+        if env_mode == "disabled":
+            return "disabled", "WANDB_MODE=disabled"
+        if env_mode == "online":
+            return _checked_online("WANDB_MODE=online", probe_timeout_s)
+        if not has_wandb_api_key():
+            return "offline", "no W&B API key"
+        url = wandb_base_url()
+        why = probe(url, probe_timeout_s)
+        return ("offline", f"{url} unreachable ({why})") if why else ("online", f"{url} reachable")
+    if mode == "online":
+        return _checked_online("--run.wandb=online", probe_timeout_s)
+    return mode, f"run.wandb={mode}"
+
+
+def _checked_online(asked_by: str, probe_timeout_s: float) -> tuple[str, str]:
+    url = wandb_base_url()
+    fixes = (
+        "Fix: train offline with `--run.wandb=offline` (upload later with `wandb sync`), or use `--run.wandb=auto` "
+        "(online only when the server answers)"
+    )
+    if not has_wandb_api_key(url):
+        raise LightningGenError(
+            f"W&B online ({asked_by}) needs an API key for {url}, and none is set (WANDB_API_KEY, or `wandb login`, "
+            f"which writes ~/.netrc). {fixes}, or log in first. Nothing was written."
+        )
+    why = probe(url, probe_timeout_s)
+    if why:
+        raise LightningGenError(
+            f"W&B online ({asked_by}) cannot reach its server {url} ({why}). {fixes}, or point W&B at a server this "
+            "machine reaches with WANDB_BASE_URL (or `wandb login --host URL`). Nothing was written."
+        )
+    return "online", f"{asked_by}, {url} reachable"
 
 
 class WandbLogger(_LightningWandbLogger):
