@@ -26,7 +26,8 @@ from lightning_gen.commands import TOOL_COMMANDS
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.callbacks.step_checkpoint import StepCheckpoint
 from lightning_gen.callbacks.sweep_trial import OptunaTrialReporter
-from lightning_gen.errors import LightningGenError
+from lightning_gen.errors import LightningGenError, UserError
+from lightning_gen.model_data import check_model_fits_data
 from lightning_gen.preemption import PreemptionCheckpoint
 from lightning_gen.strategy import ddp_strategy
 from lightning_gen.run import RUN_ID_ENV, Resume, RunOptions, default_loggers, new_run_id, resolve_resume, run_directory
@@ -59,6 +60,8 @@ class LightningGenCLI(LightningCLI):
         if self.subcommand is None:
             return
         cfg = self.config[self.subcommand]
+        model, data = cfg.get("model"), cfg.get("data")
+        check_model_fits_data(model.get("class_path") if model else None, data.get("class_path") if data else None)
         ckpt_path = cfg.get("ckpt_path")
         if not ckpt_path:
             return
@@ -174,7 +177,7 @@ def main(args: list[str] | None = None) -> None:
             importlib.import_module(TOOL_COMMANDS[argv[0]]).main(argv[1:])
         else:
             build_cli(args)  # None: LightningCLI reads sys.argv itself
-    except LightningGenError as err:
+    except UserError as err:  # bad input (ours or the datamodules'), not a bug
         print(f"lightning-gen: error: {err}", file=sys.stderr)
         sys.exit(1)
 
