@@ -13,10 +13,11 @@ import hashlib
 import importlib.util
 import os
 import re
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from datamodules.errors import ConfigError, DataNotFoundError
+from datamodules.errors import ConfigError, CorruptDataError, DataNotFoundError
 
 TEXT_SUFFIXES = (".txt", ".md", ".text", ".rst")
 
@@ -91,10 +92,46 @@ def text_path_corpus(path: str | os.PathLike) -> Corpus:
             raise DataNotFoundError(f"`data.init_args.text_path` {root} holds no text files ({', '.join(TEXT_SUFFIXES)}).")
     else:
         raise DataNotFoundError(f"`data.init_args.text_path` {root} does not exist; pass a text file or a folder of them.")
-    try:
-        text = "\n".join(f.read_text(encoding="utf-8") for f in files)
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"`data.init_args.text_path`: a file under {root} is not UTF-8 text ({err}).") from None
-    if not text.strip():
-        raise ConfigError(f"`data.init_args.text_path` {root} is empty.")
+    texts = []
+    for f in files:
+        try:
+            texts.append(f.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as err:
+            raise CorruptDataError(
+                f"`data.init_args.text_path`: {f} is not UTF-8 text ({err}). Fix: convert it to UTF-8 "
+                "(e.g. `iconv -t UTF-8`) or remove it from the folder."
+            ) from None
+        check_looks_like_text(f, texts[-1])
+    text = "\n".join(texts)
+    check_enough_symbols(root, text)
     return Corpus(root.stem or "text", text)
+
+
+def check_looks_like_text(path: Path, text: str, max_control_share: float = 0.01) -> None:
+    """Refuse a "text" that is mostly control characters (NUL bytes, a binary file read as UTF-8)."""
+    kinds = {c: text.count(c) for c in set(text) if unicodedata.category(c) == "Cc" and not c.isspace()}
+    n_control = sum(kinds.values())
+    if n_control > max_control_share * len(text):
+        listed = ", ".join(f"{c!r} x{n:,}" for c, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
+        raise CorruptDataError(
+            f"`data.init_args.text_path`: {path} does not look like text: {n_control:,} of its {len(text):,} characters "
+            f"are control characters ({listed}), and a model trained on it would learn nothing useful. Fix: point "
+            "`--data.init_args.text_path` at UTF-8 text (without this file)."
+        )
+
+
+def check_enough_symbols(root: Path, text: str, min_symbols: int = 2) -> None:
+    """Refuse a corpus that is empty, only whitespace, or has fewer than ``min_symbols`` distinct characters."""
+    if not text.strip():
+        what = "is empty (0 characters)" if not text else f"holds only whitespace ({len(text):,} characters)"
+        raise ConfigError(
+            f"`data.init_args.text_path` {root} {what}: there is no text to learn. "
+            "Fix: point `--data.init_args.text_path` at a UTF-8 text file (or folder of them) with real text."
+        )
+    symbols = sorted(set(text))
+    if len(symbols) < min_symbols:
+        raise ConfigError(
+            f"`data.init_args.text_path` {root} has {len(symbols)} distinct character ({symbols[0]!r}, {len(text):,} times): "
+            f"a vocabulary of {len(symbols)} leaves nothing to predict (at least {min_symbols} are needed). "
+            "Fix: point `--data.init_args.text_path` at real text."
+        )
