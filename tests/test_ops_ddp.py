@@ -37,3 +37,66 @@ def test_ddp_killed_then_resumed_into_the_same_run(tmp_path: Path) -> None:
     segments = wandb_segments(run_dir)
     assert len(segments) == 2 and all(s.name.endswith(f"-{run_dir.name}") for s in segments)  # one W&B run id
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 16
+
+
+def test_ddp_strategy_names_get_the_collective_timeout_and_the_models_unused_parameter_choice() -> None:
+    from datetime import timedelta
+
+    from lightning.pytorch.strategies import DDPStrategy
+
+    from lightning_gen.errors import ConfigError
+    from lightning_gen.models.gan import GAN
+    from lightning_gen.strategy import ddp_strategy
+
+    ddp = ddp_strategy("ddp", 2.5, object())
+    assert isinstance(ddp, DDPStrategy) and ddp._timeout == timedelta(minutes=2.5) and ddp._start_method == "popen"
+    assert ddp._ddp_kwargs == {"find_unused_parameters": False}
+    assert ddp_strategy("ddp_spawn", 1, GAN)._ddp_kwargs == {"find_unused_parameters": True}  # the GAN asks for it
+    assert ddp_strategy("ddp_find_unused_parameters_false", 1, GAN)._ddp_kwargs == {"find_unused_parameters": False}  # the name wins
+    assert ddp_strategy("ddp_fork", 1)._start_method == "fork"
+    assert isinstance(ddp_strategy("auto", 1, devices=2, accelerator="cpu"), DDPStrategy)  # Lightning would pick DDP too
+    assert ddp_strategy("auto", 1, devices=1) == "auto" and ddp_strategy("auto", 1, devices="auto") == "auto"
+    assert ddp_strategy("deepspeed", 1) == "deepspeed"
+    given = DDPStrategy()
+    assert ddp_strategy(given, 1) is given  # an object is the user's explicit choice
+    with pytest.raises(ConfigError, match="collective_timeout_min"):
+        ddp_strategy("ddp", 0)
+
+
+STALL = '''\
+import time
+from lightning.pytorch.callbacks import Callback
+
+
+class Stall(Callback):
+    """Rank 1 stops at step 2 for 180 s (a stuck peer) while rank 0 goes on into the next collective."""
+
+    def on_train_batch_end(self, trainer, *args):
+        if trainer.global_step == 2 and trainer.global_rank == 1:
+            time.sleep(180)
+'''
+
+
+@pytest.mark.slow
+def test_a_rank_waiting_for_a_stuck_peer_fails_after_the_collective_timeout(tmp_path: Path) -> None:
+    """``--run.collective_timeout_min=0.1``: rank 0 waits 6 s for rank 1, then fails with an error (not a hang)."""
+    import os
+    import subprocess
+    import time
+
+    from ops_utils import CLI, cli_env
+
+    (tmp_path / "stall.py").write_text(STALL)  # `python -m` puts the cwd on sys.path
+    config = write_tiny_config(tmp_path, epochs=1)
+    args = ["fit", "--config", str(config), *DDP, "--run.collective_timeout_min=0.1", "--trainer.callbacks+=stall.Stall"]
+    start = time.monotonic()
+    proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        returncode = proc.wait(timeout=170)  # rank 0; the stuck rank 1 would keep a pipe open until it wakes
+        elapsed = time.monotonic() - start
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # rank 1, still asleep
+        out = proc.communicate()[0]
+    assert returncode not in (0, None), out[-3000:]
+    assert "timed out" in out.lower() or "timeout" in out.lower(), out[-3000:]
+    assert elapsed < 170

@@ -1,0 +1,189 @@
+"""What users run: every experiment file, layered with ``debug.yaml`` and a few steps, through the CLI,
+in one process and under 2-process DDP on CPU (gloo).
+
+Experiment files are discovered by glob (``experiments/*.yaml`` with a ``model:`` section; layer
+files such as ``debug.yaml`` or ``vae_mnist_eval.yaml`` have none, ``sweeps/`` is another folder).
+Files that cannot train on this machine are still tested as far as they go:
+
+* CIFAR-10 experiments: no offline copy of CIFAR-10 exists, so the run must stop at once with the
+  datamodule's one-paragraph error (exit 1, no traceback) and write no checkpoint;
+* GPU experiments (``trainer.accelerator: gpu``): trained on CPU with ``--trainer.accelerator=cpu``
+  and ``compile=false`` (the cold ``torch.compile`` costs ~20 s and is not what is tested here).
+
+Each DDP run also carries :data:`PROBE`, a callback that gathers from every rank a digest of the
+parameters (G, D and the EMA for GANs), the GAN noise state and the strategy settings: the ranks
+must end with identical weights (gradients were averaged) and, for GANs, different noise.
+The default suite keeps one DDP run (``dcgan_mnist``, bf16-mixed, two critic steps); the full
+matrix and the kill -9 / resume runs are ``slow``.
+"""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from ops_utils import REPO_ROOT, logged_steps, run_cli, start_and_signal, train_rows, wandb_segments
+
+EXPERIMENTS = REPO_ROOT / "experiments"
+DEBUG = EXPERIMENTS / "debug.yaml"
+DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
+#: a few steps, and a validation (sample grid, text metrics) at the end of them, also for GANs
+FEW_STEPS = ["--trainer.limit_train_batches=4", "--trainer.log_every_n_steps=2", "--trainer.limit_val_batches=2", "--trainer.val_check_interval=4"]
+
+PROBE = '''\
+import hashlib, json
+import torch, torch.distributed as dist
+from lightning.pytorch.callbacks import Callback
+
+
+class Probe(Callback):
+    """At the end of training, rank 0 writes every rank's parameter digest, noise digest and strategy settings."""
+
+    def on_train_end(self, trainer, pl_module):
+        digest = hashlib.sha256()
+        for name, p in sorted(pl_module.named_parameters()):
+            digest.update(name.encode() + p.detach().float().cpu().numpy().tobytes())
+        noise = getattr(pl_module, "_noise", None)
+        strategy = trainer.strategy
+        timeout = getattr(strategy, "_timeout", None)
+        info = {
+            "params": digest.hexdigest(),
+            "noise": None if noise is None else hashlib.sha256(noise.get_state().numpy().tobytes()).hexdigest(),
+            "strategy": type(strategy).__name__,
+            "timeout_s": None if timeout is None else timeout.total_seconds(),
+            "find_unused": getattr(strategy, "_ddp_kwargs", {}).get("find_unused_parameters"),
+            "precision": str(trainer.precision),
+            "global_step": trainer.global_step,
+        }
+        every = [None] * trainer.world_size
+        if dist.is_available() and dist.is_initialized():
+            dist.all_gather_object(every, info)
+        else:
+            every = [info]
+        if trainer.is_global_zero:
+            with open("probe.json", "w") as f:
+                json.dump(every, f)
+'''
+
+
+def experiment_files() -> list[Path]:
+    """Every experiment in ``experiments/`` (files with a ``model:``), found anew each run."""
+    return sorted(p for p in EXPERIMENTS.glob("*.yaml") if "model" in (yaml.safe_load(p.read_text()) or {}))
+
+
+def needs_cifar10(config: dict) -> bool:
+    return "CIFAR10" in str((config.get("data") or {}).get("class_path", ""))
+
+
+def needs_gpu(config: dict) -> bool:
+    return str((config.get("trainer") or {}).get("accelerator", "")) in ("gpu", "cuda")
+
+
+def has_callback(config: dict, name: str) -> bool:
+    return any(str(c.get("class_path", "")).endswith(name) for c in (config.get("trainer") or {}).get("callbacks") or [])
+
+
+def fit(experiment: Path, cwd: Path, *extra: str, ddp: bool = False, timeout: float = 600) -> tuple[Path, list[dict]]:
+    """``lightning-gen fit --config EXP --config debug.yaml`` + a few steps; returns its run dir (the only one) and the probe."""
+    (cwd / "ddp_probe.py").write_text(PROBE)  # `python -m` puts the cwd on sys.path: the probe is importable
+    config = yaml.safe_load(experiment.read_text())
+    device = ["--trainer.accelerator=cpu", "--model.init_args.compile=false"] if needs_gpu(config) else []
+    args = ["fit", "--config", str(experiment), "--config", str(DEBUG), *FEW_STEPS, *device, "--run.root", "runs", "--trainer.callbacks+=ddp_probe.Probe", *extra]
+    proc = run_cli([*args, *(DDP if ddp else [])], cwd, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    (run_dir,) = list((cwd / "runs" / experiment.stem).iterdir())  # DDP: rank 1 wrote into rank 0's run
+    return run_dir, json.loads((cwd / "probe.json").read_text())
+
+
+def assert_run_dir(run_dir: Path, config: dict, steps: int) -> dict:
+    """The files every run leaves; returns what a 1-process and a DDP run must share."""
+    assert (run_dir / "config.yaml").is_file()
+    rows = train_rows(run_dir / "metrics.csv")
+    train = [r for r in rows if any(v for k, v in r.items() if k.startswith("train/"))]
+    assert train, rows[:3]
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == steps
+    assert len(wandb_segments(run_dir)) == 1  # one offline W&B run, whatever the number of ranks
+    samples = sorted(p.name for p in (run_dir / "samples").glob("*")) if (run_dir / "samples").is_dir() else []
+    if has_callback(config, "SampleGrid"):
+        assert any(name.endswith(".png") for name in samples), samples
+    if has_callback(config, "TextMetrics"):
+        assert any(name.startswith("text_samples") for name in samples), samples
+        assert any(r.get("text/bleu") for r in rows)
+    return {"columns": sorted(rows[0]), "samples": samples, "files": sorted(p.name for p in run_dir.iterdir())}
+
+
+def assert_ranks_agree(probe: list[dict], gan: bool) -> None:
+    assert len(probe) == 2 and probe[0]["strategy"] == "DDPStrategy"
+    assert probe[0]["params"] == probe[1]["params"]  # gradients were averaged: every net, every step
+    assert probe[0]["timeout_s"] == 10 * 60  # run.collective_timeout_min's default, not Lightning's 30 min
+    assert probe[0]["find_unused"] is gan
+    if gan:
+        assert probe[0]["noise"] != probe[1]["noise"]  # each rank draws its own z
+
+
+TRAINABLE = [p for p in experiment_files() if not needs_cifar10(yaml.safe_load(p.read_text()))]
+CIFAR = [p for p in experiment_files() if needs_cifar10(yaml.safe_load(p.read_text()))]
+
+
+def test_discovery_finds_every_experiment() -> None:
+    names = {p.stem for p in experiment_files()}
+    assert {"vae_mnist", "dcgan_mnist", "wgan_gp_mnist", "gpt_shakespeare_char"} <= names
+    assert not names & {"debug", "vae_mnist_eval"}  # layers, not experiments
+
+
+def test_dcgan_mnist_under_ddp_bf16_two_critic_steps(tmp_path: Path) -> None:
+    """The default suite's DDP run: both nets, n_critic, EMA, bf16-mixed autocast, a sample grid from rank 0."""
+    experiment = EXPERIMENTS / "dcgan_mnist.yaml"
+    extra = ["--trainer.precision=bf16-mixed", "--model.init_args.n_critic=2", "--model.init_args.ema_start=1"]
+    run_dir, probe = fit(experiment, tmp_path, *extra, ddp=True)
+    assert_run_dir(run_dir, yaml.safe_load(experiment.read_text()), steps=4)
+    assert_ranks_agree(probe, gan=True)
+    assert probe[0]["precision"] == "bf16-mixed" and probe[0]["global_step"] == 4
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    states = ckpt["gan_noise_rng_states"]  # every rank's noise stream, for the resume
+    assert len(states) == 2 and not torch.equal(states[0], states[1]) and torch.equal(states[0], ckpt["gan_noise_rng_state"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", TRAINABLE, ids=lambda p: p.stem)
+def test_experiment_one_process_and_ddp_leave_the_same_run_dir(experiment: Path, tmp_path: Path) -> None:
+    config = yaml.safe_load(experiment.read_text())
+    single, _ = fit(experiment, tmp_path / "single")
+    ddp, probe = fit(experiment, tmp_path / "ddp", ddp=True)
+    expected = assert_run_dir(single, config, steps=4)
+    assert assert_run_dir(ddp, config, steps=4) == expected
+    assert_ranks_agree(probe, gan="GAN" in config["model"]["class_path"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", CIFAR, ids=lambda p: p.stem)
+@pytest.mark.parametrize("ddp", [False, True], ids=["1proc", "ddp"])
+def test_cifar10_experiment_says_where_to_get_the_data(experiment: Path, ddp: bool, tmp_path: Path) -> None:
+    """No offline CIFAR-10 exists: one paragraph naming the fix, exit 1, no checkpoint (also under DDP)."""
+    args = ["fit", "--config", str(experiment), "--config", str(DEBUG), *FEW_STEPS, "--run.root", "runs", "--data.init_args.data_dir", str(tmp_path / "data")]
+    proc = run_cli([*args, *(DDP if ddp else [])], tmp_path, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "lightning-gen: error:" in proc.stderr and "CIFAR" in proc.stderr and "data_dir" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not list(tmp_path.glob("runs/**/*.ckpt"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment,metric", [("vae_mnist", "train/loss"), ("gpt_shakespeare_char", "train/loss")])
+def test_ddp_kill9_then_resume_logs_each_step_once(experiment: str, metric: str, tmp_path: Path) -> None:
+    """A shipped experiment under DDP, SIGKILLed (whole process group) mid-run, resumes into the same run."""
+    args = ["fit", "--config", str(EXPERIMENTS / f"{experiment}.yaml"), "--config", str(DEBUG), *DDP, "--run.root", "runs",
+            "--run.checkpoint_every_n_steps=2", "--trainer.log_every_n_steps=1", "--trainer.limit_train_batches=12", "--trainer.limit_val_batches=2"]
+    killed = start_and_signal(args, tmp_path, f"runs/{experiment}/*/metrics.csv", 7, signal.SIGKILL, timeout=600, group=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:]
+    resumed = run_cli([*args, "--ckpt_path", "last"], tmp_path, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (run_dir,) = list((tmp_path / "runs" / experiment).iterdir())
+    assert logged_steps(train_rows(run_dir / "metrics.csv"), metric) == list(range(12))  # each step once
+    segments = wandb_segments(run_dir)
+    assert len(segments) == 2 and all(s.name.endswith(f"-{run_dir.name}") for s in segments)  # one W&B run id
+    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 12
