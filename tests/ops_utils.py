@@ -62,8 +62,46 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], cwd=cwd, env=cli_env(), capture_output=True, text=True, timeout=timeout)
+def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def tests_env() -> dict[str, str]:
+    """``cli_env`` with ``tests/`` importable, for ``--trainer.callbacks`` from this module (``ops_utils.KillAt``)."""
+    env = cli_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])
+    return env
+
+
+def kill_at_callback(step: int, hook: str = "on_train_batch_start", sig: str = "SIGKILL") -> str:
+    """``--trainer.callbacks+=...`` value of :class:`KillAt` (run with ``env=tests_env()``)."""
+    return '{"class_path": "ops_utils.KillAt", "init_args": {"step": %d, "hook": "%s", "sig": "%s"}}' % (step, hook, sig)
+
+
+try:
+    from lightning.pytorch.callbacks import Callback as _Callback
+except ImportError:  # pragma: no cover
+    _Callback = object  # type: ignore[assignment,misc]
+
+
+class KillAt(_Callback):  # type: ignore[misc,valid-type]
+    """Fault injection at an exact point: send ``sig`` to this process in ``hook`` once ``global_step == step``.
+
+    Hooks: ``on_train_batch_start`` (before batch ``step``: every row and checkpoint of the steps before
+    it are on disk), ``on_before_optimizer_step`` (mid-step), ``on_save_checkpoint`` (a checkpoint is
+    being dumped, nothing written yet), ``on_validation_batch_start`` (mid-validation).
+    """
+
+    def __init__(self, step: int, hook: str = "on_train_batch_start", sig: str = "SIGKILL") -> None:
+        self.step, self.hook, self.sig = step, hook, getattr(signal, sig)
+        self._sent = False
+
+        def fire(trainer, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if not self._sent and trainer.global_step == self.step:
+                self._sent = True
+                os.kill(os.getpid(), self.sig)
+
+        setattr(self, hook, fire)
 
 
 def train_rows(metrics_csv: Path) -> list[dict[str, str]]:

@@ -14,8 +14,10 @@ import torch
 import torch.distributed as dist
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback
+from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.loggers import CSVLogger
 
+from lightning_gen.loggers.resumable_csv import ResumableCSVLogger
 from lightning_gen.run import CHECKPOINT_KEY
 
 
@@ -44,6 +46,35 @@ def _native(states: dict[str, Any]) -> dict[str, Any]:
     return states
 
 
+def saved_mid_batch(trainer: L.Trainer) -> bool:
+    """Whether a checkpoint saved now is inside ``on_train_batch_end`` (before Lightning logs the batch).
+
+    Lightning's own test for "restart on train batch end" (``_TrainingEpochLoop.update_restart_stage``).
+    """
+    total = trainer.fit_loop.epoch_loop.batch_progress.total
+    return trainer.training and total.processed == total.completed + 1
+
+
+def pending_train_row(trainer: L.Trainer) -> dict[str, Any] | None:
+    """The row Lightning writes after this batch's ``on_train_batch_end`` hooks, or ``None``.
+
+    Mirrors ``_LoggerConnector.update_train_step_metrics`` + ``log_metrics`` (Lightning 2.6): written
+    when the batch steps the optimizer and the logging cadence says so; step-level values only.
+    """
+    if not saved_mid_batch(trainer):
+        return None
+    connector = trainer._logger_connector
+    loop = trainer.fit_loop.epoch_loop
+    if (loop._should_accumulate() and trainer.lightning_module.automatic_optimization) or not (connector.should_update_logs or trainer.fast_dev_run):
+        return None
+    metrics = convert_tensors_to_scalars(connector.metrics["log"])
+    if not metrics:
+        return None
+    step = metrics.pop("step", None)
+    metrics.setdefault("epoch", trainer.current_epoch)
+    return {"step": int(step) if step is not None else int(loop._batches_that_stepped), "metrics": metrics}
+
+
 class RunState(Callback):
     """Store run id, run dir, model class, logger steps and per-rank RNG states in checkpoints.
 
@@ -67,9 +98,12 @@ class RunState(Callback):
             dist.all_gather_object(rngs, rng)  # dump_checkpoint runs on every rank
         else:
             rngs = [rng]
+        csv_rows = None
         for logger in trainer.loggers:
             if isinstance(logger, CSVLogger) and trainer.is_global_zero:
                 logger.save()  # every row up to this checkpoint is on disk before the file is
+                if isinstance(logger, ResumableCSVLogger):
+                    csv_rows = logger.rows_on_disk
         checkpoint[CHECKPOINT_KEY] = {
             "run_id": self.run_id,
             "run_dir": self.run_dir,
@@ -78,13 +112,20 @@ class RunState(Callback):
             "log_step": int(trainer.fit_loop.epoch_loop._batches_that_stepped),
             "world_size": trainer.world_size,
             "rng": rngs,
+            "csv_rows": csv_rows,  # metrics.csv rows this checkpoint covers (rank 0's count)
+            "csv_pending": pending_train_row(trainer),  # + the row Lightning writes right after it
         }
 
     def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
-        rngs = (checkpoint.get(CHECKPOINT_KEY) or {}).get("rng") or []
+        meta = checkpoint.get(CHECKPOINT_KEY) or {}
+        rngs = meta.get("rng") or []
         if rngs:
             rank = trainer.global_rank if len(rngs) == trainer.world_size else 0
             self._rng_to_restore = _native(rngs[rank])
+        if trainer.is_global_zero and meta.get("run_id") == self.run_id and meta.get("csv_rows") is not None:
+            for logger in trainer.loggers:  # this run's own history: cut it exactly at the checkpoint
+                if isinstance(logger, ResumableCSVLogger):
+                    logger.restore_rows(int(meta["csv_rows"]), meta.get("csv_pending"))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Restored here, after everything that draws random numbers at start-up (model init,

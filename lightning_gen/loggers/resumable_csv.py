@@ -3,8 +3,17 @@
 Lightning's ``CSVLogger`` deletes ``metrics.csv`` when its folder is not empty, and buffers rows
 for 100 steps (a kill -9 loses them). This one flushes every logged row (rows come every
 ``log_every_n_steps`` only, so this is cheap) and, when a run resumes from a checkpoint, keeps
-exactly the rows logged up to that checkpoint (``step <= keep_until_step``): rows logged after it,
-before the crash, are dropped because the resumed run logs those steps again.
+exactly the rows logged up to that checkpoint: rows logged after it, before the crash, are
+dropped because the resumed run logs those steps again.
+
+Two cuts, because the logger is built before the checkpoint is read: at construction, rows with
+``step > keep_until_step`` (a safe upper bound, ``Resume.log_step``); then, when the checkpoint is
+restored, :meth:`ResumableCSVLogger.restore_rows` keeps exactly the rows that were on disk when it
+was saved, plus the row of the batch it was saved in (Lightning writes that row *after* the
+``on_train_batch_end`` hooks that save step checkpoints; the checkpoint carries its values, so a
+kill between the checkpoint rename and the row write loses nothing). Counting rows instead of
+comparing steps makes the cut independent of where Lightning saved (batch end, validation end,
+epoch end, where the logger step differs by one).
 """
 from __future__ import annotations
 
@@ -17,37 +26,55 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 
-def truncate_metrics_csv(path: str, keep_until_step: int) -> tuple[list[str], int]:
-    """Rewrite ``path`` atomically with only rows whose ``step <= keep_until_step`` (and complete).
+def _row_step(row: dict[str, str]) -> int | None:
+    try:
+        return int(float(row.get("step") or "nan"))
+    except ValueError:
+        return None
 
-    Returns ``(header, rows_dropped)``. A row cut short by a crash (missing fields) is dropped.
+
+def read_complete_rows(path: str) -> tuple[list[str], list[dict[str, str]], int]:
+    """Header, the complete rows of a metrics CSV, and how many rows were left out as cut.
+
+    A line cut short by a crash either lacks fields or, cut inside its last value, the line end.
     """
     with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        header = list(reader.fieldnames or [])
-        rows = list(reader)
-    kept = []
-    for row in rows:
-        if None in row.values() or None in row:  # a line cut by a crash mid-write
-            continue
-        try:
-            step = int(float(row.get("step") or "nan"))
-        except ValueError:
-            continue
-        if step <= keep_until_step:
-            kept.append(row)
+        text = f.read()
+    cut = 0
+    if text.count("\n") and not text.endswith("\n"):
+        text, cut = text[: text.rfind("\n") + 1], 1  # the last line was being written when the process died
+    reader = csv.DictReader(text.splitlines(keepends=True))
+    header = list(reader.fieldnames or [])
+    rows = list(reader)
+    complete = [row for row in rows if None not in row.values() and None not in row and _row_step(row) is not None]
+    return header, complete, cut + len(rows) - len(complete)
+
+
+def _rewrite(path: str, header: list[str], rows: list[dict[str, str]]) -> None:
+    """Replace ``path`` atomically (a kill mid-write leaves the previous file)."""
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=os.path.dirname(path) or ".")
     with os.fdopen(fd, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header)
         writer.writeheader()
-        writer.writerows(kept)
+        writer.writerows(rows)
     os.replace(tmp, path)
-    return header, len(rows) - len(kept)
+
+
+def truncate_metrics_csv(path: str, keep_until_step: int) -> tuple[list[str], int]:
+    """Rewrite ``path`` atomically with only rows whose ``step <= keep_until_step`` (and complete).
+
+    Returns ``(header, rows_dropped)``. A row cut short by a crash is dropped.
+    """
+    header, rows, cut = read_complete_rows(path)
+    kept = [row for row in rows if (_row_step(row) or 0) <= keep_until_step]
+    _rewrite(path, header, kept)
+    return header, len(rows) - len(kept) + cut
 
 
 class _ResumableWriter(ExperimentWriter):
     def __init__(self, log_dir: str, keep_until_step: int | None) -> None:
         self.keep_until_step = keep_until_step
+        self.rows_on_disk = 0  # data rows in metrics.csv (what a checkpoint saved now covers)
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
@@ -55,7 +82,13 @@ class _ResumableWriter(ExperimentWriter):
             return super()._check_log_dir_exists()
         if os.path.isfile(self.metrics_file_path):
             header, _ = truncate_metrics_csv(self.metrics_file_path, self.keep_until_step)
-            self.metrics_keys = sorted(k for k in header)
+            self.metrics_keys = sorted(header)
+            self.rows_on_disk = len(read_complete_rows(self.metrics_file_path)[1])
+
+    def save(self) -> None:
+        pending = len(self.metrics)
+        super().save()
+        self.rows_on_disk += pending
 
     def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
         # Lightning rewrites in place; a kill mid-rewrite would lose the history: write + replace.
@@ -89,3 +122,32 @@ class ResumableCSVLogger(CSVLogger):
             self._fs.makedirs(self.root_dir, exist_ok=True)
             self._experiment = _ResumableWriter(self.log_dir, self.keep_until_step)
         return self._experiment
+
+    @property
+    def rows_on_disk(self) -> int:
+        """Data rows written to ``metrics.csv`` so far (after :meth:`save`); rank 0 only."""
+        return self.experiment.rows_on_disk
+
+    def restore_rows(self, rows: int, pending: dict[str, Any] | None) -> None:
+        """Cut ``metrics.csv`` to the first ``rows`` rows, then make sure ``pending`` follows them.
+
+        ``pending`` (``{"step": int, "metrics": {...}}``): the row Lightning was about to write when
+        the checkpoint was saved. Kept as written if the killed run got to write it, else written
+        here from the checkpoint's copy, through the same code path as any logged row.
+        """
+        writer = self.experiment
+        path = writer.metrics_file_path
+        if os.path.isfile(path):
+            header, on_disk, _ = read_complete_rows(path)
+            kept = on_disk[:rows]
+            if pending is not None and len(on_disk) > rows:
+                following = on_disk[rows]
+                if _row_step(following) == pending["step"] and all(following.get(k) not in (None, "") for k in pending["metrics"]):
+                    kept.append(following)
+                    pending = None
+            _rewrite(path, header, kept)
+            writer.metrics_keys = sorted(header)
+            writer.rows_on_disk = len(kept)
+        if pending is not None:
+            self.log_metrics(pending["metrics"], pending["step"])
+            self.save()
