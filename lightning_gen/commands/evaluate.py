@@ -1,21 +1,27 @@
-"""``lightning-gen evaluate``: image metrics of a checkpoint or a folder of images against a datamodule.
+"""``lightning-gen evaluate``: image metrics of a checkpoint or a folder of images, against a datamodule or a folder.
 
+    lightning-gen evaluate --real real_images/ --fake samples/ --metrics fid kid pr
     lightning-gen evaluate --ckpt runs/vae_mnist/<id>/checkpoints/last.ckpt --metrics fid kid pr \\
         --num_samples 1000 --num_real 1000 --out eval.json
     lightning-gen evaluate --images samples/ --config experiments/vae_mnist.yaml --metrics fd_classifier
 
-The datamodule (and the model class) come from ``--config`` (an experiment YAML or a run's
-``config.yaml``; default: the ``config.yaml`` of the checkpoint's run directory). Metrics are the
-families of :mod:`lightning_gen.metrics.fidelity`: ``fid kid pr is fd_classifier is_classifier``.
-Prints a table, writes JSON (values + a protocol card per metric). ``--compare_torch_fidelity``
-also runs ``torch_fidelity.calculate_metrics`` on the very same images (generated ones stay in
-memory) with the same weights and prints the relative difference.
+Two folders (``--real``, ``--fake``, torch-fidelity's ``--input1 --input2``) need no config: each
+folder is checked first (unusable files are listed in one paragraph), the real folder's features
+are cached under the SHA-256 of its files' names and bytes. Otherwise the real images are a split
+of the datamodule of ``--config`` (an experiment YAML or a run's ``config.yaml``; default: the
+``config.yaml`` of the checkpoint's run directory), which also gives the model class. A one-line
+warning says when the sets differ in channels or size (from each other, or from the config's
+dataset). Metrics are the families of :mod:`lightning_gen.metrics.fidelity`: ``fid kid pr is
+fd_classifier is_classifier``. Prints a table, writes JSON (values + a protocol card per metric).
+``--compare_torch_fidelity`` also runs ``torch_fidelity.calculate_metrics`` on the very same images
+(generated ones stay in memory) with the same weights and prints the relative difference.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,14 +32,14 @@ from torch import Tensor
 
 from lightning_gen.errors import ConfigError, LightningGenError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lightning-gen evaluate", description="FID/KID/PR/IS and classifier metrics of a checkpoint or an image folder.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="checkpoint of a model with sample(n, generator)")
-    src.add_argument("--images", help="folder of generated images (png/jpg), evaluated as they are")
+    src.add_argument("--images", "--fake", dest="images", help="folder of generated images (png/jpg/bmp/webp), evaluated as they are")
+    p.add_argument("--real", help="folder of real images to compare with (instead of a datamodule split; no --config needed)")
     p.add_argument("--config", help="experiment YAML or run config.yaml with `data:` (and `model:`); default: <run dir>/config.yaml of --ckpt")
     p.add_argument("--model_class", help="model class path (default: `model.class_path` of the config)")
     p.add_argument("--metrics", nargs="+", default=["fid", "kid", "pr"], help="any of: fid kid pr is fd_classifier is_classifier")
@@ -44,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample_chunk", type=int, default=100)
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--weights", default="auto", help="Inception weights: auto, official, offline or a path")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="Inception precision; bf16 (autocast) changes the numbers (see the protocol card)")
     p.add_argument("--kid_subset_size", type=int, default=1000)
     p.add_argument("--classifier_epochs", type=int, default=1)
     p.add_argument("--cache_dir", default=None, help="cache of real features/weights/classifiers (default: user cache)")
@@ -62,12 +69,15 @@ def _import(path: str) -> Any:
 
 
 def load_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The YAML of ``--config`` (or of the checkpoint's run); ``{}`` when ``--real`` makes it optional."""
     path = args.config
     if path is None and args.ckpt:
         candidate = Path(args.ckpt).resolve().parent.parent / "config.yaml"
         path = str(candidate) if candidate.is_file() else None
+    if path is None and getattr(args, "real", None):
+        return {}
     if path is None:
-        raise ConfigError("No datamodule: pass `--config` (an experiment YAML or a run's config.yaml with a `data:` section).")
+        raise ConfigError("No real images: pass `--real DIR` (a folder of real images) or `--config` (an experiment YAML or a run's config.yaml with a `data:` section).")
     if not Path(path).is_file():
         raise ConfigError(f"`--config` {path} does not exist.")
     config = yaml.safe_load(Path(path).read_text()) or {}
@@ -98,22 +108,39 @@ def load_model(args: argparse.Namespace, config: dict[str, Any]) -> Any:
     return model.eval()
 
 
-def load_image_folder(folder: str | Path, channels: int, limit: int | None = None) -> Tensor:
-    """All images of ``folder`` (sorted by name) as uint8 ``(N, C, H, W)``; grey or RGB to match the dataset."""
-    from PIL import Image
+def scan_folders(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Scans of ``--images``/``--fake`` and ``--real`` (``None`` where not given); every unusable file in one paragraph."""
+    from lightning_gen.metrics.image_folder import scan_image_folder
 
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if limit is not None:
-        paths = paths[:limit]
-    if len(paths) < 2:
-        raise ConfigError(f"{folder} holds {len(paths)} images ({'/'.join(IMAGE_SUFFIXES)}); at least 2 are needed.")
-    mode = "L" if channels == 1 else "RGB"
-    arrays = [torch.from_numpy(__import__("numpy").asarray(Image.open(p).convert(mode))) for p in paths]
-    shapes = {tuple(a.shape) for a in arrays}
-    if len(shapes) != 1:
-        raise ConfigError(f"Images in {folder} have different sizes {sorted(shapes)[:3]}; resize them to one size first.")
-    images = torch.stack(arrays)
-    return images.unsqueeze(1) if images.dim() == 3 else images.permute(0, 3, 1, 2).contiguous()
+    scans, problems = [], []
+    fake_flag = "--fake" if args.real else "--images"
+    for folder, limit, flag in ((args.images, args.num_samples, fake_flag), (args.real, args.num_real, "--real")):
+        try:
+            scans.append(scan_image_folder(folder, limit, flag) if folder else None)
+        except ConfigError as err:
+            scans.append(None)
+            problems.append(str(err))
+    if problems:
+        raise ConfigError(" ".join(problems))
+    return scans[0], scans[1]
+
+
+def warn_shapes(fake_scan: Any, real_scan: Any, datamodule: Any) -> list[str]:
+    """One-line warnings (printed to stderr) where the image sets differ in channels or size."""
+    from lightning_gen.metrics.image_folder import shape_mismatch
+
+    fake_flag = "--fake" if real_scan else "--images"
+    sets = [(f"{fake_flag} {fake_scan.folder}", fake_scan.shape)] if fake_scan else []
+    sets += [(f"--real {real_scan.folder}", real_scan.shape)] if real_scan else []
+    if datamodule is not None and real_scan is not None:
+        sets.append((f"the dataset of --config ({datamodule.dataset_id})", tuple(datamodule.image_shape)))
+    warnings = [shape_mismatch(a, b, name_a, name_b) for i, (name_a, a) in enumerate(sets) for name_b, b in sets[i + 1 :]]
+    if datamodule is not None and real_scan is None and fake_scan is not None:
+        warnings.append(shape_mismatch(fake_scan.shape, tuple(datamodule.image_shape), f"{fake_flag} {fake_scan.folder}", f"the dataset of --config ({datamodule.dataset_id})"))
+    lines = [w for w in warnings if w]
+    for line in lines:
+        print(line, file=sys.stderr)
+    return lines
 
 
 def generated_images(model: Any, n: int, chunk: int, seed: int, device: str) -> Tensor:
@@ -130,23 +157,35 @@ def generated_images(model: Any, n: int, chunk: int, seed: int, device: str) -> 
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Evaluate; returns ``{"values", "cards", "source", "seconds"[, "torch_fidelity"]}``."""
+    """Evaluate; returns ``{"values", "cards", "source", "seconds", "warnings"[, "torch_fidelity"]}``."""
     from lightning_gen.metrics.cache import FeatureCache
     from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator, split_dataset
     from lightning_gen.metrics.fidelity import FAMILIES, KIDFamily, MetricFamily
+    from lightning_gen.metrics.image_folder import ImageFolderImages
 
     unknown = [m for m in args.metrics if m not in FAMILIES]
     if unknown:
         raise ConfigError(f"`--metrics` {unknown} unknown; choose from {sorted(FAMILIES)}.")
     config = load_config(args)
-    datamodule = build_datamodule(config)
+    datamodule = build_datamodule(config) if config else None
     families: list[MetricFamily] = [KIDFamily(subset_size=args.kid_subset_size) if m == "kid" else FAMILIES[m]() for m in args.metrics]
-    images = load_image_folder(args.images, datamodule.image_shape[0], args.num_samples) if args.images else None
+    if datamodule is None and any(f.extractor_kind == "classifier" for f in families):
+        raise ConfigError("`fd_classifier`/`is_classifier` use a classifier trained on a dataset: pass `--config` with its `data:` section, or drop them from `--metrics`.")
+    fake_scan, real_scan = scan_folders(args)
+    warnings = warn_shapes(fake_scan, real_scan, datamodule)
+    fake_channels = datamodule.image_shape[0] if (datamodule is not None and real_scan is None) else None
+    images = ImageFolderImages(fake_scan, fake_channels) if fake_scan else None
     model = load_model(args, config) if args.ckpt else None
     num_samples = len(images) if images is not None else args.num_samples
-    settings = EvalSettings(num_samples, args.num_real, args.split, args.seed, args.sample_chunk, args.batch_size)
+    if real_scan is not None:
+        dataset: Any = ImageFolderImages(real_scan)
+        dataset_id, split, num_real = f"folder-sha256:{real_scan.sha256}", "folder", None
+    else:
+        dataset, dataset_id, split, num_real = None, datamodule.dataset_id, args.split, args.num_real
+    settings = EvalSettings(num_samples, num_real, split, args.seed, args.sample_chunk, args.batch_size)
+    if dataset is None:
+        dataset = split_dataset(datamodule, args.split)
     cache = FeatureCache(None if args.cache_dir is None else Path(args.cache_dir) / "real_features")
-    dataset = split_dataset(datamodule, args.split)
     values: dict[str, float] = {}
     cards: dict[str, Any] = {}
     start = time.perf_counter()
@@ -158,7 +197,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if kind == "inception":
             from lightning_gen.metrics.extractors import build_inception_extractor
 
-            extractor = build_inception_extractor(layers, args.weights, args.cache_dir)
+            extractor = build_inception_extractor(layers, args.weights, args.cache_dir, precision=args.precision)
         else:
             from lightning_gen.metrics.classifier import build_classifier_extractor
 
@@ -166,18 +205,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         extractor.to(args.device)
         evaluator = ImageEvaluator(group, extractor, settings, cache)
         sample = images if images is not None else (lambda n, g: model.sample(n, generator=g))
-        result = evaluator.evaluate(sample, dataset, datamodule.dataset_id, args.device)
+        result = evaluator.evaluate(sample, dataset, dataset_id, args.device)
         values.update(result.values)
         cards.update(result.cards)
     report: dict[str, Any] = {
-        "source": {"ckpt": args.ckpt, "images": args.images, "datamodule": config["data"]["class_path"], "dataset_id": datamodule.dataset_id},
+        "source": {
+            "ckpt": args.ckpt, "images": args.images, "real": args.real,
+            "datamodule": config["data"]["class_path"] if config else None, "dataset_id": dataset_id,
+        },
         "values": values,
         "cards": cards,
         "seconds": time.perf_counter() - start,
+        "warnings": warnings,
     }
     if args.compare_torch_fidelity:
-        fake = images if images is not None else generated_images(model, num_samples, args.sample_chunk, args.seed, args.device)
-        report["torch_fidelity"] = compare_with_torch_fidelity(fake, dataset, settings, args, values)
+        fake = images.stack() if images is not None else generated_images(model, num_samples, args.sample_chunk, args.seed, args.device)
+        real = dataset.stack() if real_scan is not None else None
+        report["torch_fidelity"] = compare_with_torch_fidelity(fake, dataset, settings, args, values, real)
     return report
 
 
@@ -202,14 +246,17 @@ def real_images_uint8(dataset: Any, n: int) -> Tensor:
     return torch.cat([to_uint8(batch[0]) for batch in loader])
 
 
-def compare_with_torch_fidelity(fake: Tensor, dataset: Any, settings: Any, args: argparse.Namespace, ours: dict[str, float]) -> dict[str, Any]:
-    """``torch_fidelity.calculate_metrics`` on the same fake and real images with the same weights."""
+def compare_with_torch_fidelity(
+    fake: Tensor, dataset: Any, settings: Any, args: argparse.Namespace, ours: dict[str, float], real: Tensor | None = None
+) -> dict[str, Any]:
+    """``torch_fidelity.calculate_metrics`` on the same fake and real images (``real``: else from ``dataset``) with the same weights."""
     import torch_fidelity
 
     from lightning_gen.metrics.inception import resolve_inception_weights
 
-    n_real = len(dataset) if settings.num_real is None else settings.num_real
-    real = real_images_uint8(dataset, n_real)
+    if real is None:
+        n_real = len(dataset) if settings.num_real is None else settings.num_real
+        real = real_images_uint8(dataset, n_real)
     weights = resolve_inception_weights(args.weights, args.cache_dir)
     want = {m for m in args.metrics if m in ("fid", "kid", "pr")}
     if not want:

@@ -8,7 +8,8 @@ cache atomically while the others wait), and computes each family on rank 0. Cal
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -40,7 +41,8 @@ class EvalSettings:
     Args:
         num_samples: Generated images, exactly (split across ranks without padding).
         num_real: Real images: the first ``num_real`` of the split (``None``: all of it).
-        split: Datamodule split of the real images: ``train``, ``val`` or ``test``.
+        split: Datamodule split of the real images: ``train``, ``val`` or ``test`` (``folder``: real
+            images given directly, e.g. ``lightning-gen evaluate --real DIR``).
         seed: Noise seed; chunk ``c`` of samples uses a seed derived from ``(seed, c)``.
         sample_chunk: Images generated per call of ``sample`` (a chunk's noise is fixed by the seed).
         batch_size: Images per extractor forward (does not change results).
@@ -58,7 +60,7 @@ class EvalSettings:
             raise ConfigError(f"`num_samples` must be >= 2 (a covariance needs two images), got {self.num_samples}.")
         if self.num_real is not None and self.num_real < 2:
             raise ConfigError(f"`num_real` must be >= 2 or null (the whole split), got {self.num_real}.")
-        if self.split not in ("train", "val", "test"):
+        if self.split not in ("train", "val", "test", "folder"):
             raise ConfigError(f"`split` must be 'train', 'val' or 'test', got {self.split!r}.")
         if self.sample_chunk < 1 or self.batch_size < 1:
             raise ConfigError(f"`sample_chunk` and `batch_size` must be >= 1, got {self.sample_chunk} and {self.batch_size}.")
@@ -72,8 +74,27 @@ class EvalResult:
     cards: dict[str, dict[str, Any]]
 
 
+_END = object()
+
+
+def prefetch(items: Iterable[Any]) -> Iterator[Any]:
+    """Yield ``items`` while one background thread produces the next one.
+
+    Decoding images (a dataset's ``__getitem__``, PIL) overlaps the extractor's forward, which
+    releases the GIL; the order and the values are those of ``items``.
+    """
+    iterator = iter(items)
+    with ThreadPoolExecutor(1, thread_name_prefix="lightning-gen-prefetch") as pool:
+        future = pool.submit(next, iterator, _END)
+        while (item := future.result()) is not _END:
+            future = pool.submit(next, iterator, _END)
+            yield item
+
+
 def split_dataset(datamodule: Any, split: str) -> Dataset:
     """The datamodule's ``<split>_set`` after ``setup`` (the :class:`ImageDataModule` contract)."""
+    if split == "folder":
+        raise ConfigError("`split: folder` means real images given as a folder (`lightning-gen evaluate --real DIR`); a datamodule has train, val and test.")
     stage = {"train": "fit", "val": "validate", "test": "test"}[split]
     dataset = getattr(datamodule, f"{split}_set", None)
     if dataset is None:
@@ -140,13 +161,17 @@ class ImageEvaluator:
         chunk = max(self.settings.batch_size, self.settings.sample_chunk)
         rows: dict[str, list[Tensor]] = {k: [] for k in layers}
         index: list[Tensor] = []
-        for start, stop in track(owned_chunks(n, chunk, rank, world), "image features"):
+
+        def load(start: int, stop: int) -> Tensor:
             if isinstance(images, Tensor):
-                batch = images[start:stop]
-            else:
-                loader = DataLoader(Subset(images, range(start, stop)), batch_size=stop - start, shuffle=False)
-                item = next(iter(loader))
-                batch = item[0] if isinstance(item, (tuple, list)) else item
+                return images[start:stop]
+            loader = DataLoader(Subset(images, range(start, stop)), batch_size=stop - start, shuffle=False)
+            item = next(iter(loader))
+            return item[0] if isinstance(item, (tuple, list)) else item
+
+        chunks = list(owned_chunks(n, chunk, rank, world))
+        batches = prefetch(load(start, stop) for start, stop in chunks)  # decode chunk c+1 during chunk c's forward
+        for (start, stop), batch in zip(track(chunks, "image features"), batches):
             for k, v in self._extract(batch, layers).items():
                 rows[k].append(v)
             index.append(torch.arange(start, stop))
@@ -172,7 +197,7 @@ class ImageEvaluator:
             **library_versions(),
         }
 
-    def real_features(self, dataset: Dataset, dataset_id: str) -> dict[str, Any] | None:
+    def real_features(self, dataset: Dataset | Tensor, dataset_id: str) -> dict[str, Any] | None:
         """Real features and FID statistics on rank 0 (``None`` on other ranks); cached on disk.
 
         A cache hit (decided by rank 0, broadcast) does no real-image work at all. On a miss every
@@ -218,9 +243,7 @@ class ImageEvaluator:
                 "dataset_id": dataset_id,
                 "feature_layer": family.fake_layer,
                 **self.extractor.describe(),
-                "features_dtype": "float32",
                 "statistics_dtype": "float64",
-                "autocast": "off",
                 "seed": self.settings.seed,
                 "sample_chunk": self.settings.sample_chunk,
                 **library_versions(),
@@ -229,13 +252,19 @@ class ImageEvaluator:
             cards[family.key] = card
         return EvalResult(values, cards)
 
-    def evaluate(self, sample: Sampler | Tensor, dataset: Dataset | None, dataset_id: str | None, device: torch.device | str = "cpu") -> EvalResult:
-        """Full evaluation; every rank must call it; every rank gets rank 0's result."""
+    def evaluate(
+        self, sample: Sampler | Tensor | Dataset, dataset: Dataset | Tensor | None, dataset_id: str | None, device: torch.device | str = "cpu"
+    ) -> EvalResult:
+        """Full evaluation; every rank must call it; every rank gets rank 0's result.
+
+        ``sample``: a sampler ``(n, generator) -> images``, or the generated images themselves (a
+        tensor, or a dataset of image tensors such as a folder's).
+        """
         rank, _ = rank_and_world()
         if self.real_layers and dataset is None:
             raise ConfigError("These metrics compare with real images: a datamodule (dataset) is required.")
         real = self.real_features(dataset, dataset_id or "unknown") if self.real_layers else None
-        fake = self.image_features(sample) if isinstance(sample, Tensor) else self.fake_features(sample, device)
+        fake = self.image_features(sample) if isinstance(sample, (Tensor, Dataset)) else self.fake_features(sample, device)
         result = None
         if rank == 0:
             n_real = real["n"] if real is not None else None

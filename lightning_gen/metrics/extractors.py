@@ -3,12 +3,21 @@
 Every extractor is a torch-fidelity ``FeatureExtractorBase`` (Inception, or the small dataset
 classifier of :mod:`lightning_gen.metrics.classifier`) behind one wrapper that fixes the input
 protocol: images are quantised to uint8 exactly as torch-fidelity expects (``round(x * 255)``),
-grey images are repeated to RGB for Inception, and the extractor runs under ``no_grad`` with
-autocast off (bf16/fp16 features would change the metric).
+grey images are repeated to RGB for Inception, and the extractor runs under ``inference_mode``.
+
+Speed without changing the numbers (fp32, the default): Inception's weights and activations are
+``channels_last`` (oneDNN's native layout on CPU: no reorder per convolution; features differ from
+torch-fidelity's contiguous run by float32 rounding only, FID by < 1e-5 relative, see
+``scripts/bench_fid.py``). torch-fidelity's own ``forward`` still runs, so its protocol resize
+(TF1.x bilinear to 299x299 on the uint8 values) is applied exactly as torch-fidelity applies it.
+
+``precision="bf16"`` (opt-in, never the default) runs the extractor under bf16 autocast (CPU or
+GPU): faster on hardware with bf16 units, but the features, hence FID, change; the deviation
+measured here is written on every protocol card (:data:`BF16_FID_DEVIATION`).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -16,6 +25,10 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 # How torch-fidelity's Inception resizes: TF1.x-compatible bilinear to 299x299, (x - 128) / 128.
 INCEPTION_RESIZE = "torch-fidelity tf1x-bilinear 299x299, uint8 round(x*255), grey->RGB"
+Precision = Literal["fp32", "bf16"]
+PRECISIONS = ("fp32", "bf16")
+# Measured with scripts/bench_fid.py (same images, fp32 vs bf16 autocast, converted weights, CPU).
+BF16_FID_DEVIATION = "PENDING"
 
 
 def to_uint8(images: Tensor) -> Tensor:
@@ -34,14 +47,31 @@ class ImageFeatureExtractor:
         weights: What its weights are (``source``, ``sha256``...), for cache keys and protocol cards.
         resize: The resize/quantisation protocol, in words.
         rgb: Repeat single-channel images to 3 channels (Inception needs RGB).
+        precision: ``fp32`` (default, the reference numbers) or ``bf16`` (autocast; changes the metric).
+        channels_last: Run the module in ``channels_last`` layout (same numbers up to float32 rounding).
     """
 
-    def __init__(self, module: FeatureExtractorBase, name: str, weights: dict[str, Any], resize: str, rgb: bool) -> None:
-        self.module = module
+    def __init__(
+        self,
+        module: FeatureExtractorBase,
+        name: str,
+        weights: dict[str, Any],
+        resize: str,
+        rgb: bool,
+        precision: Precision = "fp32",
+        channels_last: bool = False,
+    ) -> None:
+        from lightning_gen.errors import ConfigError
+
+        if precision not in PRECISIONS:
+            raise ConfigError(f"Feature extractor `precision` must be one of {PRECISIONS}, got {precision!r}.")
+        self.module = module.to(memory_format=torch.channels_last) if channels_last else module
         self.name = name
         self.weights = dict(weights)
         self.resize = resize
         self.rgb = rgb
+        self.precision = precision
+        self.channels_last = channels_last
         self.calls = 0  # images seen; tests count real-image work with it
 
     @property
@@ -65,25 +95,28 @@ class ImageFeatureExtractor:
             "weights_source": self.weights.get("source"),
             "weights_sha256": self.weights.get("sha256"),
             "resize": self.resize,
+            "features_dtype": "float32",
+            "autocast": "bf16" if self.precision == "bf16" else "off",
+            **({"bf16_fid_deviation": BF16_FID_DEVIATION} if self.precision == "bf16" else {}),
             **extra,
         }
 
-    @torch.no_grad()
     def __call__(self, images: Tensor) -> dict[str, Tensor]:
         """``(B, C, H, W)`` images in ``[0, 1]`` (or uint8) -> ``{feature name: (B, D) float32 on CPU}``."""
         x = to_uint8(images).to(self.device)
         if self.rgb and x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
         self.calls += x.shape[0]
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            out = self.module(x)
-        return {k: v.detach().float().cpu() for k, v in self.module.convert_features_tuple_to_dict(tuple(out)).items()}
+        bf16 = self.precision == "bf16"
+        with torch.inference_mode(), torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=bf16):
+            out = self.module.convert_features_tuple_to_dict(tuple(self.module(x)))
+        return {k: v.float().cpu().clone() for k, v in out.items()}  # clone: ordinary tensors, not inference ones
 
 
 def build_inception_extractor(
-    features: list[str] | tuple[str, ...] = ("2048",), weights: str = "auto", cache_dir: str | None = None
+    features: list[str] | tuple[str, ...] = ("2048",), weights: str = "auto", cache_dir: str | None = None, precision: Precision = "fp32"
 ) -> ImageFeatureExtractor:
-    """torch-fidelity's Inception (``inception-v3-compat``) with resolved weights (see :mod:`.inception`).
+    """torch-fidelity's Inception (``inception-v3-compat``) with resolved weights (see :mod:`.inception`), ``channels_last``.
 
     Asking for ``logits_unbiased``/``logits`` (the Inception Score) needs the official weights:
     with the converted offline file this raises a :class:`ConfigError` that says how to get them.
@@ -105,4 +138,4 @@ def build_inception_extractor(
     module = create_feature_extractor(
         "inception-v3-compat", list(features), cuda=False, feature_extractor_weights_path=info.path, verbose=False
     )
-    return ImageFeatureExtractor(module, "inception-v3-compat", info.describe(), INCEPTION_RESIZE, rgb=True)
+    return ImageFeatureExtractor(module, "inception-v3-compat", info.describe(), INCEPTION_RESIZE, rgb=True, precision=precision, channels_last=True)
