@@ -2,6 +2,10 @@
 
 Images are found recursively by extension, sorted by path (so the split is reproducible), and
 decoded lazily by the DataLoader. Labels are all zero: the data is treated as unlabelled.
+
+Files are not checked up front (decoding a 200k-image folder takes minutes): a file that does not
+decode stops training with a :class:`CorruptDataError` naming it, also from DataLoader workers.
+``python -m datamodules.check_images ROOT`` lists every unreadable image at once.
 """
 from __future__ import annotations
 
@@ -15,9 +19,11 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.base import ImageDataModule
-from datamodules.errors import ConfigError, DataNotFoundError
+from datamodules.errors import ConfigError, CorruptDataError, DataNotFoundError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+# what PIL raises for unreadable files: unknown/truncated data (OSError), broken headers (SyntaxError, ValueError...)
+DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
 def load_square_image(path: str | Path, size: int, channels: int) -> Tensor:
@@ -43,7 +49,16 @@ class ImageFileDataset(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return load_square_image(self.files[index], self.size, self.channels), torch.tensor(0, dtype=torch.int64)
+        path = self.files[index]
+        try:
+            image = load_square_image(path, self.size, self.channels)
+        except DECODE_ERRORS as err:
+            raise CorruptDataError(
+                f"Image {path} cannot be decoded ({type(err).__name__}: {err}). Fix: re-encode that file (the run keeps "
+                "its data split, so `--ckpt_path last` resumes) or delete it and start a new run; "
+                f"`python -m datamodules.check_images {path.parent}` lists every unreadable image under a folder."
+            ) from None
+        return image, torch.tensor(0, dtype=torch.int64)
 
 
 class ImageFolderDataModule(ImageDataModule):

@@ -1,6 +1,7 @@
 """GAN datamodules: CIFAR-10's missing-data error, the image-folder datamodule on real photos."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import lightning as L
@@ -105,3 +106,29 @@ def test_image_folder_errors(tmp_path: Path) -> None:
         ImageFolderDataModule(root=str(tmp_path)).prepare_data()
     with pytest.raises(ConfigError, match="val_fraction"):
         ImageFolderDataModule(root=str(tmp_path), val_fraction=1.5)
+
+
+def test_corrupt_image_is_one_paragraph_naming_it_also_from_workers(tmp_path: Path) -> None:
+    """Files are decoded lazily; a broken one stops the loader with its path, not a worker traceback."""
+    from datamodules.check_images import main as check_images
+    from datamodules.check_images import unreadable_images
+    from datamodules.errors import CorruptDataError
+
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(tmp_path / f"{i}.jpg", quality=90)
+    garbage, truncated = tmp_path / "3.jpg", tmp_path / "5.jpg"
+    garbage.write_bytes(b"not an image at all")
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    dm = ImageFolderDataModule(root=str(tmp_path), image_size=8, val_fraction=0.2, batch_size=2, num_workers=2)
+    dm.prepare_data()  # cheap: lists files, decodes none
+    dm.setup("fit")
+    with pytest.raises(CorruptDataError) as err:
+        for loader in (dm.train_dataloader(), dm.val_dataloader()):
+            for _ in loader:
+                pass
+    message = str(err.value)
+    assert "Traceback" not in message and "\n" not in message
+    assert re.match(rf"Image {re.escape(str(tmp_path))}/[35]\.jpg cannot be decoded \((UnidentifiedImageError|OSError): .*\)\. Fix: re-encode", message)
+    assert [p.name for p, _ in unreadable_images(sorted(tmp_path.glob("*.jpg")))] == ["3.jpg", "5.jpg"]
+    assert check_images([str(tmp_path)]) == 1

@@ -106,6 +106,13 @@ def resolve_wandb_mode(mode: WandbMode = "auto", probe_timeout_s: float = 3.0) -
     return mode, f"run.wandb={mode}"
 
 
+def check_forced_online(mode: WandbMode, probe_timeout_s: float = 3.0) -> None:
+    """Raise the one-paragraph error now if W&B is forced online (``online``, or ``auto`` with
+    ``WANDB_MODE=online``) and cannot work: the CLI calls this before any file is written."""
+    if mode == "online" or (mode == "auto" and os.environ.get("WANDB_MODE", "").lower() == "online"):
+        resolve_wandb_mode(mode, probe_timeout_s)
+
+
 def _checked_online(asked_by: str, probe_timeout_s: float) -> tuple[str, str]:
     url = wandb_base_url()
     fixes = (
