@@ -66,16 +66,18 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str
     return subprocess.run([*CLI, *args], cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
-def tests_env() -> dict[str, str]:
+def cli_env_with_tests() -> dict[str, str]:
     """``cli_env`` with ``tests/`` importable, for ``--trainer.callbacks`` from this module (``ops_utils.KillAt``)."""
     env = cli_env()
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), str(REPO_ROOT / "tests")])
     return env
 
 
-def kill_at_callback(step: int, hook: str = "on_train_batch_start", sig: str = "SIGKILL") -> str:
-    """``--trainer.callbacks+=...`` value of :class:`KillAt` (run with ``env=tests_env()``)."""
-    return '{"class_path": "ops_utils.KillAt", "init_args": {"step": %d, "hook": "%s", "sig": "%s"}}' % (step, hook, sig)
+def fault_at_callback(step: int, hook: str = "on_train_batch_start", action: str = "sigkill", record: str | None = None) -> str:
+    """``--trainer.callbacks+=...`` value of :class:`FaultAt` (run with ``env=cli_env_with_tests()``)."""
+    import json
+
+    return json.dumps({"class_path": "ops_utils.FaultAt", "init_args": {"step": step, "hook": hook, "action": action, "record": record}})
 
 
 try:
@@ -84,24 +86,59 @@ except ImportError:  # pragma: no cover
     _Callback = object  # type: ignore[assignment,misc]
 
 
-class KillAt(_Callback):  # type: ignore[misc,valid-type]
-    """Fault injection at an exact point: send ``sig`` to this process in ``hook`` once ``global_step == step``.
+class FaultAt(_Callback):  # type: ignore[misc,valid-type]
+    """Fault injection at an exact point of a real ``lightning-gen fit``: in ``hook``, once ``global_step == step``.
 
-    Hooks: ``on_train_batch_start`` (before batch ``step``: every row and checkpoint of the steps before
-    it are on disk), ``on_before_optimizer_step`` (mid-step), ``on_save_checkpoint`` (a checkpoint is
-    being dumped, nothing written yet), ``on_validation_batch_start`` (mid-validation).
+    Hooks: ``on_train_batch_start`` (before batch ``step``: every row and checkpoint of the steps
+    before it are on disk), ``on_train_batch_end`` (before the step checkpoints of this batch: they
+    run last), ``on_before_optimizer_step`` (mid-step), ``on_save_checkpoint`` (a checkpoint is being
+    dumped, nothing written yet), ``on_validation_batch_start`` (mid-validation).
+
+    Actions: ``sigkill`` (kill -9 this process), ``block`` (the main thread waits forever on a lock,
+    as in a collective whose peer is gone; Python signal handlers still run), ``nan_weight`` (one
+    weight becomes NaN, after this step's loss), ``disk_full`` (the next ``torch.save`` writes a few
+    bytes, then fails with ENOSPC). ``record``: a file that receives the sha256 of
+    ``<default_root_dir>/checkpoints/last.ckpt`` as it is at the fault ("none" if absent).
     """
 
-    def __init__(self, step: int, hook: str = "on_train_batch_start", sig: str = "SIGKILL") -> None:
-        self.step, self.hook, self.sig = step, hook, getattr(signal, sig)
-        self._sent = False
+    def __init__(self, step: int, hook: str = "on_train_batch_start", action: str = "sigkill", record: str | None = None) -> None:
+        self.step, self.hook, self.action, self.record = step, hook, action, record
+        self._done = False
 
-        def fire(trainer, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
-            if not self._sent and trainer.global_step == self.step:
-                self._sent = True
-                os.kill(os.getpid(), self.sig)
+        def fire(trainer, pl_module, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            if not self._done and trainer.global_step == self.step:
+                self._done = True
+                self._fire(trainer, pl_module)
 
         setattr(self, hook, fire)
+
+    def _fire(self, trainer, pl_module) -> None:  # noqa: ANN001
+        if self.record:
+            import hashlib
+
+            last = Path(trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+            Path(self.record).write_text(hashlib.sha256(last.read_bytes()).hexdigest() if last.exists() else "none")
+        if self.action == "sigkill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        elif self.action == "block":
+            import threading
+
+            lock = threading.Lock()
+            lock.acquire()
+            lock.acquire()  # never returns
+        elif self.action == "nan_weight":
+            with torch.no_grad():
+                next(pl_module.parameters()).view(-1)[0] = float("nan")
+        elif self.action == "disk_full":
+            import errno
+
+            def full(obj, f, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+                f.write(b"PK\x03\x04 partial")
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+            torch.save = full
+        else:
+            raise ValueError(f"unknown action {self.action!r}")
 
 
 def train_rows(metrics_csv: Path) -> list[dict[str, str]]:

@@ -15,12 +15,12 @@ import torch
 
 from ops_utils import (
     assert_bitwise_equal,
-    kill_at_callback,
+    fault_at_callback,
     logged_steps,
     run_cli,
     start_and_signal,
     state_dict,
-    tests_env,
+    cli_env_with_tests,
     train_rows,
     wandb_segments,
     write_tiny_config,
@@ -50,7 +50,7 @@ def _kill_and_resume(tmp_path: Path, kill_step: int, sig: int) -> tuple[Path, ob
 def _kill_at(tmp_path: Path, step: int, hook: str) -> Path:
     """Run until ``global_step == step`` in ``hook``, kill -9 there (exact point), return the run dir."""
     config = write_tiny_config(tmp_path)
-    killed = run_cli(["fit", "--config", str(config), "--run.id", "k", "--trainer.callbacks+=" + kill_at_callback(step, hook)], tmp_path, env=tests_env())
+    killed = run_cli(["fit", "--config", str(config), "--run.id", "k", "--trainer.callbacks+=" + fault_at_callback(step, hook)], tmp_path, env=cli_env_with_tests())
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     return tmp_path / "runs" / "tiny" / "k"
 
@@ -143,12 +143,18 @@ def test_kill9_at_a_random_time_then_resume_equals_unbroken(tmp_path: Path, unbr
     _assert_same_as_unbroken(run_dir, unbroken)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGUSR1"])
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT", "SIGUSR1"]
+)
 def test_preemption_signal_saves_checkpoint_and_exits_cleanly_then_resumes(tmp_path: Path, unbroken: Path, sig: int) -> None:
+    """SIGTERM/SIGUSR1 (preemption) exit 0; Ctrl-C (SIGINT) exits 130 (128 + SIGINT, an interrupted command)."""
     config = write_tiny_config(tmp_path)
     killed = start_and_signal(["fit", "--config", str(config), "--run.id", "pre"], tmp_path, "runs/tiny/*/metrics.csv", 5, sig)
-    assert killed.returncode == 0, killed.stdout[-3000:]
+    assert killed.returncode == (130 if sig == signal.SIGINT else 0), killed.stdout[-3000:]
     assert "preempted at step" in killed.stdout
+    if sig == signal.SIGINT:
+        assert "lightning-gen: Ctrl-C: saving checkpoints/last.ckpt at the end of this batch, then stopping" in killed.stdout
+        assert "KeyboardInterrupt" not in killed.stdout
     last = tmp_path / "runs" / "tiny" / "pre" / "checkpoints" / "last.ckpt"
     step = torch.load(last, weights_only=False)["global_step"]
     assert 5 <= step < 16  # saved at the batch after the signal, not at a 2-step boundary only

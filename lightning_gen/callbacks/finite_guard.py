@@ -101,7 +101,7 @@ class FiniteGuard(Callback):
             first, name = min(bad)
             what = f"{name} became NaN or infinite at step {first}"
         else:
-            what = f"the model's weights became NaN or infinite ({weights:,} values)"
+            what = f"the model's weights became NaN or infinite ({weights:,} value{'s' if weights != 1 else ''})"
         last_good = _newest_checkpoint(self.dirpath)
         kept = (
             f"The last good checkpoint is {last_good} (no non-finite checkpoint was saved)."
