@@ -1,0 +1,278 @@
+"""The generator contract: what the CLI, callbacks, ``evaluate``, ``export`` and ``compare`` may rely on.
+
+An image family subclasses :class:`ImageGenerator`, a text family :class:`TextGenerator`; both
+extend :class:`GenerativeModel`. Tools and callbacks read a model through these names and nothing else:
+
+==================  ==========================================================================
+member              read by
+==================  ==========================================================================
+``monitor``         the CLI (``ModelCheckpoint``: best by it), ``compare`` (direction of "best");
+                    a class attribute, so ``compare`` reads it without building the model
+``image_shape``     linked from ``data.image_shape`` by the CLI; ``(C, H, W)`` of every sample
+``num_classes``     linked from ``data.num_classes``; ``None`` when the model is unconditional
+``sample``          ``SampleGrid``, the FID/KID/PR/IS callbacks, ``evaluate --ckpt``
+``reconstruct``     ``SampleGrid``'s reconstruction grid, when not ``None``
+``eval_mode``       anything that samples outside ``training_step``
+EMA                 ``sample`` uses the averaged weights by default; ``export`` writes them
+``export_spec``     ``export`` (stored in every checkpoint under :data:`EXPORT_KEY`)
+``generate``        text families: ``TextMetrics``, ``lightning-gen sample``
+==================  ==========================================================================
+
+Export: :func:`export_payload` turns a checkpoint *dict* into a small file (builder, its keyword
+arguments, the EMA or raw weights) and :func:`load_exported` rebuilds the sampling module from it
+with neither Lightning nor the training state; that module offers the same
+``sample(n, generator=None, **conditioning)`` as the family.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import lightning as L
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from lightning_gen.errors import ConfigError, LightningGenError
+from lightning_gen.utils.imports import import_object
+from lightning_gen.utils.modules import eval_mode
+
+#: checkpoint entry holding :class:`ExportSpec` (as a dict)
+EXPORT_KEY = "lightning_gen_export"
+#: checkpoint entry holding the seed of the training noise (see :meth:`GenerativeModel.noise_generator`)
+NOISE_SEED_KEY = "lightning_gen_noise_seed"
+#: ``format`` of the files :func:`export_payload` makes
+EXPORT_FORMAT = "lightning_gen.generator/1"
+#: checkpoint entry where text families keep their tokenizer (``Tokenizer.to_dict()``).
+#: Today the text datamodule's state holds it (``commands/sample.py`` searches every entry).
+TOKENIZER_KEY = "tokenizer"
+
+MonitorMode = Literal["min", "max"]
+
+
+@dataclass(frozen=True)
+class ExportSpec:
+    """How to rebuild a family's sampling module from a checkpoint, without Lightning."""
+
+    builder: str  # dotted path (under ``lightning_gen.``) of the nn.Module class, called with **kwargs
+    kwargs: dict[str, Any] = field(default_factory=dict)  # plain values only (weights_only loads)
+    module: str = "net"  # attribute path of that module in the LightningModule (its state_dict prefix)
+    ema_module: str | None = None  # attribute path of its EMA copy, e.g. "ema.module"; None: no EMA
+
+
+class GenerativeModel(L.LightningModule, ABC):
+    """What every generative family offers: ``monitor``, EMA weights, eval mode, training noise, export.
+
+    EMA: call :meth:`configure_ema` in ``__init__`` after building the module to average. The
+    averaged copy is the submodule ``ema`` (so it sits in every checkpoint's ``state_dict`` under
+    ``ema.module.*``), is updated after every optimizer step (automatic optimization; families with
+    manual optimization call :meth:`update_ema` after their step), and is what
+    :meth:`sampling_module` returns by default.
+
+    Training noise: :meth:`noise_generator` gives a ``torch.Generator`` seeded from
+    ``(noise seed, rank, *key)``, e.g. ``key = (stream, global_step, batch_idx)``. It has no state
+    to save beyond the seed (kept in the checkpoint), so a resumed run draws exactly the noise the
+    unbroken run drew, each DDP rank draws its own noise, and callbacks that sample cannot shift it.
+    """
+
+    #: ``(metric, "min" | "max")`` that checkpointing follows; ``(None, "min")``: keep the latest only
+    monitor: ClassVar[tuple[str | None, MonitorMode]] = (None, "min")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ema: AveragedModel | None = None
+        self.ema_start = 0
+        self._ema_source: str | None = None
+        self._noise_seed: int | None = None
+
+    # --- EMA -------------------------------------------------------------------------------------
+    def configure_ema(self, source: str, decay: float | None, start: int = 0) -> None:
+        """Keep an exponential moving average of submodule ``source`` (``decay`` None: no EMA).
+
+        ``start``: for the first ``start`` optimizer steps the average copies the weights, then it
+        averages with ``decay`` (``torch.optim.swa_utils.AveragedModel``; buffers are copied).
+        """
+        if decay is not None and not 0.0 <= decay < 1.0:
+            raise ConfigError(f"`model.init_args.ema_decay` must be in [0, 1) or null, got {decay}.")
+        if start < 0:
+            raise ConfigError(f"`model.init_args.ema_start` must be >= 0, got {start}.")
+        self._ema_source, self.ema_start = source, start
+        if decay is None:
+            self.ema = None
+            return
+        self.ema = AveragedModel(self.get_submodule(source), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+        self.ema.requires_grad_(False)  # never trained: DDP must not wait for gradients of these
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """Average the source into the EMA (a plain copy while ``global_step <= ema_start``)."""
+        if self.ema is None or self._ema_source is None:
+            return
+        if self.global_step <= self.ema_start:
+            self.ema.n_averaged.zero_()  # AveragedModel copies when nothing was averaged yet
+        self.ema.update_parameters(self.get_submodule(self._ema_source))
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.update_ema()
+
+    def sampling_module(self, use_ema: bool = True) -> nn.Module:
+        """The module that samples: the EMA copy when there is one and ``use_ema``, else the source."""
+        if use_ema and self.ema is not None:
+            return self.ema.module
+        if self._ema_source is None:
+            raise NotImplementedError(f"{type(self).__name__} did not call configure_ema(source, ...).")
+        return self.get_submodule(self._ema_source)
+
+    # --- modes -----------------------------------------------------------------------------------
+    def eval_mode(self) -> Any:
+        """Context manager: this model in eval mode; every submodule's mode restored after, even on error."""
+        return eval_mode(self)
+
+    # --- training noise --------------------------------------------------------------------------
+    def set_noise_seed(self, seed: int | None) -> None:
+        """Seed of :meth:`noise_generator`; ``None`` draws one from the global RNG (``seed_everything`` fixes it)."""
+        self._noise_seed = int(torch.randint(2**62, (1,)).item()) if seed is None else int(seed)
+
+    def noise_generator(self, *key: int) -> torch.Generator:
+        """A fresh generator on this module's device, seeded from ``(noise seed, rank, *key)``."""
+        if self._noise_seed is None:
+            self.set_noise_seed(None)
+        words = np.random.SeedSequence([self._noise_seed, self.global_rank, *(int(k) for k in key)]).generate_state(2, np.uint32)
+        seed = (int(words[0]) << 31) ^ int(words[1])  # < 2**63
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    # --- export ----------------------------------------------------------------------------------
+    def export_spec(self) -> ExportSpec | None:
+        """How ``export`` rebuilds this family's sampling module; ``None``: not exportable."""
+        return None
+
+    # --- checkpoint ------------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Subclasses that override this call ``super().on_save_checkpoint(checkpoint)``."""
+        checkpoint[NOISE_SEED_KEY] = self._noise_seed
+        spec = self.export_spec()
+        if spec is not None:
+            checkpoint[EXPORT_KEY] = asdict(spec)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Subclasses that override this call ``super().on_load_checkpoint(checkpoint)``."""
+        if checkpoint.get(NOISE_SEED_KEY) is not None:
+            self._noise_seed = int(checkpoint[NOISE_SEED_KEY])
+
+
+class ImageGenerator(GenerativeModel):
+    """An image family: ``sample(n, generator, **conditioning)`` in ``[0, 1]`` and the linked shape.
+
+    Subclasses call ``super().__init__(image_shape, num_classes)`` (``num_classes``: the classes the
+    model is *conditioned* on, ``None`` for an unconditional model even if the data is labelled),
+    build their nets, call :meth:`configure_ema`, and implement :meth:`sample` and
+    :meth:`export_spec`. Datamodule batches are ``(images in [0, 1] (B, C, H, W), labels (B,))``;
+    the family maps images to whatever range its nets use.
+    """
+
+    #: ``reconstruct(x) -> (B, C, H, W)`` in ``[0, 1]`` for families that encode (VAE); ``None`` otherwise.
+    #: A class attribute rather than a method, so a family without one leaves it ``None``.
+    reconstruct: ClassVar[Callable[..., Tensor] | None] = None
+
+    def __init__(self, image_shape: Sequence[int] | None, num_classes: int | None = None) -> None:
+        super().__init__()
+        if image_shape is None or len(image_shape) != 3 or min(int(s) for s in image_shape) < 1:
+            raise ConfigError(f"{type(self).__name__} needs `image_shape` (C, H, W); the CLI links it from the datamodule, got {image_shape}.")
+        self.image_shape: tuple[int, int, int] = tuple(int(s) for s in image_shape)  # type: ignore[assignment]
+        self.num_classes: int | None = None if num_classes is None else int(num_classes)
+
+    @abstractmethod
+    def sample(self, n: int, generator: torch.Generator | None = None, **conditioning: Any) -> Tensor:
+        """``n`` images ``(n, C, H, W)`` in ``[0, 1]``, float, on this module's device.
+
+        Contract: all randomness comes from ``generator`` (any device; ``None``: the global RNG),
+        so one seed gives the same images; runs under ``no_grad`` in eval mode (restoring modes);
+        uses the EMA weights when the family has them. ``conditioning`` is family-specific
+        (``labels=...`` for conditional families, sampler settings); callers that know nothing of
+        the family pass none and get the family's defaults.
+        """
+
+    @abstractmethod
+    def export_spec(self) -> ExportSpec:
+        """How ``export`` rebuilds the sampling module (see :class:`ExportSpec`)."""
+
+
+class TextGenerator(GenerativeModel):
+    """A text family: next-token logits and ``generate``; the tokenizer travels in the checkpoint.
+
+    ``vocab_size`` is linked from ``data.vocab_size``. The checkpoint holds the tokenizer the run
+    trained with (:data:`TOKENIZER_KEY`; today inside the text datamodule's state), so
+    ``lightning-gen sample`` needs nothing but the checkpoint.
+    """
+
+    monitor: ClassVar[tuple[str | None, MonitorMode]] = ("val/loss", "min")
+
+    def __init__(self, vocab_size: int | None) -> None:
+        super().__init__()
+        if vocab_size is None or vocab_size < 1:
+            raise ConfigError(f"{type(self).__name__} needs `vocab_size`; the CLI links it from the datamodule (`data.vocab_size`).")
+        self.vocab_size = int(vocab_size)
+
+    @abstractmethod
+    def forward(self, idx: Tensor) -> Tensor:
+        """Next-token logits ``(B, T, vocab_size)`` for token ids ``(B, T)``."""
+
+    @abstractmethod
+    def generate(
+        self,
+        prompt_ids: Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Continue ``prompt_ids`` ``(B, T)`` by ``max_new_tokens`` -> ``(B, T + new)``; randomness from ``generator`` only."""
+
+
+# --- export files ------------------------------------------------------------------------------------
+def export_payload(checkpoint: dict[str, Any], use_ema: bool = True, source: str = "") -> dict[str, Any]:
+    """The export file's content for a loaded checkpoint dict (``torch.load(..., weights_only=True)``).
+
+    Keys: ``format``, ``builder``, ``kwargs``, ``ema`` (which weights), ``global_step``,
+    ``source_checkpoint``, ``state_dict`` (the sampling module's weights, prefix removed).
+    """
+    spec = checkpoint.get(EXPORT_KEY)
+    if not isinstance(spec, dict):
+        raise LightningGenError(f"{source or 'The checkpoint'} has no '{EXPORT_KEY}' entry: it was not written by an exportable lightning_gen family.")
+    spec = ExportSpec(**spec)
+    if use_ema and spec.ema_module is None:
+        raise LightningGenError(f"{source or 'The checkpoint'} has no EMA weights (trained with ema_decay: null). Fix: add `--no-ema`.")
+    prefix = (spec.ema_module if use_ema else spec.module) + "."
+    weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    if not weights:
+        raise LightningGenError(f"{source or 'The checkpoint'} holds no weights under '{prefix}*'.")
+    return {
+        "format": EXPORT_FORMAT,
+        "builder": spec.builder,
+        "kwargs": spec.kwargs,
+        "ema": use_ema,
+        "global_step": checkpoint.get("global_step"),
+        "source_checkpoint": source,
+        "state_dict": weights,
+    }
+
+
+def load_exported(payload: dict[str, Any] | str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild the sampling module (eval mode) from :func:`export_payload`'s dict or a file holding it."""
+    where = str(payload) if isinstance(payload, (str, Path)) else "the payload"
+    if isinstance(payload, (str, Path)):
+        payload = torch.load(payload, map_location=map_location, weights_only=True)
+    if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
+        raise LightningGenError(f"{where} is not a generator exported by lightning_gen (format {EXPORT_FORMAT}).")
+    if not str(payload["builder"]).startswith("lightning_gen."):
+        raise LightningGenError(f"{where} names builder {payload['builder']!r}; only lightning_gen classes are rebuilt.")
+    module = import_object(payload["builder"], "export builder")(**payload["kwargs"])
+    module.load_state_dict(payload["state_dict"])
+    return module.to(map_location).eval()
+
