@@ -8,7 +8,7 @@ from __future__ import annotations
 from datamodules import errors as _data_errors
 from datamodules.errors import UserError
 
-__all__ = ["ConfigError", "LightningGenError", "UserError"]
+__all__ = ["ConfigError", "LightningGenError", "UserError", "user_error_in"]
 
 
 class LightningGenError(UserError):
@@ -20,3 +20,15 @@ class LightningGenError(UserError):
 
 class ConfigError(LightningGenError, _data_errors.ConfigError):
     """A configuration value is invalid; the message names the key and the values allowed."""
+
+
+def user_error_in(err: BaseException | None) -> UserError | None:
+    """The user error behind ``err``, if any: jsonargparse re-raises a constructor's
+    :class:`ConfigError` as a ``ValueError`` listing every Union member it tried; the cause is kept."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
