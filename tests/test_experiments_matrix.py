@@ -18,6 +18,7 @@ matrix and the kill -9 / resume runs are ``slow``.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import signal
 from pathlib import Path
@@ -116,12 +117,18 @@ def assert_run_dir(run_dir: Path, config: dict, steps: int) -> dict:
     return {"columns": sorted(rows[0]), "samples": samples, "files": sorted(p.name for p in run_dir.iterdir())}
 
 
-def assert_ranks_agree(probe: list[dict], gan: bool) -> None:
+def model_class(config: dict) -> type:
+    module, _, name = config["model"]["class_path"].rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def assert_ranks_agree(probe: list[dict], config: dict) -> None:
+    cls = model_class(config)
     assert len(probe) == 2 and probe[0]["strategy"] == "DDPStrategy"
     assert probe[0]["params"] == probe[1]["params"]  # gradients were averaged: every net, every step
     assert probe[0]["timeout_s"] == 10 * 60  # run.collective_timeout_min's default, not Lightning's 30 min
-    assert probe[0]["find_unused"] is gan
-    if gan:
+    assert probe[0]["find_unused"] is bool(getattr(cls, "ddp_find_unused_parameters", False))  # the model's choice
+    if cls.__name__ == "GAN":
         assert probe[0]["noise"] != probe[1]["noise"]  # each rank draws its own z
 
 
@@ -141,7 +148,7 @@ def test_dcgan_mnist_under_ddp_bf16_two_critic_steps(tmp_path: Path) -> None:
     extra = ["--trainer.precision=bf16-mixed", "--model.init_args.n_critic=2", "--model.init_args.ema_start=1"]
     run_dir, probe = fit(experiment, tmp_path, *extra, ddp=True)
     assert_run_dir(run_dir, yaml.safe_load(experiment.read_text()), steps=4)
-    assert_ranks_agree(probe, gan=True)
+    assert_ranks_agree(probe, yaml.safe_load(experiment.read_text()))
     assert probe[0]["precision"] == "bf16-mixed" and probe[0]["global_step"] == 4
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     states = ckpt["gan_noise_rng_states"]  # every rank's noise stream, for the resume
@@ -156,7 +163,7 @@ def test_experiment_one_process_and_ddp_leave_the_same_run_dir(experiment: Path,
     ddp, probe = fit(experiment, tmp_path / "ddp", ddp=True)
     expected = assert_run_dir(single, config, steps=4)
     assert assert_run_dir(ddp, config, steps=4) == expected
-    assert_ranks_agree(probe, gan="GAN" in config["model"]["class_path"])
+    assert_ranks_agree(probe, config)
 
 
 @pytest.mark.slow
