@@ -28,6 +28,7 @@ from lightning_gen.callbacks.step_checkpoint import StepCheckpoint
 from lightning_gen.callbacks.sweep_trial import OptunaTrialReporter
 from lightning_gen.errors import LightningGenError, UserError
 from lightning_gen.model_data import check_model_fits_data
+from lightning_gen.init_from import InitSource, add_init_from_arguments, prepare_init_from
 from lightning_gen.preemption import PreemptionCheckpoint
 from lightning_gen.strategy import ddp_strategy
 from lightning_gen.run import RUN_ID_ENV, Resume, RunOptions, default_loggers, new_run_id, resolve_resume, run_directory
@@ -47,6 +48,7 @@ class LightningGenCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
+        add_init_from_arguments(parser)  # --init_from CKPT: a new run from another run's weights
         parser.link_arguments("data.image_shape", "model.init_args.image_shape", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
@@ -57,6 +59,8 @@ class LightningGenCLI(LightningCLI):
         ``fit`` continues the checkpoint's run: same run id, so same run dir, CSV and W&B run.
         """
         self.resume: Resume | None = None
+        # --init_from: weights for a new run, checked here (build_cli(run=False) has no subcommand: its config is flat)
+        self.init_source: InitSource | None = prepare_init_from(self.config[self.subcommand] if self.subcommand else self.config)
         if self.subcommand is None:
             return
         cfg = self.config[self.subcommand]
@@ -99,6 +103,8 @@ class LightningGenCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         options: RunOptions = self._get(self.config_init, "run")
         name = self._experiment_name()
+        if self.init_source is not None:  # a resumed run already holds its weights
+            self.init_source.apply(self.model, resuming_from=self._get(self.config, "ckpt_path"))
         run_id = options.id or new_run_id()
         os.environ[RUN_ID_ENV] = run_id  # DDP children re-run this CLI and must pick the same dir
         run_dir = run_directory(options, name, run_id)
