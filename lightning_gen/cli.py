@@ -28,10 +28,16 @@ from lightning_gen.callbacks.step_checkpoint import StepCheckpoint
 from lightning_gen.callbacks.sweep_trial import OptunaTrialReporter
 from lightning_gen.errors import LightningGenError, UserError
 from lightning_gen.model_data import check_model_fits_data
-from lightning_gen.init_from import InitSource, add_init_from_arguments, prepare_init_from
 from lightning_gen.preemption import PreemptionCheckpoint
 from lightning_gen.strategy import ddp_strategy
-from lightning_gen.run import RUN_ID_ENV, Resume, RunOptions, default_loggers, new_run_id, resolve_resume, run_directory
+from lightning_gen.run import (
+    EVAL_DIR_ENV, RUN_ID_ENV, Resume, RunOptions, check_checkpoint_fits, check_new_run_dir, check_resume_trains,
+    default_loggers, evaluation_dir, new_run_id, owning_run_dir, resolve_resume, run_directory,
+)
+from lightning_gen.run_lock import RunLock, acquire_run_lock, launching_rank_zero
+
+#: subcommands that evaluate a run: they write their own sub-run, never into the training run
+EVAL_STAGES = ("test", "validate", "predict")
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -48,7 +54,6 @@ class LightningGenCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
-        add_init_from_arguments(parser)  # --init_from CKPT: a new run from another run's weights
         parser.link_arguments("data.image_shape", "model.init_args.image_shape", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
@@ -58,9 +63,9 @@ class LightningGenCLI(LightningCLI):
 
         ``fit`` continues the checkpoint's run: same run id, so same run dir, CSV and W&B run.
         """
-        self.resume: Resume | None = None
-        # --init_from: weights for a new run, checked here (build_cli(run=False) has no subcommand: its config is flat)
-        self.init_source: InitSource | None = prepare_init_from(self.config[self.subcommand] if self.subcommand else self.config)
+        self.resume: Resume | None = None  # fit: the run to continue
+        self.checkpoint: Resume | None = None  # any subcommand: the checkpoint to load, checked against the model
+        self.ckpt_arg: str | None = None
         if self.subcommand is None:
             return
         cfg = self.config[self.subcommand]
@@ -69,12 +74,14 @@ class LightningGenCLI(LightningCLI):
         ckpt_path = cfg.get("ckpt_path")
         if not ckpt_path:
             return
+        self.ckpt_arg = str(ckpt_path)
         run = cfg.run
         options = RunOptions(root=run.root, id=run.id or os.environ.get(RUN_ID_ENV))  # DDP children: rank 0's run
         name = run.name or self._name_from_configs(cfg)
         model_class = cfg.model.class_path if cfg.get("model") is not None and "class_path" in cfg.model else None
         resume = resolve_resume(str(ckpt_path), options, name, model_class)
         cfg.ckpt_path = str(resume.ckpt_path) if resume is not None else None
+        self.checkpoint = resume
         if resume is not None and self.subcommand == "fit":
             self.resume = resume
             if resume.run_id and not run.id:
@@ -103,26 +110,40 @@ class LightningGenCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         options: RunOptions = self._get(self.config_init, "run")
         name = self._experiment_name()
-        if self.init_source is not None:  # a resumed run already holds its weights
-            self.init_source.apply(self.model, resuming_from=self._get(self.config, "ckpt_path"))
-        run_id = options.id or new_run_id()
-        os.environ[RUN_ID_ENV] = run_id  # DDP children re-run this CLI and must pick the same dir
-        run_dir = run_directory(options, name, run_id)
-        self.run_dir = run_dir
+        resume = getattr(self, "resume", None)
+        self.run_lock: RunLock | None = None
+        self.eval_dir: Path | None = None
+        # Everything that can refuse this command runs before the first file is written.
+        if getattr(self, "checkpoint", None) is not None:
+            check_checkpoint_fits(self.model, self.checkpoint)
+        if resume is not None:
+            check_resume_trains(resume, trainer_config.get("max_epochs"), trainer_config.get("max_steps", -1), trainer_config.get("max_time"))
         resolved = self._get(self.config, "run")  # the saved config.yaml names the run it belongs to
-        resolved.name, resolved.id = name, run_id
+        if self.subcommand in EVAL_STAGES:  # a sub-run of the evaluated run: its records stay untouched
+            owner, owner_id = owning_run_dir(options, name, getattr(self, "checkpoint", None))
+            run_id = owner_id or name
+            self.eval_dir = run_dir = evaluation_dir(owner, self.subcommand)
+            os.environ[EVAL_DIR_ENV] = str(run_dir)  # DDP children re-run this CLI and must pick the same dir
+            resolved.name, resolved.id = name, owner_id
+        else:
+            run_id = options.id or new_run_id()
+            os.environ[RUN_ID_ENV] = run_id  # DDP children re-run this CLI and must pick the same dir
+            run_dir = run_directory(options, name, run_id)
+            resolved.name, resolved.id = name, run_id
+            if self.subcommand == "fit" and launching_rank_zero():  # DDP: the ranks it starts write under its lock
+                self._lock_run_dir(run_dir, continuing=resume is not None and resume.run_id == run_id)
+        self.run_dir = run_dir
         if trainer_config.get("default_root_dir") is None:
             kwargs["default_root_dir"] = str(run_dir)
-        resume = getattr(self, "resume", None)
         if trainer_config.get("logger") is None:
-            kwargs["logger"] = default_loggers(options, name, run_id, resume)
+            kwargs["logger"] = default_loggers(options, name, run_id, resume, evaluation=self.eval_dir)
         if trainer_config.get("plugins") is None:
             kwargs["plugins"] = [AtomicCheckpointIO()]
             if SLURMEnvironment.detect():  # requeue is scripts/slurm.sbatch's job, saving is ours
                 kwargs["plugins"].append(SLURMEnvironment(auto_requeue=False))
         callbacks = list(trainer_config.get("callbacks") or [])
         checkpoint_dir = str(run_dir / "checkpoints")
-        if trainer_config.get("enable_checkpointing") is not False:
+        if trainer_config.get("enable_checkpointing") is not False and self.eval_dir is None:
             if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
                 monitor, mode = getattr(self.model, "monitor", (None, "min"))
                 every = {"every_n_train_steps": options.checkpoint_every_n_steps} if options.checkpoint_every_n_steps else {}
@@ -147,6 +168,34 @@ class LightningGenCLI(LightningCLI):
             trainer_config.get("devices", "auto"), trainer_config.get("num_nodes", 1), trainer_config.get("accelerator", "auto"),
         )
         return super().instantiate_trainer(**kwargs)
+
+
+    def _lock_run_dir(self, run_dir: Path, continuing: bool) -> None:
+        """A new run (not a resume, not ``--ckpt_path last``) must find the run dir empty; then take its lock."""
+        if not continuing and self.ckpt_arg != "last":
+            check_new_run_dir(run_dir)
+        self.run_lock = acquire_run_lock(run_dir, command=f"lightning-gen {self.subcommand}")
+        previous = self.run_lock.previous
+        if previous:
+            print(
+                f"lightning-gen: took over {self.run_lock.path}: its holder, PID {previous.get('pid')} on "
+                f"{previous.get('host')} (started {previous.get('started')}), no longer runs."
+            )
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; release the run dir's lock however it ends; say where an evaluation wrote."""
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            if getattr(self, "run_lock", None) is not None:
+                self.run_lock.release()
+        if getattr(self, "eval_dir", None) is not None and self.trainer.is_global_zero:
+            run_id = self._get(self.config, "run").id
+            records = [label for name, label in (("metrics.csv", "metrics.csv"), ("config.yaml", "config.yaml"), ("wandb", "W&B run")) if (self.eval_dir / name).exists()]
+            print(
+                f"lightning-gen: {subcommand} of {f'run {run_id}' if run_id else 'no training run'} written to {self.eval_dir} "
+                f"({', '.join(records)}); the run's own files are unchanged."
+            )
 
 
 def _want_progress_bar(progress: str) -> bool:

@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning_gen.errors import ConfigError, LightningGenError
 from lightning_gen.loggers.resumable_csv import ResumableCSVLogger
 from lightning_gen.loggers.wandb import WandbLogger
+from lightning_gen.run_lock import launching_rank_zero
 
 RUN_ID_ENV = "LIGHTNING_GEN_RUN_ID"  # shared with DDP child processes, so every rank uses one run dir
 
@@ -88,6 +89,7 @@ class Resume:
     ckpt_path: Path
     run_id: str | None
     log_step: int | None = None
+    checkpoint: dict[str, Any] | None = field(default=None, repr=False)  # the loaded file, for the checks below
 
 
 def new_run_id() -> str:
@@ -119,11 +121,8 @@ def find_last_checkpoint(options: RunOptions, name: str) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | None = None, flag: str = "--ckpt_path") -> dict[str, Any]:
-    """Load a checkpoint (memory-mapped) or raise one clear error: missing, corrupt, other model class.
-
-    ``flag``: the option that named the file, for the advice in the messages.
-    """
+def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | None = None) -> dict[str, Any]:
+    """Load a checkpoint (memory-mapped) or raise one clear error: missing, corrupt, other model class."""
     import torch
 
     path = Path(path)
@@ -139,8 +138,8 @@ def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | Non
         others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
         raise LightningGenError(
             f"Checkpoint {path} is truncated or corrupt and cannot be loaded ({type(err).__name__}: {str(err)[:160]}). "
-            f"Nothing was written. Pass another checkpoint of that run to {flag} ({', '.join(others) or 'none found'}) "
-            f"or start a new run without {flag}."
+            f"Nothing was written. Resume from another checkpoint of this run ({', '.join(others) or 'none found'}) "
+            "or start a new run without --ckpt_path."
         ) from None
     if not isinstance(checkpoint, dict) or ("state_dict" not in checkpoint and sharded is None):
         raise LightningGenError(f"{path} is not a Lightning checkpoint (no `state_dict`). Nothing was written.")
@@ -184,32 +183,35 @@ def resolve_resume(ckpt_path: str, options: RunOptions, name: str, model_class_p
         path = Path(ckpt_path)
     checkpoint = load_checkpoint_checked(path, model_class_path)
     meta = checkpoint.get(CHECKPOINT_KEY) or {}  # (a sharded checkpoint's folder resumes as the folder)
-    return Resume(ckpt_path=path, run_id=meta.get("run_id"), log_step=meta.get("log_step"))
+    return Resume(ckpt_path=path, run_id=meta.get("run_id"), log_step=meta.get("log_step"), checkpoint=checkpoint)
 
 
-def default_loggers(options: RunOptions, name: str, run_id: str, resume: Resume | None = None) -> list[Logger]:
+def default_loggers(options: RunOptions, name: str, run_id: str, resume: Resume | None = None, evaluation: Path | None = None) -> list[Logger]:
     """W&B (unless disabled) first, so ``trainer.log_dir`` is the run dir; CSV always; TensorBoard on request.
 
     With ``resume`` the loggers continue the run: the CSV history is cut at the checkpoint and
-    the W&B run with the same id is reopened (see :func:`wandb_resume_kwargs`).
+    the W&B run with the same id is reopened (see :func:`wandb_resume_kwargs`). With
+    ``evaluation`` (a sub-run folder from :func:`evaluation_dir`) they write there instead, as a
+    W&B run of their own (id ``<run id>-<folder name>``, job type = the stage).
     """
-    run_dir = run_directory(options, name, run_id)
+    run_dir = evaluation if evaluation is not None else run_directory(options, name, run_id)
     loggers: list[Logger] = []
     if options.wandb != "disabled":
+        wandb_id, job_type = (f"{run_id}-{evaluation.name}", evaluation.name.split("-")[0]) if evaluation is not None else (run_id, "train")
         loggers.append(
             WandbLogger(
                 mode=options.wandb,
                 project=options.project,
-                name=f"{name}/{run_id}",
-                id=run_id,
+                name=f"{name}/{wandb_id}",
+                id=wandb_id,
                 save_dir=str(run_dir.resolve()),  # W&B resolves relative dirs from its own service's cwd
                 group=options.group or name,
                 tags=list(options.tags) or None,
-                job_type="train",
-                **wandb_resume_kwargs(options, run_id, resume),
+                job_type=job_type,
+                **(wandb_resume_kwargs(options, run_id, resume) if evaluation is None else {}),
             )
         )
-    keep = resume.log_step if resume is not None and resume.run_id == run_id else None
+    keep = resume.log_step if resume is not None and resume.run_id == run_id and evaluation is None else None
     loggers.append(ResumableCSVLogger(save_dir=str(run_dir), keep_until_step=keep))
     if options.tensorboard:
         loggers.append(TensorBoardLogger(save_dir=str(run_dir), name="tensorboard", version=""))
@@ -266,3 +268,122 @@ def first_wandb_row_after(project: str, run_id: str, log_step: int, timeout_s: f
     except Exception as err:  # noqa: BLE001 - any API failure means "resume without rewind"
         print(f"lightning-gen: W&B rewind point unknown ({type(err).__name__}); resuming run {run_id} with resume='must'.")
     return None
+
+
+#: set by the launching process so the DDP ranks it starts write one evaluation sub-run
+EVAL_DIR_ENV = "LIGHTNING_GEN_EVAL_DIR"
+
+
+def owning_run_dir(options: RunOptions, name: str, resume: Resume | None) -> tuple[Path, str | None]:
+    """The training run an evaluation belongs to, ``(run dir, run id)``: the checkpoint's run, else ``--run.id``'s.
+
+    A checkpoint inside ``<run dir>/checkpoints/`` names its run by location (also after the run
+    folder was moved); a foreign checkpoint or none at all with no ``--run.id`` gives
+    ``(<root>/<name>, None)`` (the experiment's folder).
+    """
+    if resume is not None:
+        folder = resume.ckpt_path.parent
+        if folder.name == "checkpoints" and (resume.run_id is None or folder.parent.name == resume.run_id):
+            return folder.parent, folder.parent.name
+        if resume.run_id:
+            return run_directory(options, name, resume.run_id), resume.run_id
+    return (run_directory(options, name, options.id), options.id) if options.id else (Path(options.root, name), None)
+
+
+def evaluation_dir(owner: Path, stage: str) -> Path:
+    """``<owner>/eval/<stage>-<YYYYmmdd-HHMMSS>-<xxxx>``: a new folder for one test/validate/predict run."""
+    if os.environ.get(EVAL_DIR_ENV) and not launching_rank_zero():  # a DDP rank started by the launching process
+        return Path(os.environ[EVAL_DIR_ENV])
+    return owner / "eval" / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def _run_config_hint(resume: Resume) -> str:
+    meta = (resume.checkpoint or {}).get(CHECKPOINT_KEY) or {}
+    candidates = [resume.ckpt_path.parent.parent / "config.yaml"]
+    if meta.get("run_dir"):
+        candidates.append(Path(meta["run_dir"]) / "config.yaml")
+    found = next((p for p in candidates if p.is_file()), None)
+    return f"`--config {found}`" if found else "the run's config.yaml"
+
+
+def state_dict_misfits(saved: dict[str, Any], current: dict[str, Any], strict: bool = True) -> list[str]:
+    """Why ``saved`` cannot load into a module whose ``state_dict()`` is ``current``: one line per key.
+
+    Shapes must agree; with ``strict`` the key sets must too (as ``load_state_dict(strict=True)``).
+    """
+    from torch.nn.parameter import UninitializedParameter
+
+    current = {k: v for k, v in current.items() if not isinstance(v, UninitializedParameter)}
+    problems = [
+        f"`{k}` is {tuple(saved[k].shape)} in the checkpoint but {tuple(v.shape)} in this model"
+        for k, v in current.items()
+        if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(v.shape)
+    ]
+    if strict:
+        problems += [f"`{k}` is missing from the checkpoint" for k in current if k not in saved]
+        problems += [f"`{k}` is in the checkpoint but not in this model" for k in saved if k not in current]
+    return problems
+
+
+def check_checkpoint_fits(model: Any, resume: Resume) -> None:
+    """Raise one paragraph when the checkpoint's weights cannot load into ``model`` (before anything is written).
+
+    Compares parameter names and shapes of ``model.state_dict()`` (as the config built it) with
+    the checkpoint's ``state_dict``, as Lightning's strict load would, but up front.
+    """
+    import torch
+
+    saved = (resume.checkpoint or {}).get("state_dict")
+    if not isinstance(saved, dict) or not isinstance(model, torch.nn.Module):
+        return  # a sharded checkpoint (metadata only) is checked by the strategy that loads it
+    problems = state_dict_misfits(saved, model.state_dict(), getattr(model, "strict_loading", True))
+    if not problems:
+        return
+    shown = "; ".join(problems[:4]) + (f"; and {len(problems) - 4} more" if len(problems) > 4 else "")
+    raise LightningGenError(
+        f"Checkpoint {resume.ckpt_path} does not fit the model this config builds ({len(problems)} parameter(s) differ: {shown}). "
+        f"Nothing was written. Use the configuration it was trained with ({_run_config_hint(resume)}, without "
+        "overriding model sizes), or start a new run with this model: drop `--ckpt_path` (and give it its own `--run.id`)."
+    )
+
+
+def check_resume_trains(resume: Resume, max_epochs: int | None, max_steps: int, max_time: Any = None) -> None:
+    """Raise one paragraph when resuming ``resume`` would train 0 steps (a limit is already reached).
+
+    Mirrors Lightning's ``FitLoop.done`` on the restored loop state: ``max_steps`` against the
+    checkpoint's ``global_step``, ``max_epochs`` (Lightning's default: 1000 when neither limit
+    is set) against its processed epochs.
+    """
+    checkpoint = resume.checkpoint or {}
+    try:
+        epochs_done = int(checkpoint["loops"]["fit_loop"]["epoch_progress"]["current"]["processed"])
+        step = int(checkpoint["global_step"])
+    except (KeyError, TypeError, ValueError):
+        return  # not a Lightning fit checkpoint: nothing to tell in advance
+    if max_epochs is None:
+        max_epochs = 1000 if max_steps == -1 and max_time is None else -1
+    reached = []
+    if max_steps != -1 and step >= max_steps:
+        reached.append(f"`max_steps={max_steps}` (the checkpoint is at step {step}): raise `--trainer.max_steps`")
+    if max_epochs != -1 and epochs_done >= max_epochs:
+        fix = "raise `--trainer.max_epochs`"
+        if max_steps != -1 and step < max_steps:
+            fix += " (or set `--trainer.max_epochs=-1` so that `max_steps` alone decides)"
+        reached.append(f"`max_epochs={max_epochs}` ({epochs_done} epoch(s) done): {fix}")
+    if reached:
+        raise LightningGenError(
+            f"Resuming from {resume.ckpt_path} would train 0 steps: the run has already reached "
+            f"{' and '.join(reached)}. Nothing was written. Run the same command with the higher limit to "
+            "continue training, or `lightning-gen test`/`validate` to evaluate the checkpoint."
+        )
+
+
+def check_new_run_dir(run_dir: Path) -> None:
+    """Refuse to start a new run in a folder that already holds a run's records (it would replace them)."""
+    records = [n for n in ("metrics.csv", "config.yaml", "checkpoints", "wandb") if (run_dir / n).exists()]
+    if records:
+        raise LightningGenError(
+            f"Run dir {run_dir} already holds a run ({', '.join(records)}); a new `fit` there would replace its records. "
+            "Nothing was written. Continue that run with `--ckpt_path last`, or start a new one with another "
+            "`--run.id` (or none: a new id is made)."
+        )
