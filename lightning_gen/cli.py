@@ -28,6 +28,7 @@ from lightning_gen.callbacks.step_checkpoint import StepCheckpoint
 from lightning_gen.callbacks.sweep_trial import OptunaTrialReporter
 from lightning_gen.errors import LightningGenError, UserError
 from lightning_gen.model_data import check_model_fits_data
+from lightning_gen.init_from import InitSource, add_init_from_arguments, prepare_init_from
 from lightning_gen.preemption import PreemptionCheckpoint
 from lightning_gen.strategy import ddp_strategy
 from lightning_gen.run import (
@@ -54,6 +55,7 @@ class LightningGenCLI(LightningCLI):
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
+        add_init_from_arguments(parser)  # --init_from CKPT: a new run from another run's weights
         parser.link_arguments("data.image_shape", "model.init_args.image_shape", apply_on="instantiate")
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
         parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
@@ -66,6 +68,8 @@ class LightningGenCLI(LightningCLI):
         self.resume: Resume | None = None  # fit: the run to continue
         self.checkpoint: Resume | None = None  # any subcommand: the checkpoint to load, checked against the model
         self.ckpt_arg: str | None = None
+        # --init_from: weights for a new run, checked here (build_cli(run=False) has no subcommand: its config is flat)
+        self.init_source: InitSource | None = prepare_init_from(self.config[self.subcommand] if self.subcommand else self.config)
         if self.subcommand is None:
             return
         cfg = self.config[self.subcommand]
@@ -116,6 +120,8 @@ class LightningGenCLI(LightningCLI):
         # Everything that can refuse this command runs before the first file is written.
         if getattr(self, "checkpoint", None) is not None:
             check_checkpoint_fits(self.model, self.checkpoint)
+        if self.init_source is not None:  # a resumed run already holds its weights
+            self.init_source.apply(self.model, resuming_from=self._get(self.config, "ckpt_path"))
         if resume is not None:
             check_resume_trains(resume, trainer_config.get("max_epochs"), trainer_config.get("max_steps", -1), trainer_config.get("max_time"))
         resolved = self._get(self.config, "run")  # the saved config.yaml names the run it belongs to

@@ -121,8 +121,11 @@ def find_last_checkpoint(options: RunOptions, name: str) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | None = None) -> dict[str, Any]:
-    """Load a checkpoint (memory-mapped) or raise one clear error: missing, corrupt, other model class."""
+def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | None = None, flag: str = "--ckpt_path") -> dict[str, Any]:
+    """Load a checkpoint (memory-mapped) or raise one clear error: missing, corrupt, other model class.
+
+    ``flag``: the option that named the file, for the advice in the messages.
+    """
     import torch
 
     path = Path(path)
@@ -138,8 +141,8 @@ def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | Non
         others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
         raise LightningGenError(
             f"Checkpoint {path} is truncated or corrupt and cannot be loaded ({type(err).__name__}: {str(err)[:160]}). "
-            f"Nothing was written. Resume from another checkpoint of this run ({', '.join(others) or 'none found'}) "
-            "or start a new run without --ckpt_path."
+            f"Nothing was written. Pass another checkpoint of that run to {flag} ({', '.join(others) or 'none found'}) "
+            f"or start a new run without {flag}."
         ) from None
     if not isinstance(checkpoint, dict) or ("state_dict" not in checkpoint and sharded is None):
         raise LightningGenError(f"{path} is not a Lightning checkpoint (no `state_dict`). Nothing was written.")
