@@ -26,7 +26,8 @@ from lightning_gen.commands import TOOL_COMMANDS
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.callbacks.step_checkpoint import StepCheckpoint
 from lightning_gen.callbacks.sweep_trial import OptunaTrialReporter
-from lightning_gen.errors import LightningGenError, UserError
+from lightning_gen.errors import LightningGenError, UserError, user_error_in
+from lightning_gen.loggers.wandb import check_forced_online
 from lightning_gen.model_data import check_model_fits_data
 from lightning_gen.init_from import InitSource, add_init_from_arguments, prepare_init_from
 from lightning_gen.preemption import PreemptionCheckpoint
@@ -75,6 +76,8 @@ class LightningGenCLI(LightningCLI):
         cfg = self.config[self.subcommand]
         model, data = cfg.get("model"), cfg.get("data")
         check_model_fits_data(model.get("class_path") if model else None, data.get("class_path") if data else None)
+        if cfg.get("run") is not None:
+            check_forced_online(cfg.run.wandb)  # no key or no server: one paragraph before anything is written
         ckpt_path = cfg.get("ckpt_path")
         if not ckpt_path:
             return
@@ -238,8 +241,11 @@ def main(args: list[str] | None = None) -> None:
             importlib.import_module(TOOL_COMMANDS[argv[0]]).main(argv[1:])
         else:
             build_cli(args)  # None: LightningCLI reads sys.argv itself
-    except UserError as err:  # bad input (ours or the datamodules'), not a bug
-        print(f"lightning-gen: error: {err}", file=sys.stderr)
+    except (UserError, ValueError) as err:  # bad input (ours or the datamodules'), not a bug
+        user_error = user_error_in(err)  # a model's ConfigError arrives wrapped by jsonargparse
+        if user_error is None:
+            raise
+        print(f"lightning-gen: error: {user_error}", file=sys.stderr)
         sys.exit(1)
 
 
