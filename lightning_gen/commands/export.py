@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from lightning_gen.errors import LightningGenError
+from lightning_gen.run import load_checkpoint_checked
 from lightning_gen.nets.gan import build_generator
 
 EXPORT_FORMAT = "lightning_gen.gan_generator/1"
@@ -54,7 +55,7 @@ def export_generator(ckpt_path: str | Path, out_path: str | Path, use_ema: bool 
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise LightningGenError(f"Checkpoint '{ckpt_path}' does not exist. Fix: pass `--ckpt` a file from runs/<name>/<id>/checkpoints/.")
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    checkpoint = load_checkpoint_checked(ckpt_path, flag="--ckpt")  # truncated or corrupt: one paragraph
     config = checkpoint.get("gan_generator_config")
     if config is None:
         raise LightningGenError(
@@ -88,7 +89,13 @@ def export_generator(ckpt_path: str | Path, out_path: str | Path, use_ema: bool 
 
 def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> ExportedGenerator:
     """Rebuild an exported generator (eval mode) from :func:`export_generator`'s file."""
-    payload = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # missing, truncated, not a torch file
+        raise LightningGenError(
+            f"'{path}' cannot be loaded ({type(err).__name__}: {str(err)[:160]}). Fix: export the generator again with "
+            "`lightning-gen export --ckpt <run>/checkpoints/last.ckpt`."
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
         raise LightningGenError(f"'{path}' is not a generator exported by `lightning-gen export` (format {EXPORT_FORMAT}).")
     kwargs = payload["kwargs"]

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 
 from lightning_gen.errors import ConfigError, LightningGenError
+from lightning_gen.run import load_checkpoint_checked
 
 
 def tokenizer_from_checkpoint(checkpoint: dict[str, Any], ckpt_path: Path, override: str | None = None):
@@ -58,7 +59,7 @@ def main(argv: list[str]) -> None:
         raise LightningGenError(f"No checkpoint at {ckpt_path}; runs keep theirs in runs/<name>/<id>/checkpoints/.")
     if args.max_new_tokens < 0 or args.num_samples < 1:
         raise ConfigError("`--max_new_tokens` must be >= 0 and `--num_samples` >= 1.")
-    checkpoint = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint_checked(ckpt_path, flag="--ckpt")  # truncated or corrupt: one paragraph
     tokenizer = tokenizer_from_checkpoint(checkpoint, ckpt_path, args.tokenizer)
     try:
         model = GPT.load_from_checkpoint(ckpt_path, map_location=args.device)
