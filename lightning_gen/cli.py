@@ -178,7 +178,6 @@ class LightningGenCLI(LightningCLI):
         )
         return super().instantiate_trainer(**kwargs)
 
-
     def _lock_run_dir(self, run_dir: Path, continuing: bool) -> None:
         """A new run (not a resume, not ``--ckpt_path last``) must find the run dir empty; then take its lock."""
         if not continuing and self.ckpt_arg != "last":

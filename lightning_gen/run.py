@@ -309,25 +309,6 @@ def _run_config_hint(resume: Resume) -> str:
     return f"`--config {found}`" if found else "the run's config.yaml"
 
 
-def state_dict_misfits(saved: dict[str, Any], current: dict[str, Any], strict: bool = True) -> list[str]:
-    """Why ``saved`` cannot load into a module whose ``state_dict()`` is ``current``: one line per key.
-
-    Shapes must agree; with ``strict`` the key sets must too (as ``load_state_dict(strict=True)``).
-    """
-    from torch.nn.parameter import UninitializedParameter
-
-    current = {k: v for k, v in current.items() if not isinstance(v, UninitializedParameter)}
-    problems = [
-        f"`{k}` is {tuple(saved[k].shape)} in the checkpoint but {tuple(v.shape)} in this model"
-        for k, v in current.items()
-        if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(v.shape)
-    ]
-    if strict:
-        problems += [f"`{k}` is missing from the checkpoint" for k in current if k not in saved]
-        problems += [f"`{k}` is in the checkpoint but not in this model" for k in saved if k not in current]
-    return problems
-
-
 def check_checkpoint_fits(model: Any, resume: Resume) -> None:
     """Raise one paragraph when the checkpoint's weights cannot load into ``model`` (before anything is written).
 
@@ -335,6 +316,8 @@ def check_checkpoint_fits(model: Any, resume: Resume) -> None:
     the checkpoint's ``state_dict``, as Lightning's strict load would, but up front.
     """
     import torch
+
+    from lightning_gen.init_from import state_dict_misfits  # (init_from imports this module)
 
     saved = (resume.checkpoint or {}).get("state_dict")
     if not isinstance(saved, dict) or not isinstance(model, torch.nn.Module):
