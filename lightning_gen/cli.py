@@ -140,7 +140,7 @@ class LightningGenCLI(LightningCLI):
             run_dir = run_directory(options, name, run_id)
             resolved.name, resolved.id = name, run_id
             if self.subcommand == "fit" and launching_rank_zero():  # DDP: the ranks it starts write under its lock
-                self._lock_run_dir(run_dir, continuing=resume is not None and resume.run_id == run_id)
+                self._lock_run_dir(run_dir, options.lock_wait_s, continuing=resume is not None and resume.run_id == run_id)
         self.run_dir = run_dir
         if trainer_config.get("default_root_dir") is None:
             kwargs["default_root_dir"] = str(run_dir)
@@ -178,11 +178,11 @@ class LightningGenCLI(LightningCLI):
         )
         return super().instantiate_trainer(**kwargs)
 
-    def _lock_run_dir(self, run_dir: Path, continuing: bool) -> None:
+    def _lock_run_dir(self, run_dir: Path, wait_s: float, continuing: bool) -> None:
         """A new run (not a resume, not ``--ckpt_path last``) must find the run dir empty; then take its lock."""
         if not continuing and self.ckpt_arg != "last":
             check_new_run_dir(run_dir)
-        self.run_lock = acquire_run_lock(run_dir, command=f"lightning-gen {self.subcommand}")
+        self.run_lock = acquire_run_lock(run_dir, command=f"lightning-gen {self.subcommand}", wait_s=wait_s)
         previous = self.run_lock.previous
         if previous:
             print(

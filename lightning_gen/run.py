@@ -43,6 +43,9 @@ class RunOptions:
         tensorboard: Also log to TensorBoard in ``<run dir>/tensorboard``.
         checkpoint_every_n_steps: Also refresh ``checkpoints/last.ckpt`` every this many
             optimizer steps (0: only at epoch ends), so a killed run loses at most that many steps.
+        lock_wait_s: When another live process holds the run dir (``<run dir>/.lock``), wait this
+            many seconds for it to finish before giving up (a retried sweep trial waits for its
+            killed predecessor to save); 0: fail at once.
         wandb_rewind: On an online resume, rewind the W&B run (``resume_from``) to its first row
             logged after the checkpoint, so those rows are replaced; off: ``resume="must"``.
         progress: ``auto`` (a rich bar in an interactive terminal, none in CI/pipes), ``rich`` or ``none``.
@@ -60,6 +63,7 @@ class RunOptions:
     tags: list[str] = field(default_factory=list)
     tensorboard: bool = False
     checkpoint_every_n_steps: int = 0
+    lock_wait_s: float = 0.0
     wandb_rewind: bool = True
     progress: Literal["auto", "rich", "none"] = "auto"
     progress_refresh_steps: int = 10
@@ -68,6 +72,8 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.checkpoint_every_n_steps < 0:
             raise ConfigError(f"`--run.checkpoint_every_n_steps` must be >= 0, got {self.checkpoint_every_n_steps}.")
+        if self.lock_wait_s < 0:
+            raise ConfigError(f"`--run.lock_wait_s` must be >= 0, got {self.lock_wait_s}.")
         if self.progress_refresh_steps < 1:
             raise ConfigError(f"`--run.progress_refresh_steps` must be >= 1, got {self.progress_refresh_steps}.")
 

@@ -125,15 +125,19 @@ def _message(run_dir: Path, path: Path, holder: dict[str, Any], alive: bool | No
     )
 
 
-def acquire_run_lock(run_dir: str | os.PathLike, command: str | None = None, dead_holder_grace_s: float = 10.0) -> RunLock:
+def acquire_run_lock(run_dir: str | os.PathLike, command: str | None = None, wait_s: float = 0.0, dead_holder_grace_s: float = 10.0) -> RunLock:
     """Take ``<run_dir>/.lock`` or raise :class:`RunLockedError` naming the holder.
 
-    A lock whose recorded PID is dead but which is still flocked (DataLoader workers forked from
-    the killed process live a few seconds longer) is waited for up to ``dead_holder_grace_s``.
+    ``wait_s``: how long to wait for a live holder to finish (a retried sweep trial whose killed
+    predecessor is still saving its checkpoint). A lock whose recorded PID is dead but which is
+    still flocked (DataLoader workers forked from the killed process live a few seconds longer)
+    is waited for up to ``dead_holder_grace_s``.
     """
     run_dir = Path(run_dir)
     path = run_dir / LOCK_NAME
-    deadline = time.monotonic() + dead_holder_grace_s
+    start = time.monotonic()
+    deadline = start + dead_holder_grace_s
+    waiting = False
     while True:
         run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -143,7 +147,10 @@ def acquire_run_lock(run_dir: str | os.PathLike, command: str | None = None, dea
             os.close(fd)
             holder = _read_holder(path)
             alive = holder_alive(holder) if holder else True
-            if alive is False and time.monotonic() < deadline:
+            if (alive is False and time.monotonic() < deadline) or time.monotonic() - start < wait_s:
+                if alive and not waiting:
+                    print(f"lightning-gen: {run_dir} is held by PID {holder.get('pid')}; waiting up to {wait_s:g} s for it to finish.")
+                    waiting = True
                 time.sleep(0.2)
                 continue
             raise RunLockedError(_message(run_dir, path, holder, alive)) from None

@@ -156,6 +156,24 @@ def test_lock_left_by_a_dead_process_is_taken_over_by_the_resume(run_copy: Path,
     assert not (run_copy / LOCK_NAME).exists()  # released at exit
 
 
+def test_lock_waits_for_a_live_holder_only_when_asked(tmp_path: Path) -> None:
+    """``--run.lock_wait_s`` (a retried sweep trial): the second writer waits for the first to release."""
+    import threading
+
+    from lightning_gen.run_lock import RunLockedError
+
+    first = acquire_run_lock(tmp_path / "run")
+    with pytest.raises(RunLockedError, match=f"PID {os.getpid()} on host"):
+        acquire_run_lock(tmp_path / "run")  # flock is per open file: this process conflicts with itself
+    timer = threading.Timer(0.5, first.release)
+    timer.start()
+    second = acquire_run_lock(tmp_path / "run", wait_s=30)
+    timer.join()
+    assert first._fd is None and (tmp_path / "run" / LOCK_NAME).is_file()
+    second.release()
+    assert not (tmp_path / "run" / LOCK_NAME).exists()
+
+
 @pytest.mark.slow
 def test_kill9_leaves_a_stale_lock_that_resume_takes_over_and_a_concurrent_fit_is_refused(tmp_path: Path) -> None:
     config = write_tiny_config(tmp_path, epochs=3)

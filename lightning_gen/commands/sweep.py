@@ -234,7 +234,7 @@ def run_optuna(spec: SweepSpec, trials: int, storage: str, workers: int, heartbe
         run_id = f"trial-{number:04d}"
         run_args = [f"--run.name={spec.name}", f"--run.id={run_id}", f"--run.group=sweep-{spec.name}", f"--run.tags=[sweep:{spec.name}]"]
         if original is not None:
-            run_args.append("--ckpt_path=last")  # continue the interrupted trial's run
+            run_args += ["--ckpt_path=last", "--run.lock_wait_s=120"]  # continue the interrupted trial's run, once its process has saved and exited
         cmd = trial_command(spec, values, run_args + extra)
         env = dict(os.environ)
         env[TRIAL_ENV] = json.dumps({"storage": storage, "study": spec.name, "trial_id": trial._trial_id, "metric": spec.metric})
