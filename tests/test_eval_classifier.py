@@ -132,7 +132,7 @@ def test_evaluate_command_errors_are_one_paragraph(tmp_path: Path, capsys: pytes
 
     with pytest.raises(SystemExit):
         main(["evaluate", "--images", str(tmp_path), "--metrics", "fid"])
-    assert "No datamodule: pass `--config`" in capsys.readouterr().err
+    assert "No real images: pass `--real DIR` (a folder of real images) or `--config`" in capsys.readouterr().err
     config = tmp_path / "c.yaml"
     config.write_text("data:\n  class_path: datamodules.SyntheticImageDataModule\n")
     with pytest.raises(SystemExit):
