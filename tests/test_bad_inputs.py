@@ -187,9 +187,7 @@ def test_bad_input_in_process(name: str, existing_run: Path, tmp_path: Path, mon
     with pytest.raises(SystemExit) as exit_:
         main(case.args)
     elapsed = time.monotonic() - start
-    stderr = capsys.readouterr().err
-    print(stderr)
-    check_outcome(case, exit_.value.code, stderr, existing_run, before, runs_before)
+    check_outcome(case, exit_.value.code, capsys.readouterr().err, existing_run, before, runs_before)
     if name == "wandb_online_unreachable":
         assert elapsed < 30  # W&B itself failed after ~47 s; the probe itself is milliseconds (see test_wandb_mode)
 
