@@ -176,25 +176,27 @@ def test_lock_waits_for_a_live_holder_only_when_asked(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_kill9_leaves_a_stale_lock_that_resume_takes_over_and_a_concurrent_fit_is_refused(tmp_path: Path) -> None:
-    config = write_tiny_config(tmp_path, epochs=3)
+    config = write_tiny_config(tmp_path, epochs=500)  # still training when the second process starts
     args = ["fit", "--config", str(config), "--run.id", "k"]
     run_dir = tmp_path / "runs" / "tiny" / "k"
     first = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 300
-        while time.time() < deadline and not (run_dir / "metrics.csv").is_file():
+        while time.time() < deadline and not (run_dir / "checkpoints" / "last.ckpt").is_file():
             time.sleep(0.2)
         second = run_cli([*args, "--ckpt_path", "last"], tmp_path)  # while the first one trains
+        assert first.poll() is None
         assert f"is being written by another process: PID {first.pid} on host" in error_paragraph(second)
         os.killpg(first.pid, signal.SIGKILL)
     finally:
         first.wait()
     assert f'"pid": {first.pid}' in (run_dir / LOCK_NAME).read_text()  # stale: its holder is gone
-    resumed = run_cli([*args, "--ckpt_path", "last"], tmp_path)
+    step = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+    resumed = run_cli([*args, "--ckpt_path", "last", f"--trainer.max_steps={step + 4}"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"its holder, PID {first.pid} on" in resumed.stdout
-    steps = logged_steps(train_rows(run_dir / "metrics.csv"))
-    assert steps == list(range(24)) and not (run_dir / LOCK_NAME).exists()
+    assert logged_steps(train_rows(run_dir / "metrics.csv")) == list(range(step + 4))  # each step once
+    assert not (run_dir / LOCK_NAME).exists()
 
 
 @pytest.mark.slow
