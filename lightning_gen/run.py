@@ -2,6 +2,8 @@
 
 A run directory holds ``config.yaml`` (the resolved config), ``metrics.csv`` + ``hparams.yaml``
 (CSV logger), ``wandb/`` (the W&B run, online or offline), ``checkpoints/`` and ``samples/``.
+Only ``fit`` writes them, holding ``.lock`` (:mod:`lightning_gen.run_lock`); ``test``/``validate``/
+``predict`` write a sub-run ``eval/<stage>-<timestamp>-<xxxx>/`` of the run they evaluate.
 
 Resume (``fit --ckpt_path last`` or a path): :func:`resolve_resume` finds the checkpoint, checks
 it (readable, same model class) before anything is written, and returns the run it belongs to
