@@ -125,9 +125,10 @@ def build_unet(image_shape: tuple[int, int, int], config: UNetConfig, num_classe
     channels, height, width = image_shape
     factor = 2 ** (len(config.widths) - 1)
     if height % factor or width % factor:
+        halvings = min((height & -height).bit_length(), (width & -width).bit_length()) - 1  # times both halve evenly
         raise ConfigError(
             f"`model.init_args.unet.widths` has {len(config.widths)} levels, so images are halved {len(config.widths) - 1} times, but "
-            f"{height}x{width} is not divisible by {factor}. Use fewer levels (28x28: at most 3) or pad the images."
+            f"{height}x{width} is not divisible by {factor}. Use at most {halvings + 1} levels for {height}x{width} images."
         )
     return UNet2DModel(
         sample_size=(height, width),
