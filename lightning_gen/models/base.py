@@ -3,20 +3,22 @@
 An image family subclasses :class:`ImageGenerator`, a text family :class:`TextGenerator`; both
 extend :class:`GenerativeModel`. Tools and callbacks read a model through these names and nothing else:
 
-==================  ==========================================================================
-member              read by
-==================  ==========================================================================
-``monitor``         the CLI (``ModelCheckpoint``: best by it), ``compare`` (direction of "best");
-                    a class attribute, so ``compare`` reads it without building the model
-``image_shape``     linked from ``data.image_shape`` by the CLI; ``(C, H, W)`` of every sample
-``num_classes``     linked from ``data.num_classes``; ``None`` when the model is unconditional
-``sample``          ``SampleGrid``, the FID/KID/PR/IS callbacks, ``evaluate --ckpt``
-``reconstruct``     ``SampleGrid``'s reconstruction grid, when not ``None``
-``eval_mode``       anything that samples outside ``training_step``
-EMA                 ``sample`` uses the averaged weights by default; ``export`` writes them
-``export_spec``     ``export`` (stored in every checkpoint under :data:`EXPORT_KEY`)
-``generate``        text families: ``TextMetrics``, ``lightning-gen sample``
-==================  ==========================================================================
+================================  ======================================================================
+member                            read by
+================================  ======================================================================
+``monitor``                       the CLI (``ModelCheckpoint``: best by it), ``compare`` (direction of "best");
+                                  a class attribute, so ``compare`` reads it without building the model
+``image_shape``                   linked from ``data.image_shape`` by the CLI; ``(C, H, W)`` of every sample
+``num_classes``                   linked from ``data.num_classes``; ``None`` when the model is unconditional
+``sample``                        ``SampleGrid``, the FID/KID/PR/IS callbacks, ``evaluate --ckpt``
+``reconstruct``                   ``SampleGrid``'s reconstruction grid, when not ``None``
+``eval_mode``                     anything that samples outside ``training_step``
+EMA                               ``sample`` uses the averaged weights by default; ``export`` writes them
+``export_spec``                   ``export`` (stored in every checkpoint under :data:`EXPORT_KEY`)
+``ddp_find_unused_parameters``    ``lightning_gen.strategy``: True when a backward pass leaves some
+                                  trained parameters without gradient (the GAN's do)
+``generate``                      text families: ``TextMetrics``, ``lightning-gen sample``
+================================  ======================================================================
 
 Export: :func:`export_payload` turns a checkpoint *dict* into a small file (builder, its keyword
 arguments, the EMA or raw weights) and :func:`load_exported` rebuilds the sampling module from it
@@ -81,6 +83,8 @@ class GenerativeModel(L.LightningModule, ABC):
 
     #: ``(metric, "min" | "max")`` that checkpointing follows; ``(None, "min")``: keep the latest only
     monitor: ClassVar[tuple[str | None, MonitorMode]] = (None, "min")
+    #: DDP's ``find_unused_parameters``: True only when some backward pass skips trained parameters
+    ddp_find_unused_parameters: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()
