@@ -325,8 +325,13 @@ def test_evaluate_ckpt_of_a_diffusion_run(mnist_run: Path) -> None:
     assert values["fid"] > 0 and math.isfinite(values["fid"]) and math.isfinite(values["kid_mean"])
 
 
-def test_bad_unet_for_the_image_size_is_one_paragraph(tmp_path: Path) -> None:
-    proc = run_cli([*FIT_ARGS, "--model.init_args.unet.widths=[8,16,16,16]", "--model.init_args.unet.attention=[false,false,false,false]"], tmp_path)
-    assert proc.returncode == 1
-    assert "lightning-gen: error:" in proc.stderr and "not divisible by 8" in proc.stderr and "Traceback" not in proc.stderr
-    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.ckpt"))
+def test_bad_unet_for_the_image_size_is_one_paragraph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lightning_gen.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main([*FIT_ARGS, "--model.init_args.unet.widths=[8,16,16,16]", "--model.init_args.unet.attention=[false,false,false,false]"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 1
+    assert "lightning-gen: error: `model.init_args.unet.widths` has 4 levels" in err and "Use at most 3 levels for 28x28 images." in err
+    assert "Traceback" not in err
+    assert not list(tmp_path.rglob("*.ckpt"))
