@@ -28,7 +28,10 @@ INCEPTION_RESIZE = "torch-fidelity tf1x-bilinear 299x299, uint8 round(x*255), gr
 Precision = Literal["fp32", "bf16"]
 PRECISIONS = ("fp32", "bf16")
 # Measured with scripts/bench_fid.py (same images, fp32 vs bf16 autocast, converted weights, CPU).
-BF16_FID_DEVIATION = "PENDING"
+BF16_FID_DEVIATION = (
+    "FID relative deviation from fp32 measured 2.5e-4 (424.115 vs 424.221; 16 generated vs 16 real MNIST images, "
+    "scripts/bench_fid.py --n 32, CPU); pool3 features differ by up to 0.11: compare bf16 FIDs only with bf16 FIDs"
+)
 
 
 def to_uint8(images: Tensor) -> Tensor:
