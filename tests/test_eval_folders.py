@@ -239,3 +239,16 @@ def test_cli_two_folders_equal_torch_fidelity_fid(tmp_path: Path) -> None:
     assert ours["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-5)
     assert ours["kid_mean"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-5)
     assert ours["fid"] > 50
+
+
+def test_images_folder_with_config_reports_a_corrupt_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from lightning_gen.cli import main
+
+    fake = save_crops(data.camera(), tmp_path / "samples", 3, size=16, grey=True)
+    (fake / "003.png").write_bytes((fake / "000.png").read_bytes()[:60])
+    config = tmp_path / "c.yaml"
+    config.write_text("data:\n  class_path: datamodules.SyntheticImageDataModule\n  init_args: {image_shape: [1, 16, 16], num_train: 8, num_val: 8}\n")
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--images", str(fake), "--config", str(config), "--metrics", "fid"])
+    err = capsys.readouterr().err
+    assert f"`--images` {fake}: 4 images checked, some cannot be used: 1 unreadable: 003.png" in err and "Traceback" not in err
