@@ -35,7 +35,7 @@ from lightning_gen.errors import ConfigError, LightningGenError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lightning-gen evaluate", description="FID/KID/PR/IS and classifier metrics of a checkpoint or an image folder.")
+    p = argparse.ArgumentParser(prog="lightning-gen evaluate", description="FID/KID/PR/IS and classifier metrics of a checkpoint or an image folder, against a dataset or a folder of real images.")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--ckpt", help="checkpoint of a model with sample(n, generator)")
     src.add_argument("--images", "--fake", dest="images", help="folder of generated images (png/jpg/bmp/webp), evaluated as they are")
@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="experiment YAML or run config.yaml with `data:` (and `model:`); default: <run dir>/config.yaml of --ckpt")
     p.add_argument("--model_class", help="model class path (default: `model.class_path` of the config)")
     p.add_argument("--metrics", nargs="+", default=["fid", "kid", "pr"], help="any of: fid kid pr is fd_classifier is_classifier")
-    p.add_argument("--num_samples", type=int, default=10000, help="generated images (--ckpt); with --images: at most this many")
-    p.add_argument("--num_real", type=int, default=None, help="real images: the first N of the split (default: all)")
+    p.add_argument("--num_samples", type=int, default=10000, help="generated images (--ckpt); with --images/--fake: the first N by file name")
+    p.add_argument("--num_real", type=int, default=None, help="real images: the first N of the split, or of --real by file name (default: all)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sample_chunk", type=int, default=100)
