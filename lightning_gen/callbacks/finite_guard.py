@@ -17,6 +17,7 @@ skips that step and lowers its scale), so only the weights are checked there.
 from __future__ import annotations
 
 import glob
+import inspect
 import os
 from typing import Any
 
@@ -101,18 +102,21 @@ class FiniteGuard(Callback):
             first, name = min(bad)
             what = f"{name} became NaN or infinite at step {first}"
         else:
+            name = ""
             what = f"the model's weights became NaN or infinite ({weights:,} value{'s' if weights != 1 else ''})"
+        module = trainer.lightning_module
         last_good = _newest_checkpoint(self.dirpath)
         kept = (
             f"The last good checkpoint is {last_good} (no non-finite checkpoint was saved)."
             if last_good
             else f"No checkpoint had been saved yet (none was written to {self.dirpath})."
         )
+        lr = _lr_flag(module, name)
+        clip = ", clip gradients (`--trainer.gradient_clip_val=1.0`)" if module.automatic_optimization else ""
         return (
-            f"Training stopped at step {trainer.global_step}: {what}. {kept} Lower the learning rate "
-            "(`--model.init_args.optimizer.init_args.lr`), clip gradients (`--trainer.gradient_clip_val=1.0`, "
-            "automatic optimization only) or train in fp32 (`--trainer.precision=32-true`), then resume with "
-            "`--ckpt_path` on that checkpoint or start a new run."
+            f"Training stopped at step {trainer.global_step}: {what}. {kept} Lower the learning rate{f' ({lr})' if lr else ''}"
+            f"{clip} or train in fp32 (`--trainer.precision=32-true`), then resume with `--ckpt_path` on that "
+            "checkpoint or start a new run."
         )
 
 
@@ -133,6 +137,16 @@ def _optimizer_names(trainer: L.Trainer, pl_module: L.LightningModule) -> list[s
         module = owner.get(id(params[0]), "?") if params else "?"
         names.append(f"the loss of `{module}` (optimizer {i + 1} of {len(optimizers)})")
     return names
+
+
+def _lr_flag(module: L.LightningModule, loss_name: str) -> str | None:
+    """The CLI flag of the learning rate that trains the diverged loss (``optimizer`` arguments of the model)."""
+    try:
+        params = [p for p in inspect.signature(type(module).__init__).parameters if "optimizer" in p]
+    except (TypeError, ValueError):
+        return None
+    match = [p for p in params if p.split("_optimizer")[0] in loss_name] or params
+    return f"`--model.init_args.{match[0]}.init_args.lr`" if match else None
 
 
 def _newest_checkpoint(dirpath: str) -> str | None:
