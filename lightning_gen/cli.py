@@ -30,6 +30,7 @@ from lightning_gen.errors import LightningGenError, UserError, user_error_in
 from lightning_gen.loggers.wandb import check_forced_online
 from lightning_gen.model_data import check_model_fits_data
 from lightning_gen.init_from import InitSource, add_init_from_arguments, prepare_init_from
+from lightning_gen.callbacks.finite_guard import FiniteGuard
 from lightning_gen.preemption import PreemptionCheckpoint
 from lightning_gen.strategy import ddp_strategy
 from lightning_gen.run import (
@@ -162,7 +163,8 @@ class LightningGenCLI(LightningCLI):
                 if every:  # last also every N steps: a killed run loses at most N steps
                     callbacks.append(StepCheckpoint(dirpath=checkpoint_dir, save_top_k=0, save_last=True, enable_version_counter=False, **every))
             callbacks.append(RunState(run_id=run_id, run_dir=str(run_dir), experiment=name))
-            callbacks.append(PreemptionCheckpoint(dirpath=checkpoint_dir))
+            callbacks.append(PreemptionCheckpoint(dirpath=checkpoint_dir, exit_grace_s=options.stop_grace_s))
+            callbacks.append(FiniteGuard(dirpath=checkpoint_dir))  # NaN/inf loss stops the run; never saved
         reporter = OptunaTrialReporter.from_env()  # set by `lightning-gen sweep --backend optuna`
         if reporter is not None and self.subcommand == "fit":
             callbacks.append(reporter)

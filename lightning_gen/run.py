@@ -54,6 +54,9 @@ class RunOptions:
         progress_refresh_steps: Redraw the bar every this many batches (the bar costs CPU time).
         collective_timeout_min: Under DDP, a rank waiting this many minutes in a collective (a peer
             stuck or gone) fails instead of hanging; longer than any work one rank does alone.
+        stop_grace_s: After SIGTERM/SIGUSR1/Ctrl-C the run saves ``last.ckpt`` at the next batch end
+            and exits; a process still alive this many seconds after the signal (stuck in C code,
+            e.g. a collective) is ended with status 128 + signal. 0: never. Longer than a batch + a save.
     """
 
     root: str = "runs"
@@ -70,6 +73,7 @@ class RunOptions:
     progress: Literal["auto", "rich", "none"] = "auto"
     progress_refresh_steps: int = 10
     collective_timeout_min: float = 10.0
+    stop_grace_s: float = 60.0
 
     def __post_init__(self) -> None:
         if self.checkpoint_every_n_steps < 0:
