@@ -50,7 +50,7 @@ def test_nonfinite_loss_stops_the_run_with_one_paragraph(tmp_path: Path) -> None
     proc = run_cli(["fit", "--config", str(config), "--run.id", "r", "--model.init_args.optimizer.init_args.lr=1e12"], tmp_path)
     assert proc.returncode == 1, proc.stderr[-3000:]
     message = _error_paragraph(proc.stderr)
-    assert "Training stopped at step" in message and "the training loss became NaN or infinite at step" in message
+    assert "Training stopped after" in message and "the training loss became NaN or infinite at step 1 (the `step` of metrics.csv)." in message
     assert "No checkpoint had been saved yet" in message
     assert "Lower the learning rate (`--model.init_args.optimizer.init_args.lr`), clip gradients (`--trainer.gradient_clip_val=1.0`)" in message
     assert "Traceback" not in proc.stderr
@@ -64,7 +64,7 @@ def test_nonfinite_weights_never_replace_the_last_good_checkpoint(tmp_path: Path
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     message = _error_paragraph(proc.stderr)
-    assert message.startswith(f"{ERROR}Training stopped at step 6: the model's weights became NaN or infinite (1 value).")
+    assert message.startswith(f"{ERROR}Training stopped after 6 steps: the model's weights became NaN or infinite (1 value).")
     assert "The last good checkpoint is runs/tiny/r/checkpoints/last.ckpt (no non-finite checkpoint was saved)." in message
     assert _sha(last) == record.read_text()  # unchanged since before the fault
     ckpt = torch.load(last, weights_only=False)
@@ -155,7 +155,7 @@ def test_gan_nonfinite_loss_names_the_network(tmp_path: Path) -> None:
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     message = _error_paragraph(proc.stderr)
-    assert "the loss of `discriminator` (optimizer 2 of 2) became NaN or infinite at step 1." in message
+    assert "the loss of `discriminator` (optimizer 2 of 2) became NaN or infinite at step 1 (the `step` of metrics.csv)." in message
     assert "Lower the learning rate (`--model.init_args.discriminator_optimizer.init_args.lr`) or train in fp32" in message
 
 

@@ -100,7 +100,7 @@ class FiniteGuard(Callback):
         bad = [(int(_FAR - v), self._names[i]) for i, v in enumerate(losses) if v != _NONE]
         if bad:
             first, name = min(bad)
-            what = f"{name} became NaN or infinite at step {first}"
+            what = f"{name} became NaN or infinite at step {first} (the `step` of metrics.csv)"
         else:
             name = ""
             what = f"the model's weights became NaN or infinite ({weights:,} value{'s' if weights != 1 else ''})"
@@ -114,7 +114,7 @@ class FiniteGuard(Callback):
         lr = _lr_flag(module, name)
         clip = ", clip gradients (`--trainer.gradient_clip_val=1.0`)" if module.automatic_optimization else ""
         return (
-            f"Training stopped at step {trainer.global_step}: {what}. {kept} Lower the learning rate{f' ({lr})' if lr else ''}"
+            f"Training stopped after {trainer.global_step} steps: {what}. {kept} Lower the learning rate{f' ({lr})' if lr else ''}"
             f"{clip} or train in fp32 (`--trainer.precision=32-true`), then resume with `--ckpt_path` on that "
             "checkpoint or start a new run."
         )
