@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from datamodules.ranks import rank_and_world
 
 
 class ResumableSampler(DistributedSampler):
@@ -35,19 +36,13 @@ class ResumableSampler(DistributedSampler):
         self.skip = 0  # samples of this rank already consumed in epoch `skip_epoch` (a resumed run)
         self.skip_epoch = -1
 
-    @staticmethod
-    def _world() -> tuple[int, int]:
-        if dist.is_available() and dist.is_initialized():
-            return dist.get_world_size(), dist.get_rank()
-        return 1, 0
-
     def __len__(self) -> int:
-        world, _ = self._world()
+        _, world = rank_and_world()
         n = len(self.dataset)  # type: ignore[arg-type]
         return n // world if self.drop_last else math.ceil(n / world)
 
     def __iter__(self) -> Iterator[int]:
-        world, rank = self._world()
+        rank, world = rank_and_world()
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         indices = torch.randperm(len(self.dataset), generator=g).tolist()  # type: ignore[arg-type]
         per_rank = len(self)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from datamodules.atomic import atomic_write
 from lightning_gen.errors import LightningGenError
 
 _FULL = {errno.ENOSPC, errno.EDQUOT}
@@ -59,17 +59,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             )
         folder = os.path.dirname(path) or "."
         os.makedirs(folder, exist_ok=True)
-        tmp_path = None
         try:
-            fd, tmp_path = tempfile.mkstemp(prefix=".tmp-", suffix=".ckpt", dir=folder)
-            with os.fdopen(fd, "wb") as f:
+            with atomic_write(path) as f:
                 torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp_path, path)
         except BaseException as err:
-            if tmp_path is not None and os.path.exists(tmp_path):
-                os.unlink(tmp_path)
             full = _full_disk_errno(err)
             if full is None:
                 raise

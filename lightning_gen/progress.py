@@ -8,13 +8,14 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from datamodules.ranks import global_rank
+
 T = TypeVar("T")
 
 
 def interactive() -> bool:
     """True in a terminal that a person watches: a tty, not CI, rank 0."""
-    rank = int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0")))
-    return sys.stderr.isatty() and not os.environ.get("CI") and rank == 0
+    return sys.stderr.isatty() and not os.environ.get("CI") and global_rank() == 0
 
 
 def track(items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:

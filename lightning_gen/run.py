@@ -169,14 +169,13 @@ def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | Non
 
 
 def _same_class(a: str, b: str) -> bool:
-    """Whether two import paths name one class (``pkg.VAE`` re-exports ``pkg.vae.VAE``)."""
-    import importlib
+    """Whether two import paths name one class (``pkg.VAE`` re-exports ``pkg.vae.VAE``); unimportable paths compare as text."""
+    from lightning_gen.utils.imports import import_object
 
     def load(path: str) -> Any:
-        module, _, name = path.rpartition(".")
         try:
-            return getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError, ValueError):
+            return import_object(path, "model class")
+        except ConfigError:
             return path
 
     return a == b or load(a) is load(b)

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from datamodules.ranks import global_rank
 from lightning_gen.errors import LightningGenError
 
 LOCK_NAME = ".lock"
@@ -39,15 +40,7 @@ def launching_rank_zero() -> bool:
     (checked before ``SLURM_PROCID``, which those ranks inherit from a SLURM allocation); srun
     gives ``SLURM_PROCID``. A process with none of these is the launcher, i.e. rank 0.
     """
-    env = os.environ
-    if env.get("RANK", "").isdigit():
-        return int(env["RANK"]) == 0
-    if env.get("LOCAL_RANK", "").isdigit():
-        return int(env["LOCAL_RANK"]) == 0 and int(env.get("NODE_RANK") or env.get("GROUP_RANK") or 0) == 0
-    for key in ("SLURM_PROCID", "JSM_NAMESPACE_RANK"):
-        if env.get(key, "").isdigit():
-            return int(env[key]) == 0
-    return True
+    return global_rank() == 0
 
 
 def _start_ticks(pid: int) -> int | None:

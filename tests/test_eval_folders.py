@@ -42,7 +42,7 @@ def save_crops(photo: np.ndarray, folder: Path, n: int, size: int = 64, seed: in
 
 
 def args_for(*argv: str) -> object:
-    return evaluate.build_parser().parse_args(list(argv))
+    return evaluate.parse_args(list(argv))
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from datamodules.atomic import atomic_write
 from datamodules.errors import ConfigError
+from datamodules.ranks import rank_and_world
 from datamodules.text.corpus import Corpus, shakespeare_corpus, text_path_corpus
 from datamodules.text.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, bpe_tokenizer, tokenizer_from_dict
 
@@ -75,10 +77,8 @@ def cached_token_ids(corpus: Corpus, tokenizer: Tokenizer, cache_dir: str | os.P
     path = Path(cache_dir) / f"tokens-{corpus.name}-{corpus.fingerprint}-{tokenizer.kind}-{tokenizer.fingerprint}.npy"
     if not path.is_file():
         ids = encode_corpus(corpus.text, tokenizer)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npy")
-        np.save(tmp, ids)
-        os.replace(tmp, path)
+        with atomic_write(path) as f:
+            np.save(f, ids)
     return np.load(path, mmap_mode="r"), path
 
 
@@ -100,7 +100,7 @@ class RandomWindows(IterableDataset):
         return self.num_batches
 
     def __iter__(self):
-        rank = torch.distributed.get_rank() if torch.distributed.is_available() and torch.distributed.is_initialized() else 0
+        rank, _ = rank_and_world()
         rng = np.random.default_rng([self.seed, self.epoch, rank])
         self.epoch += 1
         high = len(self.tokens) - self.block_size  # last start whose target window fits
@@ -132,13 +132,26 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # truncated zip, garbage bytes, pickle errors
         raise ConfigError(f"`data.init_args.tokenizer_path` {path} is neither a tokenizer.json nor a readable checkpoint ({type(err).__name__}).") from None
-    state = checkpoint.get(TextDataModule.__qualname__) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict) or not isinstance(state.get("tokenizer"), dict):
+    tokenizer = tokenizer_in_checkpoint(checkpoint)
+    if tokenizer is None:
         raise ConfigError(
             f"`data.init_args.tokenizer_path` {path} holds no tokenizer (its run did not train with "
             "datamodules.text.TextDataModule): pass that run's tokenizer.json instead."
         )
-    return tokenizer_from_dict(state["tokenizer"])
+    return tokenizer
+
+
+def tokenizer_in_checkpoint(checkpoint: Any) -> Tokenizer | None:
+    """The tokenizer a loaded checkpoint's run trained with (kept in the text datamodule's state), else ``None``.
+
+    The datamodule's own entry first, then any entry holding a ``tokenizer`` dict (a subclass's state).
+    """
+    if not isinstance(checkpoint, dict):
+        return None
+    for value in (checkpoint.get(TextDataModule.__qualname__), *checkpoint.values()):
+        if isinstance(value, dict) and isinstance(value.get("tokenizer"), dict):
+            return tokenizer_from_dict(value["tokenizer"])
+    return None
 
 
 class TextDataModule(L.LightningDataModule):

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from datamodules.atomic import atomic_write
 from datamodules.errors import ConfigError, DataNotFoundError, UserError
 
 TIKTOKEN_TIMEOUT_S = 20.0  # bound on tiktoken's download attempt; offline it fails in well under 1 s
@@ -58,10 +59,8 @@ class Tokenizer(ABC):
         path = Path(path)
         if path.is_dir():
             path = path / "tokenizer.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict()))
-        os.replace(tmp, path)
+        with atomic_write(path, "w") as f:
+            f.write(json.dumps(self.to_dict()))
         return path
 
     @staticmethod

@@ -12,7 +12,6 @@ compare (runs are grouped by experiment and sweep).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import glob
 import math
@@ -24,6 +23,8 @@ from typing import Any
 import yaml
 
 from lightning_gen.errors import ConfigError
+from lightning_gen.utils.imports import import_object
+from lightning_gen.utils.options import parse_options
 
 _IGNORED_KEYS = ("run.id", "ckpt_path", "config", "trainer.logger", "run.tags", "run.group")
 
@@ -114,18 +115,21 @@ def sweep_runs(name: str, storage: str | None, root: str) -> list[Path]:
     return expand([os.path.join(root, "**", name, "*")])
 
 
-def monitor_of(run: RunRecord) -> tuple[str, str] | None:
-    """The model class's ``monitor`` (metric, "min"|"max") named by the run's config, if importable."""
+def monitor_of(run: RunRecord) -> tuple[str | None, str] | None:
+    """The ``monitor`` (metric, "min"|"max") of the model class named by the run's config.
+
+    A class attribute of the generator contract (:class:`lightning_gen.models.base.GenerativeModel`),
+    read without building the model; ``None`` when the config names no class or it no longer imports.
+    """
     class_path = run.config.get("model.class_path")
     if not class_path:
         return None
-    import importlib
-
-    module, _, cls = str(class_path).rpartition(".")
     try:
-        return tuple(getattr(importlib.import_module(module), cls).monitor)  # type: ignore[return-value]
-    except (ImportError, AttributeError, ValueError, TypeError):
+        model_class = import_object(str(class_path), "model class")
+    except ConfigError:
         return None
+    metric, mode = model_class.monitor
+    return metric, mode
 
 
 def summarize(runs: list[RunRecord], metrics: list[str], maximize: set[str]) -> tuple[list[str], list[list[str]], list[str]]:
@@ -182,24 +186,39 @@ def plot(runs: list[RunRecord], metrics: list[str], path: Path) -> Path:
     return path
 
 
+@dataclass
+class CompareOptions:
+    """Compare runs: a table of final/best metrics and differing config keys, and a PNG of the curves.
+
+    Args:
+        runs: Run dirs or globs (quote globs with ``**``); a folder of runs expands to its runs.
+        sweep: Compare the trials of this sweep (its name).
+        storage: Optuna storage of ``--sweep`` (default ``sqlite:///<root>/sweeps/<name>.db``).
+        root: Root of the runs and of the sweep databases.
+        metrics: Metrics to show (default: the models' monitor, else every ``val/*``).
+        maximize: Metrics where larger is better (besides a model's monitor).
+        plot: PNG of the curves (``''``: none).
+    """
+
+    runs: list[str] = field(default_factory=list)
+    sweep: str | None = None
+    storage: str | None = None
+    root: str = "runs"
+    metrics: list[str] | None = None
+    maximize: list[str] = field(default_factory=list)
+    plot: str = "compare.png"
+
+
 def main(argv: list[str]) -> None:
     """Entry point of ``lightning-gen compare``."""
-    parser = argparse.ArgumentParser(prog="lightning-gen compare", description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="*", help="run dirs or globs (quote globs with **)")
-    parser.add_argument("--sweep", default=None, help="compare the trials of this sweep (name)")
-    parser.add_argument("--storage", default=None, help="Optuna storage of --sweep (default sqlite:///<root>/sweeps/<name>.db)")
-    parser.add_argument("--root", default="runs", help="root of runs and sweep databases")
-    parser.add_argument("--metrics", nargs="+", default=None, help="metrics to show (default: the model's monitor, else all val/*)")
-    parser.add_argument("--maximize", nargs="*", default=[], help="metrics where larger is better (besides the model's monitor)")
-    parser.add_argument("--plot", default="compare.png", help="PNG of the curves ('' for none)")
-    args = parser.parse_args(argv)
+    args = parse_options(CompareOptions, argv, "lightning-gen compare", positional="runs")
     if not args.runs and not args.sweep:
         raise ConfigError("Give run dirs (or globs) or `--sweep NAME` to compare.")
     paths = sweep_runs(args.sweep, args.storage, args.root) if args.sweep else []
     paths += expand(args.runs) if args.runs else []
     runs = [load_run(p) for p in dict.fromkeys(paths)]
     maximize = set(args.maximize)
-    monitors = {m for r in runs if (m := monitor_of(r))}
+    monitors = {m for r in runs if (m := monitor_of(r)) and m[0]}
     maximize |= {name for name, mode in monitors if mode == "max"}
     metrics = args.metrics or sorted({name for name, _ in monitors}) or sorted({k for r in runs for k in r.history if k.startswith("val/")})
     if not metrics:

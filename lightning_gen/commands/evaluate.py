@@ -18,63 +18,87 @@ fd_classifier is_classifier``. Prints a table, writes JSON (values + a protocol 
 """
 from __future__ import annotations
 
-import argparse
-import importlib
 import json
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
 from torch import Tensor
 
 from lightning_gen.errors import ConfigError, LightningGenError
+from lightning_gen.metrics.settings import EvalSettings, FeatureSettings, Precision
+from lightning_gen.utils.imports import import_object
+from lightning_gen.utils.options import parse_options
+
+@dataclass
+class EvaluateOptions:
+    """FID/KID/PR/IS and classifier metrics of a checkpoint or an image folder, against a dataset or a folder of real images.
+
+    Args:
+        ckpt: Checkpoint of a model with ``sample(n, generator)`` (this or ``--images``).
+        images: Folder of generated images (png/jpg/bmp/webp), evaluated as they are (also ``--fake``).
+        real: Folder of real images to compare with (instead of a datamodule split; no ``--config`` needed).
+        config: Experiment YAML or run ``config.yaml`` with ``data:`` (and ``model:``); default: the
+            ``config.yaml`` of ``--ckpt``'s run dir.
+        model_class: Model class path (default: ``model.class_path`` of the config).
+        metrics: Any of: fid kid pr is fd_classifier is_classifier.
+        num_samples: Generated images (``--ckpt``); with ``--images``/``--fake``: the first N by file name.
+        num_real: Real images: the first N of the split, or of ``--real`` by file name (default: all).
+        split: Datamodule split of the real images.
+        seed: Noise seed of the generated images.
+        sample_chunk: Images generated per ``sample`` call (a chunk's noise is fixed by the seed).
+        batch_size: Images per extractor forward (does not change results).
+        weights: Inception weights: auto, official, offline or a path.
+        precision: Inception precision; bf16 (autocast) changes the numbers (see the protocol card).
+        kid_subset_size: KID subset size (default: the KID family's, 1000).
+        classifier_epochs: Epochs of the dataset classifier (``fd_classifier``/``is_classifier``).
+        cache_dir: Cache of real features, weights and classifiers (default: the user cache).
+        device: cpu, cuda, cuda:1 ...
+        out: JSON output (default: evaluation.json beside ``--ckpt``, or in the cwd).
+        compare_torch_fidelity: Also run ``torch_fidelity.calculate_metrics`` on the same images.
+    """
+
+    ckpt: str | None = None
+    images: str | None = None
+    real: str | None = None
+    config: str | None = None
+    model_class: str | None = None
+    metrics: list[str] = field(default_factory=lambda: ["fid", "kid", "pr"])
+    num_samples: int = EvalSettings.num_samples
+    num_real: int | None = EvalSettings.num_real
+    split: Literal["train", "val", "test"] = EvalSettings.split  # type: ignore[assignment]
+    seed: int = EvalSettings.seed
+    sample_chunk: int = EvalSettings.sample_chunk
+    batch_size: int = EvalSettings.batch_size
+    weights: str = FeatureSettings.weights
+    precision: Precision = FeatureSettings.precision
+    kid_subset_size: int | None = None
+    classifier_epochs: int = 1
+    cache_dir: str | None = FeatureSettings.cache_dir
+    device: str = "cpu"
+    out: str | None = None
+    compare_torch_fidelity: bool = False
 
 
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lightning-gen evaluate", description="FID/KID/PR/IS and classifier metrics of a checkpoint or an image folder, against a dataset or a folder of real images.")
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--ckpt", help="checkpoint of a model with sample(n, generator)")
-    src.add_argument("--images", "--fake", dest="images", help="folder of generated images (png/jpg/bmp/webp), evaluated as they are")
-    p.add_argument("--real", help="folder of real images to compare with (instead of a datamodule split; no --config needed)")
-    p.add_argument("--config", help="experiment YAML or run config.yaml with `data:` (and `model:`); default: <run dir>/config.yaml of --ckpt")
-    p.add_argument("--model_class", help="model class path (default: `model.class_path` of the config)")
-    p.add_argument("--metrics", nargs="+", default=["fid", "kid", "pr"], help="any of: fid kid pr is fd_classifier is_classifier")
-    p.add_argument("--num_samples", type=int, default=10000, help="generated images (--ckpt); with --images/--fake: the first N by file name")
-    p.add_argument("--num_real", type=int, default=None, help="real images: the first N of the split, or of --real by file name (default: all)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sample_chunk", type=int, default=100)
-    p.add_argument("--batch_size", type=int, default=64)
-    p.add_argument("--weights", default="auto", help="Inception weights: auto, official, offline or a path")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="Inception precision; bf16 (autocast) changes the numbers (see the protocol card)")
-    p.add_argument("--kid_subset_size", type=int, default=1000)
-    p.add_argument("--classifier_epochs", type=int, default=1)
-    p.add_argument("--cache_dir", default=None, help="cache of real features/weights/classifiers (default: user cache)")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--out", default=None, help="JSON output (default: evaluation.json beside --ckpt, or in the cwd)")
-    p.add_argument("--compare_torch_fidelity", action="store_true", help="also run torch_fidelity.calculate_metrics on the same images")
-    return p
+def parse_args(argv: list[str]) -> EvaluateOptions:
+    """``argv`` -> options; exactly one of ``--ckpt`` and ``--images``/``--fake``."""
+    args = parse_options(EvaluateOptions, argv, "lightning-gen evaluate", aliases={"--fake": "--images"})
+    if (args.ckpt is None) == (args.images is None):
+        raise ConfigError("Give exactly one of `--ckpt CKPT` (a checkpoint to sample) and `--images DIR` (`--fake DIR`: generated images).")
+    return args
 
 
-def _import(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"Cannot import {path!r} ({err}); give a full class path such as datamodules.MNISTDataModule.") from None
-
-
-def load_config(args: argparse.Namespace) -> dict[str, Any]:
+def load_config(args: EvaluateOptions) -> dict[str, Any]:
     """The YAML of ``--config`` (or of the checkpoint's run); ``{}`` when ``--real`` makes it optional."""
     path = args.config
     if path is None and args.ckpt:
         candidate = Path(args.ckpt).resolve().parent.parent / "config.yaml"
         path = str(candidate) if candidate.is_file() else None
-    if path is None and getattr(args, "real", None):
+    if path is None and args.real:
         return {}
     if path is None:
         raise ConfigError("No real images: pass `--real DIR` (a folder of real images) or `--config` (an experiment YAML or a run's config.yaml with a `data:` section).")
@@ -88,14 +112,14 @@ def load_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_datamodule(config: dict[str, Any]) -> Any:
     data = config["data"]
-    return _import(data["class_path"])(**(data.get("init_args") or {}))
+    return import_object(data["class_path"], "datamodule class")(**(data.get("init_args") or {}))
 
 
-def load_model(args: argparse.Namespace, config: dict[str, Any]) -> Any:
+def load_model(args: EvaluateOptions, config: dict[str, Any]) -> Any:
     class_path = args.model_class or (config.get("model") or {}).get("class_path")
     if not class_path:
         raise ConfigError("Unknown model class: pass `--model_class` (e.g. lightning_gen.models.VAE) or a config with `model.class_path`.")
-    cls = _import(class_path)
+    cls = import_object(class_path, "model class")
     ckpt = Path(args.ckpt)
     if not ckpt.is_file():
         raise LightningGenError(f"No checkpoint at {ckpt}; runs keep theirs in runs/<name>/<id>/checkpoints/.")
@@ -108,7 +132,7 @@ def load_model(args: argparse.Namespace, config: dict[str, Any]) -> Any:
     return model.eval()
 
 
-def scan_folders(args: argparse.Namespace) -> tuple[Any, Any]:
+def scan_folders(args: EvaluateOptions) -> tuple[Any, Any]:
     """Scans of ``--images``/``--fake`` and ``--real`` (``None`` where not given); every unusable file in one paragraph."""
     from lightning_gen.metrics.image_folder import scan_image_folder
 
@@ -156,7 +180,7 @@ def generated_images(model: Any, n: int, chunk: int, seed: int, device: str) -> 
     return torch.cat(out)
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def run(args: EvaluateOptions) -> dict[str, Any]:
     """Evaluate; returns ``{"values", "cards", "source", "seconds", "warnings"[, "torch_fidelity"]}``."""
     from lightning_gen.metrics.cache import FeatureCache
     from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator, split_dataset
@@ -168,7 +192,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"`--metrics` {unknown} unknown; choose from {sorted(FAMILIES)}.")
     config = load_config(args)
     datamodule = build_datamodule(config) if config else None
-    families: list[MetricFamily] = [KIDFamily(subset_size=args.kid_subset_size) if m == "kid" else FAMILIES[m]() for m in args.metrics]
+    families: list[MetricFamily] = [(KIDFamily() if args.kid_subset_size is None else KIDFamily(subset_size=args.kid_subset_size)) if m == "kid" else FAMILIES[m]() for m in args.metrics]
     if datamodule is None and any(f.extractor_kind == "classifier" for f in families):
         raise ConfigError("`fd_classifier`/`is_classifier` use a classifier trained on a dataset: pass `--config` with its `data:` section, or drop them from `--metrics`.")
     fake_scan, real_scan = scan_folders(args)
@@ -247,11 +271,12 @@ def real_images_uint8(dataset: Any, n: int) -> Tensor:
 
 
 def compare_with_torch_fidelity(
-    fake: Tensor, dataset: Any, settings: Any, args: argparse.Namespace, ours: dict[str, float], real: Tensor | None = None
+    fake: Tensor, dataset: Any, settings: Any, args: EvaluateOptions, ours: dict[str, float], real: Tensor | None = None
 ) -> dict[str, Any]:
     """``torch_fidelity.calculate_metrics`` on the same fake and real images (``real``: else from ``dataset``) with the same weights."""
     import torch_fidelity
 
+    from lightning_gen.metrics.fidelity import KIDFamily
     from lightning_gen.metrics.inception import resolve_inception_weights
 
     if real is None:
@@ -265,7 +290,7 @@ def compare_with_torch_fidelity(
     ref = torch_fidelity.calculate_metrics(
         input1=_UInt8Dataset(fake), input2=_UInt8Dataset(real), fid="fid" in want, kid="kid" in want, prc="pr" in want,
         feature_extractor="inception-v3-compat", feature_extractor_weights_path=weights.path,
-        kid_subset_size=min(args.kid_subset_size, len(fake), len(real)), batch_size=args.batch_size,
+        kid_subset_size=min(args.kid_subset_size or KIDFamily.subset_size, len(fake), len(real)), batch_size=args.batch_size,
         cuda=args.device.startswith("cuda"), cache=False, verbose=False, save_cpu_ram=True,
     )
     names = {"frechet_inception_distance": "fid", "kernel_inception_distance_mean": "kid_mean", "kernel_inception_distance_std": "kid_std",
@@ -301,7 +326,7 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def main(argv: list[str]) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     report = run(args)
     print_report(report)
     out = Path(args.out) if args.out else (Path(args.ckpt).parent / "evaluation.json" if args.ckpt else Path("evaluation.json"))

@@ -1,19 +1,21 @@
-"""``lightning-gen export``: take a GAN's (EMA) generator out of a training checkpoint, alone.
+"""``lightning-gen export``: take a model's (EMA) sampling network out of a training checkpoint, alone.
 
-    lightning-gen export --ckpt runs/dcgan_mnist/<id>/checkpoints/last.ckpt --out dcgan_G.pt
+    lightning-gen export --ckpt runs/ddpm_mnist/<id>/checkpoints/last.ckpt --out ddpm.pt
 
-The exported file is a small ``torch.save`` dict (architecture name, constructor keyword
-arguments, weights); it needs neither Lightning nor the discriminator nor optimizer state.
-In Python::
+Works for every family that writes the contract's export entry
+(:data:`~lightning_gen.models.base.EXPORT_KEY`, from ``export_spec()``): the file is
+:func:`~lightning_gen.models.base.export_payload`'s small dict (builder, its keyword arguments,
+weights); it needs neither Lightning nor the optimizer state. GAN checkpoints written before the
+contract (``gan_generator_config``) still export, in their old format. In Python::
 
     from lightning_gen.commands.export import export_generator, load_generator
     export_generator("last.ckpt", "G.pt")            # EMA weights by default
-    G = load_generator("G.pt")                        # an ExportedGenerator in eval mode
+    G = load_generator("G.pt")                        # the sampling module, in eval mode
     images = G.sample(16, generator=torch.Generator().manual_seed(0))  # (16, C, H, W) in [0, 1]
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +23,25 @@ import torch
 from torch import Tensor, nn
 
 from lightning_gen.errors import LightningGenError
-from lightning_gen.run import load_checkpoint_checked
-from lightning_gen.nets.gan import build_generator
+from lightning_gen.utils.options import parse_options
 
-EXPORT_FORMAT = "lightning_gen.gan_generator/1"
+#: format of GAN exports made before the contract (``gan_generator_config`` checkpoints)
+LEGACY_GAN_FORMAT = "lightning_gen.gan_generator/1"
+
+
+@dataclass
+class ExportOptions:
+    """Export a checkpoint's (EMA) sampling network, loadable without Lightning.
+
+    Args:
+        ckpt: Training checkpoint (``.ckpt``).
+        out: Output file (default: ``<ckpt>.generator.pt`` beside the checkpoint).
+        ema: Export the EMA weights (``--no_ema``: the raw trained weights).
+    """
+
+    ckpt: str
+    out: str | None = None
+    ema: bool = True
 
 
 class ExportedGenerator(nn.Module):
@@ -51,66 +68,69 @@ class ExportedGenerator(nn.Module):
 
 
 def export_generator(ckpt_path: str | Path, out_path: str | Path, use_ema: bool = True) -> Path:
-    """Write the generator of GAN checkpoint ``ckpt_path`` (its EMA copy when ``use_ema`` and present) to ``out_path``."""
+    """Write the sampling network of checkpoint ``ckpt_path`` (its EMA copy when ``use_ema``) to ``out_path``."""
+    from datamodules.atomic import atomic_write
+    from lightning_gen.models.base import EXPORT_KEY, export_payload, load_exported
+    from lightning_gen.run import load_checkpoint_checked
+
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise LightningGenError(f"Checkpoint '{ckpt_path}' does not exist. Fix: pass `--ckpt` a file from runs/<name>/<id>/checkpoints/.")
     checkpoint = load_checkpoint_checked(ckpt_path, flag="--ckpt")  # truncated or corrupt: one paragraph
-    config = checkpoint.get("gan_generator_config")
-    if config is None:
-        raise LightningGenError(
-            f"'{ckpt_path}' is not a lightning_gen GAN checkpoint (no 'gan_generator_config' entry); "
-            f"`lightning-gen export` exports GAN generators only."
-        )
-    state = checkpoint["state_dict"]
-    ema_prefix, plain_prefix = "generator_ema.module.", "generator."
-    has_ema = any(k.startswith(ema_prefix) for k in state)
-    if use_ema and not has_ema:
-        raise LightningGenError(f"'{ckpt_path}' has no EMA generator (trained with ema_decay: null). Fix: add `--no-ema`.")
-    prefix = ema_prefix if use_ema else plain_prefix
-    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    config = dict(config)
-    architecture = config.pop("architecture")
-    payload = {
-        "format": EXPORT_FORMAT,
-        "architecture": architecture,
-        "kwargs": config,
-        "ema": use_ema,
-        "global_step": checkpoint.get("global_step"),
-        "source_checkpoint": str(ckpt_path),
-        "state_dict": weights,
-    }
-    build_generator(architecture, **config).load_state_dict(weights)  # refuse to write a file that cannot be loaded
+    if EXPORT_KEY in checkpoint or "gan_generator_config" not in checkpoint:
+        payload = export_payload(checkpoint, use_ema=use_ema, source=str(ckpt_path))
+        load_exported(payload)  # refuse to write a file that cannot be loaded
+    else:
+        payload = _legacy_gan_payload(checkpoint, ckpt_path, use_ema)
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, out_path)
+    with atomic_write(out_path) as f:
+        torch.save(payload, f)
     return out_path
 
 
-def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> ExportedGenerator:
-    """Rebuild an exported generator (eval mode) from :func:`export_generator`'s file."""
+def _legacy_gan_payload(checkpoint: dict[str, Any], ckpt_path: Path, use_ema: bool) -> dict[str, Any]:
+    """The export of a GAN checkpoint written before the contract (``gan_generator_config``)."""
+    from lightning_gen.nets.gan import build_generator
+
+    state = checkpoint["state_dict"]
+    ema_prefix, plain_prefix = "generator_ema.module.", "generator."
+    if use_ema and not any(k.startswith(ema_prefix) for k in state):
+        raise LightningGenError(f"'{ckpt_path}' has no EMA generator (trained with ema_decay: null). Fix: add `--no-ema`.")
+    prefix = ema_prefix if use_ema else plain_prefix
+    weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    config = dict(checkpoint["gan_generator_config"])
+    architecture = config.pop("architecture")
+    build_generator(architecture, **config).load_state_dict(weights)  # refuse to write a file that cannot be loaded
+    return {
+        "format": LEGACY_GAN_FORMAT, "architecture": architecture, "kwargs": config, "ema": use_ema,
+        "global_step": checkpoint.get("global_step"), "source_checkpoint": str(ckpt_path), "state_dict": weights,
+    }
+
+
+def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
+    """Rebuild an exported sampling module (eval mode) from :func:`export_generator`'s file."""
+    from lightning_gen.models.base import load_exported
+
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # missing, truncated, not a torch file
         raise LightningGenError(
-            f"'{path}' cannot be loaded ({type(err).__name__}: {str(err)[:160]}). Fix: export the generator again with "
+            f"'{path}' cannot be loaded ({type(err).__name__}: {str(err)[:160]}). Fix: export it again with "
             "`lightning-gen export --ckpt <run>/checkpoints/last.ckpt`."
         ) from None
-    if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
-        raise LightningGenError(f"'{path}' is not a generator exported by `lightning-gen export` (format {EXPORT_FORMAT}).")
-    kwargs = payload["kwargs"]
-    net = build_generator(payload["architecture"], **kwargs)
-    net.load_state_dict(payload["state_dict"])
-    info = {k: v for k, v in payload.items() if k != "state_dict"}
-    return ExportedGenerator(net, kwargs["latent_dim"], kwargs.get("num_classes"), info).eval()
+    if isinstance(payload, dict) and payload.get("format") == LEGACY_GAN_FORMAT:
+        from lightning_gen.nets.gan import build_generator
+
+        kwargs = payload["kwargs"]
+        net = build_generator(payload["architecture"], **kwargs)
+        net.load_state_dict(payload["state_dict"])
+        info = {k: v for k, v in payload.items() if k != "state_dict"}
+        return ExportedGenerator(net, kwargs["latent_dim"], kwargs.get("num_classes"), info).to(map_location).eval()
+    return load_exported(payload, map_location)
 
 
 def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="lightning-gen export", description="Export a GAN's (EMA) generator from a checkpoint.")
-    parser.add_argument("--ckpt", required=True, help="training checkpoint (.ckpt)")
-    parser.add_argument("--out", default=None, help="output file (default: <ckpt>.generator.pt beside the checkpoint)")
-    parser.add_argument("--no-ema", action="store_true", help="export the raw generator instead of its EMA")
-    args = parser.parse_args(argv)
+    args = parse_options(ExportOptions, argv, "lightning-gen export", aliases={"--no-ema": "--no_ema"})
     out = args.out or str(Path(args.ckpt).with_suffix(".generator.pt"))
-    path = export_generator(args.ckpt, out, use_ema=not args.no_ema)
-    print(f"exported {'EMA ' if not args.no_ema else ''}generator to {path}")
+    path = export_generator(args.ckpt, out, use_ema=args.ema)
+    print(f"exported {'EMA ' if args.ema else ''}generator to {path}")

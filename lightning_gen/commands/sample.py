@@ -3,29 +3,58 @@
     lightning-gen sample --ckpt runs/gpt_shakespeare_char/<id>/checkpoints/last.ckpt --prompt "ROMEO:"
 
 The tokenizer comes from the checkpoint (the text datamodule stores it there), or from
-``--tokenizer PATH`` (a ``tokenizer.json``).
+``--tokenizer PATH`` (a ``tokenizer.json``). Sampling defaults: :class:`~lightning_gen.utils.sampling.SamplingOptions`.
 """
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from lightning_gen.errors import ConfigError, LightningGenError
-from lightning_gen.run import load_checkpoint_checked
+from lightning_gen.utils.options import parse_options
+from lightning_gen.utils.sampling import SamplingOptions
 
 
-def tokenizer_from_checkpoint(checkpoint: dict[str, Any], ckpt_path: Path, override: str | None = None):
-    """The tokenizer a run trained with: ``override``, else the datamodule state in the checkpoint, else the run dir."""
-    from datamodules.text.tokenizers import Tokenizer, tokenizer_from_dict
+@dataclass
+class SampleOptions:
+    """Generate text from a language-model checkpoint.
+
+    Args:
+        ckpt: Checkpoint of lightning_gen.models.GPT (e.g. ``.../checkpoints/last.ckpt``).
+        prompt: Text to continue (default: a newline).
+        max_new_tokens: Tokens generated after the prompt.
+        temperature: Softmax temperature; 0 = greedy.
+        top_k: Sample among the ``k`` likeliest tokens only (null: all).
+        top_p: Nucleus sampling probability mass (null: off).
+        num_samples: Continuations printed.
+        seed: Seed of the sampling noise.
+        tokenizer: ``tokenizer.json`` to use instead of the checkpoint's.
+        device: cpu, cuda, cuda:1 ...
+    """
+
+    ckpt: str
+    prompt: str = "\n"
+    max_new_tokens: int = SamplingOptions.max_new_tokens
+    temperature: float = SamplingOptions.temperature
+    top_k: int | None = SamplingOptions.top_k
+    top_p: float | None = SamplingOptions.top_p
+    num_samples: int = 1
+    seed: int = 0
+    tokenizer: str | None = None
+    device: str = "cpu"
+
+
+def tokenizer_for(checkpoint: dict[str, Any], ckpt_path: Path, override: str | None = None) -> Any:
+    """The tokenizer a run trained with: ``override``, else the one in the checkpoint, else its run dir's ``tokenizer.json``."""
+    from datamodules.text.datamodule import tokenizer_in_checkpoint
+    from datamodules.text.tokenizers import Tokenizer
 
     if override:
         return Tokenizer.load(override)
-    for value in checkpoint.values():
-        if isinstance(value, dict) and isinstance(value.get("tokenizer"), dict):
-            return tokenizer_from_dict(value["tokenizer"])
+    tokenizer = tokenizer_in_checkpoint(checkpoint)
+    if tokenizer is not None:
+        return tokenizer
     for candidate in (ckpt_path.parent / "tokenizer.json", ckpt_path.parent.parent / "tokenizer.json"):
         if candidate.is_file():
             return Tokenizer.load(candidate)
@@ -35,24 +64,12 @@ def tokenizer_from_checkpoint(checkpoint: dict[str, Any], ckpt_path: Path, overr
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lightning-gen sample", description="Generate text from a language-model checkpoint.")
-    parser.add_argument("--ckpt", required=True, help="checkpoint of lightning_gen.models.GPT (e.g. .../checkpoints/last.ckpt)")
-    parser.add_argument("--prompt", default="\n", help="text to continue (default: a newline)")
-    parser.add_argument("--max_new_tokens", type=int, default=500)
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 = greedy")
-    parser.add_argument("--top_k", type=int, default=200)
-    parser.add_argument("--top_p", type=float, default=None)
-    parser.add_argument("--num_samples", type=int, default=1)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tokenizer", default=None, help="tokenizer.json to use instead of the checkpoint's")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    return parser
-
-
 def main(argv: list[str]) -> None:
-    args = build_parser().parse_args(argv)
+    args = parse_options(SampleOptions, argv, "lightning-gen sample")
+    import torch
+
     from lightning_gen.models.gpt import GPT
+    from lightning_gen.run import load_checkpoint_checked
 
     ckpt_path = Path(args.ckpt)
     if not ckpt_path.is_file():
@@ -60,7 +77,7 @@ def main(argv: list[str]) -> None:
     if args.max_new_tokens < 0 or args.num_samples < 1:
         raise ConfigError("`--max_new_tokens` must be >= 0 and `--num_samples` >= 1.")
     checkpoint = load_checkpoint_checked(ckpt_path, flag="--ckpt")  # truncated or corrupt: one paragraph
-    tokenizer = tokenizer_from_checkpoint(checkpoint, ckpt_path, args.tokenizer)
+    tokenizer = tokenizer_for(checkpoint, ckpt_path, args.tokenizer)
     try:
         model = GPT.load_from_checkpoint(ckpt_path, map_location=args.device)
     except (KeyError, TypeError, RuntimeError) as err:

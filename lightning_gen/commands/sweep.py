@@ -17,7 +17,6 @@ Trials of a killed sweep are found by Optuna's heartbeat, re-queued with the sam
 """
 from __future__ import annotations
 
-import argparse
 import ctypes
 import json
 import math
@@ -28,13 +27,13 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
-from lightning_gen.callbacks.sweep_trial import TRIAL_ENV
 from lightning_gen.errors import ConfigError, LightningGenError
 from lightning_gen.progress import interactive
+from lightning_gen.utils.options import parse_options
 
 _METHODS = ("random", "bayes", "grid")
 _DISTRIBUTIONS = ("categorical", "constant", "uniform", "int_uniform", "log_uniform_values", "q_uniform", "q_log_uniform_values")
@@ -237,6 +236,8 @@ def run_optuna(spec: SweepSpec, trials: int, storage: str, workers: int, heartbe
             run_args += ["--ckpt_path=last", "--run.lock_wait_s=120"]  # continue the interrupted trial's run, once its process has saved and exited
         cmd = trial_command(spec, values, run_args + extra)
         env = dict(os.environ)
+        from lightning_gen.callbacks.sweep_trial import TRIAL_ENV  # imports Lightning: only when a trial starts
+
         env[TRIAL_ENV] = json.dumps({"storage": storage, "study": spec.name, "trial_id": trial._trial_id, "metric": spec.metric})
         env.pop("LIGHTNING_GEN_RUN_ID", None)
         trial.set_user_attr("run_id", run_id)
@@ -302,26 +303,47 @@ def run_wandb(spec: SweepSpec, trials: int, sweep_id: str | None, project: str, 
     return sweep_id
 
 
+@dataclass
+class SweepOptions:
+    """Run a W&B-format sweep file with W&B agents or Optuna; every trial is `lightning-gen fit` in a subprocess.
+
+    Args:
+        file: W&B-format sweep YAML (experiments/sweeps/*.yaml).
+        backend: ``auto``: W&B when online, else Optuna.
+        trials: Trials to finish (default: the file's ``run_cap``, else 10).
+        storage: Optuna storage URL (default ``sqlite:///<root>/sweeps/<name>.db``).
+        root: Folder of the default SQLite storage.
+        workers: Trials run at once by this process (Optuna).
+        heartbeat: Seconds between Optuna heartbeats; a trial silent for twice that is re-queued.
+        seed: Sampler seed (Optuna).
+        sweep_id: Attach to this W&B sweep instead of creating one.
+        project: W&B project.
+        entity: W&B entity.
+        check: Dry-run the trial command with ``--print_config`` first (``--no_check`` skips it).
+    """
+
+    file: str
+    backend: Literal["auto", "wandb", "optuna"] = "auto"
+    trials: int | None = None
+    storage: str | None = None
+    root: str = "runs"
+    workers: int = 1
+    heartbeat: int = 10
+    seed: int = 0
+    sweep_id: str | None = None
+    project: str = "lightning_gen"
+    entity: str | None = None
+    check: bool = True
+
+
 def main(argv: list[str]) -> None:
     """Entry point of ``lightning-gen sweep``."""
-    parser = argparse.ArgumentParser(prog="lightning-gen sweep", description=__doc__.split("\n\n")[0])
-    parser.add_argument("file", help="W&B-format sweep YAML (experiments/sweeps/*.yaml)")
-    parser.add_argument("--backend", choices=("auto", "wandb", "optuna"), default="auto", help="auto: W&B when online, else Optuna")
-    parser.add_argument("--trials", type=int, default=None, help="trials to finish (default: the file's run_cap, else 10)")
-    parser.add_argument("--storage", default=None, help="Optuna storage URL (default sqlite:///<root>/sweeps/<name>.db)")
-    parser.add_argument("--root", default="runs", help="folder of the default SQLite storage")
-    parser.add_argument("--workers", type=int, default=1, help="trials run at once by this process (Optuna)")
-    parser.add_argument("--heartbeat", type=int, default=10, help="seconds between Optuna heartbeats; a trial silent for 2x is re-queued")
-    parser.add_argument("--seed", type=int, default=0, help="sampler seed (Optuna)")
-    parser.add_argument("--sweep-id", default=None, help="attach to this W&B sweep instead of creating one")
-    parser.add_argument("--project", default="lightning_gen", help="W&B project")
-    parser.add_argument("--entity", default=None, help="W&B entity")
-    parser.add_argument("--no-check", action="store_true", help="skip the --print_config dry run of the trial command")
-    parser.epilog = "Arguments after `--` are appended to every trial's command (e.g. `-- --config experiments/debug.yaml`)."
     extra: list[str] = []
     if "--" in argv:
         argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
-    args = parser.parse_args(argv)
+    epilog = "Arguments after `--` are appended to every trial's command (e.g. `-- --config experiments/debug.yaml`)."
+    args = parse_options(SweepOptions, argv, "lightning-gen sweep", positional="file", epilog=epilog,
+                         aliases={"--sweep-id": "--sweep_id", "--no-check": "--no_check"})
     spec = load_sweep(args.file)
     trials = args.trials or int(spec.raw.get("run_cap") or 10)
     if trials < 1 or args.workers < 1 or args.heartbeat < 1:
@@ -331,7 +353,7 @@ def main(argv: list[str]) -> None:
         from lightning_gen.loggers.wandb import resolve_wandb_mode
 
         backend = "wandb" if resolve_wandb_mode("auto")[0] == "online" else "optuna"
-    if not args.no_check:
+    if args.check:
         check_command(spec, _first_values(spec), extra)
     if backend == "wandb":
         sweep_id = run_wandb(spec, trials, args.sweep_id, args.project, args.entity)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from typing import Any
 
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+from datamodules.atomic import atomic_write
 
 
 def _row_step(row: dict[str, str]) -> int | None:
@@ -52,12 +53,10 @@ def read_complete_rows(path: str) -> tuple[list[str], list[dict[str, str]], int]
 
 def _rewrite(path: str, header: list[str], rows: list[dict[str, str]]) -> None:
     """Replace ``path`` atomically (a kill mid-write leaves the previous file)."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=os.path.dirname(path) or ".")
-    with os.fdopen(fd, "w", newline="") as f:
+    with atomic_write(path, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def truncate_metrics_csv(path: str, keep_until_step: int) -> tuple[list[str], int]:
@@ -94,12 +93,7 @@ class _ResumableWriter(ExperimentWriter):
         # Lightning rewrites in place; a kill mid-rewrite would lose the history: write + replace.
         with open(self.metrics_file_path, newline="") as f:
             rows = list(csv.DictReader(f))
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".csv", dir=self.log_dir)
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.metrics_file_path)
+        _rewrite(self.metrics_file_path, fieldnames, rows)
 
 
 class ResumableCSVLogger(CSVLogger):

