@@ -8,7 +8,6 @@ datamodule knows (``image_shape``) are linked into the model. The ``run:`` secti
 """
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import sys
@@ -22,11 +21,12 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from lightning_gen.checkpoint_io import AtomicCheckpointIO
+from lightning_gen.__main__ import exit_on_user_error, run_tool
 from lightning_gen.commands import TOOL_COMMANDS
 from lightning_gen.callbacks.run_state import RunState
 from lightning_gen.callbacks.step_checkpoint import StepCheckpoint
 from lightning_gen.callbacks.sweep_trial import OptunaTrialReporter
-from lightning_gen.errors import LightningGenError, UserError, user_error_in
+from lightning_gen.errors import LightningGenError, UserError
 from lightning_gen.loggers.wandb import check_forced_online
 from lightning_gen.model_data import check_model_fits_data
 from lightning_gen.init_from import InitSource, add_init_from_arguments, prepare_init_from
@@ -128,6 +128,10 @@ class LightningGenCLI(LightningCLI):
             self.init_source.apply(self.model, resuming_from=self._get(self.config, "ckpt_path"))
         if resume is not None:
             check_resume_trains(resume, trainer_config.get("max_epochs"), trainer_config.get("max_steps", -1), trainer_config.get("max_time"))
+        if launching_rank_zero() and self.datamodule is not None:
+            # Missing or unreadable data is refused here: before any file is written and before DDP
+            # starts the other ranks (which would otherwise wait for rank 0 at Lightning's barrier).
+            self.datamodule.prepare_data()
         resolved = self._get(self.config, "run")  # the saved config.yaml names the run it belongs to
         if self.subcommand in EVAL_STAGES:  # a sub-run of the evaluated run: its records stay untouched
             owner, owner_id = owning_run_dir(options, name, getattr(self, "checkpoint", None))
@@ -155,7 +159,7 @@ class LightningGenCLI(LightningCLI):
         checkpoint_dir = str(run_dir / "checkpoints")
         if trainer_config.get("enable_checkpointing") is not False and self.eval_dir is None:
             if not any(isinstance(c, ModelCheckpoint) for c in callbacks):
-                monitor, mode = getattr(self.model, "monitor", (None, "min"))
+                monitor, mode = self.model.monitor  # the generator contract: a class attribute of every family
                 every = {"every_n_train_steps": options.checkpoint_every_n_steps} if options.checkpoint_every_n_steps else {}
                 callbacks.append(  # best (by the model's monitor) and last (every epoch)
                     ModelCheckpoint(dirpath=checkpoint_dir, filename="{epoch}-{step}", monitor=monitor, mode=mode, save_top_k=1, save_last=True, enable_version_counter=False)
@@ -237,17 +241,13 @@ def main(args: list[str] | None = None) -> None:
     # The CSV logger shares the run dir with W&B by design; its "dir not empty" warning is noise.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
     argv = sys.argv[1:] if args is None else list(args)
+    if argv and argv[0] in TOOL_COMMANDS:
+        run_tool(argv[0], argv[1:])
+        return
     try:
-        if argv and argv[0] in TOOL_COMMANDS:
-            importlib.import_module(TOOL_COMMANDS[argv[0]]).main(argv[1:])
-        else:
-            build_cli(args)  # None: LightningCLI reads sys.argv itself
+        build_cli(args)  # None: LightningCLI reads sys.argv itself
     except (UserError, ValueError) as err:  # bad input (ours or the datamodules'), not a bug
-        user_error = user_error_in(err)  # a model's ConfigError arrives wrapped by jsonargparse
-        if user_error is None:
-            raise
-        print(f"lightning-gen: error: {user_error}", file=sys.stderr)
-        sys.exit(1)
+        exit_on_user_error(err)  # a model's ConfigError arrives wrapped by jsonargparse
 
 
 if __name__ == "__main__":
