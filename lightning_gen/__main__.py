@@ -42,13 +42,18 @@ def run_tool(name: str, argv: list[str]) -> None:
     try:
         importlib.import_module(TOOL_COMMANDS[name]).main(argv)
     except Exception as err:
-        from lightning_gen.errors import user_error_in
+        exit_on_user_error(err)
 
-        user_error = user_error_in(err)
-        if user_error is None:
-            raise
-        print(f"lightning-gen: error: {user_error}", file=sys.stderr)
-        sys.exit(1)
+
+def exit_on_user_error(err: BaseException) -> None:
+    """Bad input (a :class:`UserError`, also wrapped by jsonargparse): one paragraph, exit 1; anything else re-raises."""
+    from lightning_gen.errors import user_error_in
+
+    user_error = user_error_in(err)
+    if user_error is None:
+        raise err
+    print(f"lightning-gen: error: {user_error}", file=sys.stderr)
+    sys.exit(1)
 
 
 def main(args: list[str] | None = None) -> None:
