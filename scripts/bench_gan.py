@@ -72,7 +72,7 @@ def run_trainer(model: GAN, dm: MNISTDataModule, steps: int, warmup: int, log_ev
 
 def run_hand_loop(model: GAN, dm: MNISTDataModule, steps: int, warmup: int) -> float:
     """The same iteration as ``GAN.training_step`` for n_critic=1, written out with plain torch."""
-    G, D, ema = model.generator, model.discriminator, model.generator_ema
+    G, D, ema = model.generator, model.discriminator, model.ema
     g_opt, d_opt = model.generator_optimizer(G.parameters()), model.discriminator_optimizer(D.parameters())
     noise = torch.Generator().manual_seed(0)
     loss = model.loss_name

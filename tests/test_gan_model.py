@@ -115,12 +115,12 @@ def test_ema_equals_analytic_average(tmp_path: Path, ema_start: int) -> None:
             expected = [p.clone() for p in theta]
         else:
             expected = [decay * e + (1 - decay) * p for e, p in zip(expected, theta)]
-    ema = list(model.generator_ema.module.parameters())
+    ema = list(model.ema.module.parameters())
     for got, want in zip(ema, expected):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     assert not all(torch.equal(a, b) for a, b in zip(ema, model.generator.parameters()))
     # buffers (BN running stats) follow the generator
-    for got, want in zip(model.generator_ema.module.buffers(), model.generator.buffers()):
+    for got, want in zip(model.ema.module.buffers(), model.generator.buffers()):
         torch.testing.assert_close(got, want)
 
 
@@ -133,7 +133,7 @@ def test_sample_uses_ema_generator_and_leaves_bn_stats_alone(tmp_path: Path) -> 
     images = model.sample(6, generator=gen())
     assert images.shape == (6, *SHAPE) and images.min() >= 0 and images.max() <= 1
     assert all(torch.equal(a, b) for a, b in zip(before, model.generator.buffers()))
-    assert model.generator_ema.module.training  # mode restored
+    assert model.ema.module.training  # mode restored
     torch.testing.assert_close(images, model.sample(6, generator=gen()))  # fixed noise -> same grid
     assert not torch.allclose(images, model.sample(6, generator=gen(), use_ema=False))
 
@@ -244,12 +244,28 @@ def test_export_generator_alone_and_sample(tmp_path: Path) -> None:
     model, _ = resumable_run(tmp_path, max_epochs=1)
     out = export_generator(tmp_path / "ckpt" / "last.ckpt", tmp_path / "G.pt")
     generator = load_generator(out)
-    assert generator.info["ema"] and generator.info["global_step"] == 4
+    payload = torch.load(out, weights_only=True)
+    assert payload["ema"] and payload["global_step"] == 4 and payload["builder"] == "lightning_gen.nets.gan.build_generator"
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     torch.testing.assert_close(generator.sample(5, generator=gen()), model.sample(5, generator=gen()))
     raw = load_generator(export_generator(tmp_path / "ckpt" / "last.ckpt", tmp_path / "G_raw.pt", use_ema=False))
     torch.testing.assert_close(raw.sample(5, generator=gen()), model.sample(5, generator=gen(), use_ema=False))
     assert out.stat().st_size < (tmp_path / "ckpt" / "last.ckpt").stat().st_size / 2
+
+
+def test_checkpoint_from_before_the_contract_loads(tmp_path: Path) -> None:
+    """A checkpoint whose EMA sits under ``generator_ema.*`` (before the contract) loads, EMA included."""
+    model, _ = resumable_run(tmp_path, max_epochs=1)
+    ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
+    ckpt["state_dict"] = {k.replace("ema.", "generator_ema.", 1) if k.startswith("ema.") else k: v for k, v in ckpt["state_dict"].items()}
+    assert any(k.startswith("generator_ema.module.") for k in ckpt["state_dict"])
+    old = tmp_path / "old.ckpt"
+    torch.save(ckpt, old)
+    loaded = GAN.load_from_checkpoint(old)
+    for got, want in zip(loaded.ema.module.state_dict().values(), model.ema.module.state_dict().values()):
+        assert torch.equal(got, want)
+    gen = lambda: torch.Generator().manual_seed(1)  # noqa: E731
+    torch.testing.assert_close(loaded.sample(4, generator=gen()), model.sample(4, generator=gen()))
 
 
 def test_conditional_gan_samples_requested_classes(tmp_path: Path) -> None:

@@ -182,9 +182,9 @@ def test_ema_weights_travel_too() -> None:
     torch.manual_seed(0)
     source = GAN(image_shape=(1, 28, 28), latent_dim=8, g_width=8, d_width=8, ema_decay=0.9)
     with torch.no_grad():
-        for p in source.generator_ema.parameters():
+        for p in source.ema.parameters():
             p.add_(1.0)  # the EMA differs from the generator, as after training
     target = GAN(image_shape=(1, 28, 28), latent_dim=8, g_width=8, d_width=8, ema_decay=0.9)
     InitSource(Path("source.ckpt"), "0" * 64, source.state_dict()).load_into(target)
-    ema_keys = [k for k in source.state_dict() if k.startswith("generator_ema.")]
+    ema_keys = [k for k in source.state_dict() if k.startswith("ema.")]
     assert ema_keys and all(torch.equal(target.state_dict()[k], source.state_dict()[k]) for k in source.state_dict())

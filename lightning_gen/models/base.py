@@ -42,6 +42,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from lightning_gen.errors import ConfigError, LightningGenError
 from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.modules import eval_mode
+from lightning_gen.utils.sampling import SamplingOptions
 
 #: checkpoint entry holding :class:`ExportSpec` (as a dict)
 EXPORT_KEY = "lightning_gen_export"
@@ -54,6 +55,7 @@ EXPORT_FORMAT = "lightning_gen.generator/1"
 TOKENIZER_KEY = "tokenizer"
 
 MonitorMode = Literal["min", "max"]
+_SAMPLING = SamplingOptions()
 
 
 @dataclass(frozen=True)
@@ -230,13 +232,25 @@ class TextGenerator(GenerativeModel):
     def generate(
         self,
         prompt_ids: Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        max_new_tokens: int = _SAMPLING.max_new_tokens,
+        temperature: float = _SAMPLING.temperature,
+        top_k: int | None = _SAMPLING.top_k,
+        top_p: float | None = _SAMPLING.top_p,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Continue ``prompt_ids`` ``(B, T)`` by ``max_new_tokens`` -> ``(B, T + new)``; randomness from ``generator`` only."""
+        """Continue ``prompt_ids`` ``(B, T)`` by ``max_new_tokens`` -> ``(B, T + new)``; randomness from ``generator`` only.
+
+        Defaults come from :class:`~lightning_gen.utils.sampling.SamplingOptions` (also ``lightning-gen sample``'s);
+        runs in :meth:`eval_mode` with the EMA weights when the model has them.
+        """
+
+
+def rename_state_dict_prefix(state_dict: dict[str, Tensor], old: str, new: str) -> dict[str, Tensor]:
+    """``state_dict`` with keys starting ``old`` renamed to start ``new`` (order kept).
+
+    For ``on_load_checkpoint`` of a family whose submodule moved, so older checkpoints still load.
+    """
+    return {(new + k[len(old) :] if k.startswith(old) else k): v for k, v in state_dict.items()}
 
 
 # --- export files ------------------------------------------------------------------------------------

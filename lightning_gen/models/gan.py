@@ -44,24 +44,24 @@ the loss"). The choice made: **one wrapper with** ``find_unused_parameters=True`
 optimizer step) and leaves the other net's gradients untouched; the cost is a walk of the
 autograd graph per backward. Separate wrappers per net would need a custom strategy for the
 same result. Batch-norm buffers are broadcast from rank 0 at each step (DDP's default); the EMA
-is updated on every rank from identical weights. Each rank draws its own noise (rank 0 keeps
+(the contract's ``ema``: ``configure_ema("generator", ...)``, ``update_ema()`` after the generator
+step) is updated on every rank from identical weights. Each rank draws its own noise (rank 0 keeps
 the single-process stream, rank r a seed derived from it), and the checkpoint holds every
 rank's noise state, so a resumed DDP run continues every rank's stream.
 """
 from __future__ import annotations
 
 import hashlib
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.optimizer import do_nothing_closure
-from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch import Tensor
 
 from lightning_gen.errors import ConfigError
 from lightning_gen.losses.gan import GAN_LOSSES, GANLoss, discriminator_loss, generator_loss, gradient_penalty
+from lightning_gen.models.base import ExportSpec, ImageGenerator, MonitorMode, rename_state_dict_prefix
 from lightning_gen.models.cadence import is_logging_step
 from lightning_gen.nets.gan import ARCHITECTURES, Architecture, build_discriminator, build_generator, generator_kwargs
 from lightning_gen.nets.gan_layers import DNorm
@@ -72,7 +72,7 @@ def dcgan_adam(params) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
 
 
-class GAN(L.LightningModule):
+class GAN(ImageGenerator):
     """Unconditional or class-conditional GAN with manual optimization (see module docstring).
 
     Logs per generator iteration: ``train/d_loss`` (including the penalty), ``train/g_loss``,
@@ -82,9 +82,9 @@ class GAN(L.LightningModule):
     """
 
     #: a GAN has no validation metric worth selecting checkpoints by: keep the latest (``last.ckpt``)
-    monitor: tuple[str | None, str] = (None, "min")
+    monitor: ClassVar[tuple[str | None, MonitorMode]] = (None, "min")
     #: each backward reaches one of the two nets: DDP must not wait for the other's gradients (module doc)
-    ddp_find_unused_parameters: bool = True
+    ddp_find_unused_parameters: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -137,9 +137,9 @@ class GAN(L.LightningModule):
             discriminator_scheduler: Optional LR scheduler for D, also stepped once per
                 generator iteration (so ``total_iters`` counts iterations for both).
         """
-        super().__init__()
-        if image_shape is None:
-            raise ConfigError("GAN needs `image_shape` (C, H, W); the CLI links it from the datamodule.")
+        if conditional and not num_classes:
+            raise ConfigError("`conditional: true` needs labelled data: the datamodule reports no `num_classes`.")
+        super().__init__(image_shape, num_classes if conditional else None)
         if architecture not in ARCHITECTURES:
             raise ConfigError(f"`model.init_args.architecture` must be one of {ARCHITECTURES}, got {architecture!r}.")
         if loss not in GAN_LOSSES:
@@ -151,29 +151,22 @@ class GAN(L.LightningModule):
                 "`loss: wgan_gp` needs a discriminator without batch norm (the gradient penalty is per example): "
                 "set `model.init_args.d_norm` to 'none' or 'spectral'."
             )
-        if n_critic < 1 or latent_dim < 1 or gp_weight < 0 or ema_start < 0:
-            raise ConfigError("`n_critic` and `latent_dim` must be >= 1, `gp_weight` and `ema_start` >= 0.")
+        if n_critic < 1 or latent_dim < 1 or gp_weight < 0:
+            raise ConfigError("`n_critic` and `latent_dim` must be >= 1, `gp_weight` >= 0.")
         if critic_batches not in ("split", "reuse"):
             raise ConfigError(f"`model.init_args.critic_batches` must be 'split' or 'reuse', got {critic_batches!r}.")
-        if ema_decay is not None and not 0.0 <= ema_decay < 1.0:
-            raise ConfigError(f"`model.init_args.ema_decay` must be in [0, 1) or null, got {ema_decay}.")
         if gradient_clip_algorithm not in ("norm", "value"):
             raise ConfigError(f"`model.init_args.gradient_clip_algorithm` must be 'norm' or 'value', got {gradient_clip_algorithm!r}.")
-        if conditional and not num_classes:
-            raise ConfigError("`conditional: true` needs labelled data: the datamodule reports no `num_classes`.")
         self.save_hyperparameters(
             ignore=["generator_optimizer", "discriminator_optimizer", "generator_scheduler", "discriminator_scheduler"]
         )
         self.automatic_optimization = False
-        self.image_shape = tuple(int(s) for s in image_shape)
-        self.num_classes = int(num_classes) if conditional else None
         self.architecture = architecture
         self.latent_dim = latent_dim
         self.loss_name = loss
         self.gp_weight = gp_weight
         self.n_critic = n_critic
         self.critic_batches = critic_batches
-        self.ema_start = ema_start
         self.gradient_clip_val = gradient_clip_val
         self.gradient_clip_algorithm = gradient_clip_algorithm
         self.noise_seed = noise_seed
@@ -187,19 +180,19 @@ class GAN(L.LightningModule):
             self.discriminator = build_discriminator(architecture, self.image_shape, d_width, d_norm, self.num_classes)
         except ValueError as err:
             raise ConfigError(f"GAN nets: {err}") from None
-        # use_buffers=False: averaged weights, BN running stats / SN vectors copied from the generator
-        self.generator_ema = (
-            AveragedModel(self.generator, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=False)
-            if ema_decay is not None
-            else None
-        )
+        # averaged weights; BN running stats / SN vectors copied from the generator (base class)
+        self.configure_ema("generator", ema_decay, ema_start)
         self._noise: torch.Generator | None = None
         self._pending_noise_state: Tensor | None = None
         self._pending_noise_seed: int | None = None
 
     # --- randomness ------------------------------------------------------------------------------
-    def noise_generator(self) -> torch.Generator:
-        """The private RNG of training noise, on this module's device (restored on resume); one stream per rank."""
+    def _training_noise(self) -> torch.Generator:
+        """The private RNG of training noise, on this module's device (restored on resume); one stream per rank.
+
+        A stateful stream saved in the checkpoint (not the base class's keyed ``noise_generator``):
+        it keeps the random numbers of runs trained before the contract bitwise the same.
+        """
         if self._noise is None or self._noise.device != self.device:
             if self._pending_noise_seed is not None:
                 seed = self._pending_noise_seed
@@ -213,36 +206,28 @@ class GAN(L.LightningModule):
         return self._noise
 
     def _z(self, n: int) -> Tensor:
-        return torch.randn(n, self.latent_dim, generator=self.noise_generator(), device=self.device)
+        return torch.randn(n, self.latent_dim, generator=self._training_noise(), device=self.device)
 
     def _fake_labels(self, n: int) -> Tensor | None:
         if self.num_classes is None:
             return None
-        return torch.randint(self.num_classes, (n,), generator=self.noise_generator(), device=self.device)
+        return torch.randint(self.num_classes, (n,), generator=self._training_noise(), device=self.device)
 
-    # --- generation API --------------------------------------------------------------------------
-    def sampling_generator(self, use_ema: bool = True) -> nn.Module:
-        """The generator that samples: the EMA copy when there is one and ``use_ema``."""
-        return self.generator_ema.module if (use_ema and self.generator_ema is not None) else self.generator
-
-    @torch.no_grad()
+    # --- generation API (the contract) -----------------------------------------------------------
     def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None, use_ema: bool = True) -> Tensor:
         """``n`` images in ``[0, 1]``, ``(n, C, H, W)``, from the EMA generator in eval mode by default.
 
         Conditional models sample ``labels`` (default ``arange(n) % num_classes``).
         """
-        device = "cpu" if generator is None else generator.device
-        z = torch.randn(n, self.latent_dim, generator=generator, device=device).to(self.device)
-        if self.num_classes is not None and labels is None:
-            labels = torch.arange(n, device=self.device) % self.num_classes
-        net = self.sampling_generator(use_ema)
-        was_training = net.training
-        net.eval()  # never touch BN running stats while sampling
-        try:
-            images = net(z, None if labels is None else labels.to(self.device))
-        finally:
-            net.train(was_training)
-        return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)
+        return self.sampling_module(use_ema).sample(n, generator, labels)
+
+    def export_spec(self) -> ExportSpec:
+        return ExportSpec(
+            builder="lightning_gen.nets.gan.build_generator",
+            kwargs={"architecture": self.architecture, **self.generator_config},
+            module="generator",
+            ema_module=None if self.ema is None else "ema.module",
+        )
 
     # --- training --------------------------------------------------------------------------------
     def _critic_batches(self, x: Tensor, y: Tensor) -> list[tuple[Tensor, Tensor]]:
@@ -263,7 +248,7 @@ class GAN(L.LightningModule):
             self.trainer.strategy.optimizer_step(optimizer.optimizer, do_nothing_closure)
 
     def _grad_scale(self) -> float:
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)  # only the fp16 plugins have one
         return float(scaler.get_scale()) if scaler is not None and scaler.is_enabled() else 1.0
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
@@ -283,7 +268,7 @@ class GAN(L.LightningModule):
             d_fake = self.discriminator(fake, fake_labels)
             d_loss = discriminator_loss(self.loss_name, d_real, d_fake)
             if self.loss_name == "wgan_gp":
-                alpha = torch.rand(n, generator=self.noise_generator(), device=self.device)
+                alpha = torch.rand(n, generator=self._training_noise(), device=self.device)
                 critic = (lambda h: self.discriminator(h, labels)) if cond else self.discriminator
                 gp = gradient_penalty(critic, real, fake, alpha=alpha, grad_scale=self._grad_scale())
                 d_loss = d_loss + self.gp_weight * gp
@@ -318,15 +303,6 @@ class GAN(L.LightningModule):
             logs["train/gp"] = gp.detach()
         self.log_dict(logs, prog_bar=False, batch_size=x.shape[0])
 
-    @torch.no_grad()
-    def update_ema(self) -> None:
-        """Average the generator into its EMA (a plain copy during the ``ema_start`` warm-up)."""
-        if self.generator_ema is None:
-            return
-        if self.global_step <= self.ema_start:
-            self.generator_ema.n_averaged.zero_()  # AveragedModel copies when nothing was averaged yet
-        self.generator_ema.update_parameters(self.generator)
-
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # The precision plugin calls this after unscaling fp16 gradients: the place to clip them.
         if self.gradient_clip_val:
@@ -352,19 +328,25 @@ class GAN(L.LightningModule):
         return [g_opt, d_opt], schedulers
 
     # --- checkpoint ------------------------------------------------------------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Every rank calls this (Lightning saves on all ranks, writes on rank 0): gather each rank's noise state."""
-        state = self.noise_generator().get_state()
+        super().on_save_checkpoint(checkpoint)
+        state = self._training_noise().get_state()
         world = self.trainer.world_size if self._trainer is not None else 1
         if world > 1:
             states = self.all_gather(state.to(self.device)).cpu()  # (world, n) uint8
             checkpoint["gan_noise_rng_states"] = list(states.unbind(0))
             state = states[0]
         checkpoint["gan_noise_rng_state"] = state  # rank 0's (the only one of a 1-process run)
-        checkpoint["gan_generator_config"] = {"architecture": self.architecture, **self.generator_config}
 
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Restore this rank's noise stream; a rank the checkpoint has no state for derives a new seed from rank 0's."""
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore this rank's noise stream; a rank the checkpoint has no state for derives a new seed from rank 0's.
+
+        Checkpoints written before the contract keep the EMA under ``generator_ema.*``: renamed to ``ema.*``.
+        """
+        super().on_load_checkpoint(checkpoint)
+        if "state_dict" in checkpoint:
+            checkpoint["state_dict"] = rename_state_dict_prefix(checkpoint["state_dict"], "generator_ema.", "ema.")
         states = checkpoint.get("gan_noise_rng_states") or [checkpoint.get("gan_noise_rng_state")]
         rank = self.global_rank
         if states[0] is None:

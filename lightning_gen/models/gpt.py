@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Literal
+from typing import ClassVar, Literal
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.cli import OptimizerCallable
@@ -18,10 +17,14 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from lightning_gen.errors import ConfigError
+from lightning_gen.models.base import MonitorMode, TextGenerator
 from lightning_gen.models.cadence import is_logging_step
 from lightning_gen.nets.gpt import GPT as GPTNet
 from lightning_gen.nets.gpt import GPTConfig
 from lightning_gen.nets.lstm import LSTMConfig, LSTMDecoder
+from lightning_gen.utils.sampling import SamplingOptions
+
+_SAMPLING = SamplingOptions()  # the one source of text sampling defaults (also `lightning-gen sample`)
 
 
 def warmup_cosine_lr(step: int, max_lr: float, min_lr: float, warmup_steps: int, decay_steps: int) -> float:
@@ -36,9 +39,9 @@ def warmup_cosine_lr(step: int, max_lr: float, min_lr: float, warmup_steps: int,
 
 def sample_next_token(
     logits: Tensor,
-    temperature: float = 1.0,
-    top_k: int | None = None,
-    top_p: float | None = None,
+    temperature: float = _SAMPLING.temperature,
+    top_k: int | None = _SAMPLING.top_k,
+    top_p: float | None = _SAMPLING.top_p,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Draw one token per row of ``logits`` ``(B, V)`` -> ``(B, 1)``.
@@ -64,15 +67,16 @@ def sample_next_token(
     return torch.multinomial(probs, 1, generator=generator)
 
 
-class GPT(L.LightningModule):
+class GPT(TextGenerator):
     """Next-token language model: ``architecture: gpt`` (pre-LN transformer) or ``lstm`` (baseline).
 
     Logs ``train/loss`` (nats/token), ``train/tokens_per_s`` (at the logging cadence),
     ``train/lr``, ``val/loss`` (mean over every validation token) and ``val/ppl`` = exp(val/loss).
+    With ``ema_decay`` set, ``generate`` and the validation loss use the averaged weights.
     """
 
     #: metric that checkpointing and early stopping follow, and its direction
-    monitor: tuple[str, str] = ("val/loss", "min")
+    monitor: ClassVar[tuple[str | None, MonitorMode]] = ("val/loss", "min")
 
     def __init__(
         self,
@@ -89,6 +93,8 @@ class GPT(L.LightningModule):
         decay_steps: int | None = None,
         min_lr: float = 1e-4,
         compile: bool = False,
+        ema_decay: float | None = None,
+        ema_start: int = 0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
     ) -> None:
         """
@@ -106,11 +112,12 @@ class GPT(L.LightningModule):
             decay_steps: Step at which the cosine reaches ``min_lr``; default ``trainer.max_steps``.
             min_lr: Final learning rate of the cosine schedule.
             compile: ``torch.compile`` the net (faster on GPU; cold compile costs 15-30 s).
+            ema_decay: Decay of an exponential moving average of the net's weights, which
+                ``generate`` and validation then use; ``None`` (default): no EMA.
+            ema_start: For the first ``ema_start`` optimizer steps the EMA copies the weights.
             optimizer: Optimizer factory, e.g. ``torch.optim.AdamW`` with ``lr`` and ``betas``.
         """
-        super().__init__()
-        if vocab_size is None:
-            raise ConfigError("GPT needs `vocab_size`; the CLI links it from the datamodule (`data.vocab_size`).")
+        super().__init__(vocab_size)
         if architecture not in ("gpt", "lstm"):
             raise ConfigError(f"`--model.init_args.architecture` must be 'gpt' or 'lstm', got {architecture!r}.")
         if warmup_steps < 0 or (decay_steps is not None and decay_steps < warmup_steps):
@@ -126,11 +133,13 @@ class GPT(L.LightningModule):
         self.decay_steps = decay_steps
         self.min_lr = min_lr
         self.compile_net = compile
+        self._compiled = False
         self.optimizer_factory = optimizer
         if architecture == "gpt":
             self.net: nn.Module = GPTNet(GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias))
         else:
             self.net = LSTMDecoder(LSTMConfig(vocab_size, n_layer, n_embd, dropout))
+        self.configure_ema("net", ema_decay, ema_start)
         self.val_loss = MeanMetric()
         self._rate_t0: float | None = None
         self._rate_tokens = 0
@@ -142,19 +151,25 @@ class GPT(L.LightningModule):
 
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean next-token cross-entropy in nats per token."""
-        logits = self.net(idx)  # (B, T, V)
+        return self.loss_of(self.net, idx, targets)
+
+    @staticmethod
+    def loss_of(net: nn.Module, idx: Tensor, targets: Tensor) -> Tensor:
+        """Mean next-token cross-entropy of ``net`` (the trained net or its EMA copy)."""
+        logits = net(idx)  # (B, T, V)
         return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1))
 
     @torch.no_grad()
     def generate(
         self,
         prompt_ids: Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
+        max_new_tokens: int = _SAMPLING.max_new_tokens,
+        temperature: float = _SAMPLING.temperature,
+        top_k: int | None = _SAMPLING.top_k,
+        top_p: float | None = _SAMPLING.top_p,
         generator: torch.Generator | None = None,
         use_cache: bool = True,
+        use_ema: bool = True,
     ) -> Tensor:
         """Continue ``prompt_ids`` ``(B, T)`` (or ``(T,)``) by ``max_new_tokens`` sampled tokens -> ``(B, T + new)``.
 
@@ -162,30 +177,37 @@ class GPT(L.LightningModule):
         token per step; the result equals ``use_cache=False``, which re-reads the whole context
         (cropped to the GPT's ``block_size``) every step. Once a GPT's context exceeds
         ``block_size`` the window slides, the cache no longer applies, and it re-reads too.
+        Defaults: :class:`~lightning_gen.utils.sampling.SamplingOptions`. Runs in eval mode (modes
+        restored, also on error) with the EMA weights when there are some and ``use_ema``.
         """
         idx = prompt_ids.to(self.device).long()
         idx = idx.unsqueeze(0) if idx.dim() == 1 else idx
         if idx.size(1) == 0:
             raise ConfigError("generate() needs a prompt of at least one token.")
-        was_training = self.training
-        self.eval()
-        max_context = self.net.max_context
-        cache = self.net.new_cache(idx.size(0), idx.device, next(self.net.parameters()).dtype) if use_cache else None
+        with self.eval_mode():
+            return self._generate(self.sampling_module(use_ema), idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache)
+
+    @staticmethod
+    def _generate(
+        net: nn.Module, idx: Tensor, max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
+        generator: torch.Generator | None, use_cache: bool,
+    ) -> Tensor:
+        max_context = net.max_context
+        cache = net.new_cache(idx.size(0), idx.device, next(net.parameters()).dtype) if use_cache else None
         pending = idx if max_context is None else idx[:, -max_context:]  # tokens the cache has not seen yet
         for _ in range(max_new_tokens):
             if cache is not None and (max_context is None or cache.length + pending.size(1) <= max_context):
-                logits = self.net(pending, cache)[:, -1]  # (B, V)
+                logits = net(pending, cache)[:, -1]  # (B, V)
             else:
                 cache = None
-                logits = self.net(idx if max_context is None else idx[:, -max_context:])[:, -1]
+                logits = net(idx if max_context is None else idx[:, -max_context:])[:, -1]
             pending = sample_next_token(logits, temperature, top_k, top_p, generator)  # (B, 1)
             idx = torch.cat([idx, pending], dim=1)
-        self.train(was_training)
         return idx
 
     # --- Lightning hooks -------------------------------------------------------------------------
     def configure_model(self) -> None:
-        if self.compile_net and not getattr(self, "_compiled", False):
+        if self.compile_net and not self._compiled:
             self.net.compile()  # compiles forward in place: parameter names (checkpoints) are unchanged
             self._compiled = True
 
@@ -223,7 +245,7 @@ class GPT(L.LightningModule):
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        self.val_loss.update(self.loss(x, y), weight=y.numel())
+        self.val_loss.update(self.loss_of(self.sampling_module(), x, y), weight=y.numel())
 
     def on_validation_epoch_end(self) -> None:
         self._log_loss_and_perplexity("val")

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lightning_gen.nets.gan_layers import ConditionalBatchNorm2d, DNorm, ProjectionHead, check_d_norm, d_norm_layer, maybe_sn
+from lightning_gen.nets.gan_layers import ConditionalBatchNorm2d, SamplingGenerator, DNorm, ProjectionHead, check_d_norm, d_norm_layer, maybe_sn
 
 #: spatial size -> (size of the first feature map, number of stride-2 up/down steps)
 DCGAN_SIZES: dict[int, tuple[int, int]] = {28: (7, 2), 32: (4, 3), 64: (4, 4)}
@@ -38,7 +38,7 @@ def _plan(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return channels, base, steps
 
 
-class DCGANGenerator(nn.Module):
+class DCGANGenerator(SamplingGenerator):
     """``z (B, latent_dim)`` [, ``y (B,)``] -> images ``(B, C, H, W)`` in ``[-1, 1]`` (tanh)."""
 
     def __init__(self, image_shape: Sequence[int], latent_dim: int = 100, width: int = 64, num_classes: int | None = None) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from torch import nn
 
 from lightning_gen.nets.dcgan import DCGANDiscriminator, DCGANGenerator
-from lightning_gen.nets.gan_layers import DNorm
+from lightning_gen.nets.gan_layers import DNorm, SamplingGenerator
 from lightning_gen.nets.sngan import ResNetDiscriminator32, ResNetGenerator32
 
 Architecture = Literal["dcgan", "resnet32"]
@@ -23,8 +23,11 @@ def generator_kwargs(image_shape: Sequence[int], latent_dim: int, width: int, nu
     return {"image_shape": [int(s) for s in image_shape], "latent_dim": latent_dim, "width": width, "num_classes": num_classes}
 
 
-def build_generator(architecture: str, image_shape: Sequence[int], latent_dim: int, width: int, num_classes: int | None = None) -> nn.Module:
-    """``z (B, latent_dim)`` [, ``y``] -> ``(B, *image_shape)`` in ``[-1, 1]``."""
+def build_generator(architecture: str, image_shape: Sequence[int], latent_dim: int, width: int, num_classes: int | None = None) -> SamplingGenerator:
+    """``z (B, latent_dim)`` [, ``y``] -> ``(B, *image_shape)`` in ``[-1, 1]``; ``sample(n, generator, labels)`` in ``[0, 1]``.
+
+    The GAN family's export builder (its :class:`~lightning_gen.models.base.ExportSpec`).
+    """
     if architecture == "dcgan":
         return DCGANGenerator(image_shape, latent_dim, width, num_classes)
     if architecture == "resnet32":

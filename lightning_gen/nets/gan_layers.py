@@ -3,8 +3,11 @@ from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
+
+from lightning_gen.utils.modules import eval_mode
 
 DNorm = Literal["batch", "spectral", "none"]
 
@@ -66,3 +69,30 @@ def check_d_norm(norm: str) -> None:
     if norm not in ("batch", "spectral", "none"):
         raise ValueError(f"discriminator norm must be 'batch', 'spectral' or 'none', got {norm!r}.")
 
+
+
+class SamplingGenerator(nn.Module):
+    """Base of GAN generators: ``forward(z, y)`` in ``[-1, 1]`` plus the contract's ``sample`` in ``[0, 1]``.
+
+    The GAN family samples through this method and ``export`` rebuilds the bare generator
+    (:func:`lightning_gen.nets.gan.build_generator`), so both draw the same images from one seed.
+    Subclasses set ``latent_dim`` and ``num_classes``.
+    """
+
+    latent_dim: int
+    num_classes: int | None
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+        """``n`` images ``(n, C, H, W)`` in ``[0, 1]``; conditional nets default to ``labels = arange(n) % num_classes``.
+
+        ``z`` is drawn on ``generator``'s device (CPU for ``None``), so one seed gives the same
+        images on any device. Runs in eval mode (batch-norm statistics untouched), mode restored.
+        """
+        device = next(self.parameters()).device
+        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device).to(device)
+        if self.num_classes is not None and labels is None:
+            labels = torch.arange(n, device=device) % self.num_classes
+        with eval_mode(self):
+            images = self(z, None if labels is None else labels.to(device))
+        return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_gen.nets.gan_layers import ConditionalBatchNorm2d, ProjectionHead, maybe_sn
+from lightning_gen.nets.gan_layers import ConditionalBatchNorm2d, SamplingGenerator, ProjectionHead, maybe_sn
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, sn: bool = False, gain: float = 1.0) -> nn.Module:
@@ -70,7 +70,7 @@ class DBlock(nn.Module):
         return h + s
 
 
-class ResNetGenerator32(nn.Module):
+class ResNetGenerator32(SamplingGenerator):
     """``z (B, latent_dim)`` [, ``y (B,)``] -> images ``(B, C, 32, 32)`` in ``[-1, 1]``."""
 
     def __init__(self, image_shape: Sequence[int] = (3, 32, 32), latent_dim: int = 128, width: int = 256, num_classes: int | None = None) -> None:
