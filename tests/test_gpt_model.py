@@ -152,3 +152,48 @@ def test_tiny_model_overfits_a_short_text(architecture: str) -> None:
     # and it continues the text greedily
     out = model.generate(ids[20:28], 8, temperature=0.0)
     assert "".join(chars[i] for i in out[0]) == text[20:36]
+
+
+def test_ema_on_generates_from_the_average_and_sits_in_the_checkpoint(tmp_path) -> None:
+    """``ema_decay`` set: ``generate`` (and validation) use the averaged net; the checkpoint holds it."""
+    torch.manual_seed(0)
+    ids = torch.randint(17, (64, 17))
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids[:, :-1], ids[:, 1:]), batch_size=16)
+    model = GPT(**TINY, ema_decay=0.5, warmup_steps=0, decay_steps=8, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2))
+    trainer = L.Trainer(max_steps=8, logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    prompt = torch.tensor([[1, 2, 3]])
+    logits_ema, logits_raw = model.ema.module(prompt), model.net(prompt)
+    assert not torch.allclose(logits_ema, logits_raw)
+    out = model.generate(prompt, 16, temperature=1.0, top_k=None, generator=gen())
+    assert torch.equal(out, GPT._generate(model.ema.module.eval(), prompt, 16, 1.0, None, None, gen(), True))
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    state = torch.load(tmp_path / "m.ckpt", weights_only=False)["state_dict"]
+    ema_keys = [k for k in state if k.startswith("ema.module.")]
+    assert ema_keys and all(torch.equal(state[k], model.state_dict()[k]) for k in ema_keys)
+
+
+def test_generate_defaults_are_the_sample_command_defaults() -> None:
+    """One source: ``generate``'s defaults are :class:`SamplingOptions`' (``lightning-gen sample``)."""
+    import inspect
+
+    from lightning_gen.utils.sampling import SamplingOptions
+
+    params = inspect.signature(GPT.generate).parameters
+    for name in ("max_new_tokens", "temperature", "top_k", "top_p"):
+        assert params[name].default == getattr(SamplingOptions(), name), name
+
+
+def test_generate_restores_modes_after_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tiny_model().train()
+
+    def fail(*args, **kwargs):
+        assert not model.net.training  # generate runs in eval mode
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(model.net, "forward", fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        model.generate(torch.tensor([[1, 2]]), 3)
+    assert model.training and model.net.training

@@ -73,3 +73,40 @@ def test_bad_configuration_is_a_clear_error(kwargs, match):
     args = {"image_shape": (1, 8, 8), "widths": (4,)} | kwargs
     with pytest.raises(ConfigError, match=match):
         VAE(**args)
+
+
+def test_ema_on_samples_from_the_average_and_sits_in_the_checkpoint(tmp_path):
+    """``ema_decay`` set: sample/reconstruct use the averaged nets, which the checkpoint holds under ``ema.module.*``."""
+    L.seed_everything(0)
+    data = SyntheticImageDataModule(image_shape=(1, 16, 16), num_train=128, num_val=32, batch_size=32, binarize=True)
+    model = VAE(image_shape=(1, 16, 16), latent_dim=4, widths=(8, 16), ema_decay=0.5, optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
+    trainer = L.Trainer(max_steps=6, logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                        num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    ema_samples = model.sample(5, generator=gen())
+    torch.testing.assert_close(ema_samples, model.ema.module.sample(5, generator=gen()))
+    assert not torch.allclose(ema_samples, model.sample(5, generator=gen(), use_ema=False))
+    x = torch.rand(3, 1, 16, 16)
+    assert not torch.allclose(model.reconstruct(x), model.reconstruct(x, use_ema=False))
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    state = torch.load(tmp_path / "m.ckpt", weights_only=False)["state_dict"]
+    assert torch.equal(state["ema.module.decoder.fc.0.weight"], model.ema.module.decoder.fc[0].weight)
+    loaded = VAE.load_from_checkpoint(tmp_path / "m.ckpt")
+    torch.testing.assert_close(loaded.sample(5, generator=gen()), ema_samples)
+
+
+def test_checkpoint_from_before_the_contract_loads(tmp_path):
+    """Checkpoints with top-level ``encoder.*``/``decoder.*``/``log_scale`` (before ``net``) still load."""
+    torch.manual_seed(0)
+    model = VAE(image_shape=(1, 16, 16), latent_dim=4, widths=(8, 16), likelihood="gaussian")
+    trainer = L.Trainer(max_steps=0, logger=False, enable_progress_bar=False, accelerator="cpu", default_root_dir=tmp_path)
+    trainer.strategy.connect(model)
+    trainer.save_checkpoint(tmp_path / "new.ckpt")
+    ckpt = torch.load(tmp_path / "new.ckpt", weights_only=False)
+    ckpt["state_dict"] = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items()}
+    assert "log_scale" in ckpt["state_dict"] and "encoder.head.weight" in ckpt["state_dict"]
+    torch.save(ckpt, tmp_path / "old.ckpt")
+    loaded = VAE.load_from_checkpoint(tmp_path / "old.ckpt")
+    for (k, got), want in zip(loaded.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(got, want), k

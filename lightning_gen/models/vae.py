@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
-import lightning as L
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from lightning_gen.errors import ConfigError
+from lightning_gen.utils.modules import eval_mode
 from lightning_gen.losses.vae import (
     Likelihood,
     importance_weighted_bound,
@@ -17,19 +18,22 @@ from lightning_gen.losses.vae import (
     log_likelihood,
     log_normal_diag,
 )
-from lightning_gen.nets.conv_vae import ConvDecoder, ConvEncoder
+from lightning_gen.models.base import ExportSpec, ImageGenerator, MonitorMode, rename_state_dict_prefix
+from lightning_gen.nets.conv_vae import ConvDecoder, ConvEncoder, ConvVAE
 
 
-class VAE(L.LightningModule):
+class VAE(ImageGenerator):
     """A conv VAE: ``q(z|x)`` diagonal Gaussian, ``p(z) = N(0, I)``, Bernoulli or Gaussian ``p(x|z)``.
 
     All terms are in nats per image. Logs ``train/loss`` (``-recon_ll + beta * kl``),
     ``train/recon`` (``-log p(x|z)``), ``train/kl``, ``val/elbo`` (the true ELBO, beta = 1), and
     on test the importance-weighted bound ``test/nll`` (nats) and ``test/bpd`` (bits/dim).
+    The nets live in ``net`` (:class:`~lightning_gen.nets.conv_vae.ConvVAE`); with ``ema_decay``
+    set, ``sample``, ``reconstruct`` and ``export`` use its average (the metrics use the raw nets).
     """
 
     #: metric that checkpointing and early stopping follow, and its direction
-    monitor: tuple[str, str] = ("val/elbo", "max")
+    monitor: ClassVar[tuple[str | None, MonitorMode]] = ("val/elbo", "max")
 
     def __init__(
         self,
@@ -41,6 +45,8 @@ class VAE(L.LightningModule):
         beta: float = 1.0,
         kl_warmup_steps: int = 0,
         iw_samples: int = 100,
+        ema_decay: float | None = None,
+        ema_start: int = 0,
         optimizer: OptimizerCallable = torch.optim.Adam,
     ) -> None:
         """
@@ -54,26 +60,40 @@ class VAE(L.LightningModule):
             beta: Weight of the KL term in the training loss (beta-VAE); 1 is the ELBO.
             kl_warmup_steps: Linearly raise the KL weight from 0 to ``beta`` over this many steps.
             iw_samples: Importance samples ``k`` of the test NLL bound (IWAE; 5000 in the paper).
+            ema_decay: Decay of an exponential moving average of the nets, used for sampling,
+                reconstructions and export; ``None`` (default): no EMA.
+            ema_start: For the first ``ema_start`` optimizer steps the EMA copies the weights.
             optimizer: Optimizer factory, e.g. ``torch.optim.Adam`` with ``lr``.
         """
-        super().__init__()
-        if image_shape is None:
-            raise ConfigError("VAE needs `image_shape` (C, H, W); the CLI links it from the datamodule.")
+        super().__init__(image_shape)
         if likelihood not in ("bernoulli", "gaussian"):
             raise ConfigError(f"`model.init_args.likelihood` must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
         if beta < 0 or kl_warmup_steps < 0 or iw_samples < 1 or latent_dim < 1:
             raise ConfigError("`beta` and `kl_warmup_steps` must be >= 0, `iw_samples` and `latent_dim` >= 1.")
         self.save_hyperparameters(ignore=["optimizer"])
-        self.image_shape = tuple(image_shape)
         self.latent_dim = latent_dim
         self.likelihood: Likelihood = likelihood
         self.beta = beta
         self.kl_warmup_steps = kl_warmup_steps
         self.iw_samples = iw_samples
         self.optimizer_factory = optimizer
-        self.encoder = ConvEncoder(image_shape, widths, latent_dim, activation)
-        self.decoder = ConvDecoder(image_shape, widths, latent_dim, activation)
-        self.log_scale = nn.Parameter(torch.zeros(1)) if likelihood == "gaussian" else None
+        try:
+            self.net = ConvVAE(self.image_shape, widths, latent_dim, activation, likelihood)
+        except ValueError as err:
+            raise ConfigError(f"VAE nets: {err}") from None
+        self.configure_ema("net", ema_decay, ema_start)
+
+    @property
+    def encoder(self) -> ConvEncoder:
+        return self.net.encoder
+
+    @property
+    def decoder(self) -> ConvDecoder:
+        return self.net.decoder
+
+    @property
+    def log_scale(self) -> nn.Parameter | None:
+        return self.net.log_scale
 
     # --- math ------------------------------------------------------------------------------------
     def kl_weight(self) -> float:
@@ -106,22 +126,26 @@ class VAE(L.LightningModule):
             log_w.append(log_px + log_pz - log_qz)
         return importance_weighted_bound(torch.cat(log_w))
 
-    def _decode_mean(self, z: Tensor) -> Tensor:
-        out = self.decoder(z)
-        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out.clamp(0.0, 1.0)
+    # --- generation API (the contract) -----------------------------------------------------------
+    def sample(self, n: int, generator: torch.Generator | None = None, use_ema: bool = True) -> Tensor:
+        """``n`` images in ``[0, 1]`` (the decoder's mean), ``(n, C, H, W)``; EMA weights when there are some."""
+        net = self.sampling_module(use_ema)
+        with eval_mode(net):
+            return net.sample(n, generator)
 
-    # --- generation API --------------------------------------------------------------------------
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """``n`` images in ``[0, 1]`` (the decoder's mean), ``(n, C, H, W)``."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device)
-        return self._decode_mean(z.to(self.device))
-
-    @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, use_ema: bool = True) -> Tensor:  # type: ignore[override]  # fills the contract's slot
         """Decoder mean at the posterior mean: ``(B, C, H, W)`` in ``[0, 1]``."""
-        mu, _ = self.encoder(x)
-        return self._decode_mean(mu)
+        net = self.sampling_module(use_ema)
+        with eval_mode(net):
+            return net.reconstruct(x.to(self.device))
+
+    def export_spec(self) -> ExportSpec:
+        return ExportSpec(
+            builder="lightning_gen.nets.conv_vae.ConvVAE",
+            kwargs=self.net.export_kwargs(),
+            module="net",
+            ema_module=None if self.ema is None else "ema.module",
+        )
 
     @torch.no_grad()
     def interpolate(self, a: Tensor, b: Tensor, steps: int = 8) -> Tensor:
@@ -135,7 +159,7 @@ class VAE(L.LightningModule):
         mu_b, _ = self.encoder(b)
         t = torch.linspace(0.0, 1.0, steps, device=mu_a.device).view(steps, 1, 1)
         z = (1 - t) * mu_a + t * mu_b  # (steps, B, D)
-        images = self._decode_mean(z.flatten(0, 1)).view(steps, a.shape[0], *self.image_shape)
+        images = self.net.decode_mean(z.flatten(0, 1)).view(steps, a.shape[0], *self.image_shape)
         return images if batched else images[:, 0]
 
     # --- Lightning hooks -------------------------------------------------------------------------
@@ -172,4 +196,12 @@ class VAE(L.LightningModule):
         return self.reconstruct(batch[0])
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer_factory(self.parameters())
+        return self.optimizer_factory(self.net.parameters())
+
+    # --- checkpoint ------------------------------------------------------------------------------
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints written before the contract hold ``encoder.*``, ``decoder.*``, ``log_scale``: moved under ``net.``."""
+        super().on_load_checkpoint(checkpoint)
+        if "state_dict" in checkpoint:
+            for old in ("encoder.", "decoder.", "log_scale"):
+                checkpoint["state_dict"] = rename_state_dict_prefix(checkpoint["state_dict"], old, "net." + old)

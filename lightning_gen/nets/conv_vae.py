@@ -70,3 +70,46 @@ class ConvDecoder(nn.Module):
         for deconv, act, size in zip(self.deconvs, self.acts, self.target_sizes):
             h = act(deconv(h, output_size=size))
         return h  # (B, C, H, W): logits (Bernoulli) or means (Gaussian)
+
+
+class ConvVAE(nn.Module):
+    """Encoder, decoder and (Gaussian likelihood) log-scale of a VAE, with the contract's sampling.
+
+    What ``lightning_gen.models.VAE`` trains and averages (EMA), and what ``export`` rebuilds from
+    :meth:`export_kwargs`: ``sample(n, generator)`` decodes ``z ~ N(0, I)`` to the decoder's mean
+    in ``[0, 1]``; ``reconstruct(x)`` decodes the posterior mean.
+    """
+
+    def __init__(
+        self, image_shape: Sequence[int], widths: Sequence[int], latent_dim: int, activation: str = "relu", likelihood: str = "bernoulli"
+    ) -> None:
+        super().__init__()
+        if likelihood not in ("bernoulli", "gaussian"):
+            raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
+        self.config = {"image_shape": [int(s) for s in image_shape], "widths": [int(w) for w in widths], "latent_dim": int(latent_dim), "activation": activation, "likelihood": likelihood}
+        self.latent_dim = int(latent_dim)
+        self.likelihood = likelihood
+        self.encoder = ConvEncoder(image_shape, widths, latent_dim, activation)
+        self.decoder = ConvDecoder(image_shape, widths, latent_dim, activation)
+        self.log_scale = nn.Parameter(torch.zeros(1)) if likelihood == "gaussian" else None
+
+    def export_kwargs(self) -> dict:
+        """Plain keyword arguments that rebuild this module (stored in checkpoints and exports)."""
+        return dict(self.config)
+
+    def decode_mean(self, z: Tensor) -> Tensor:
+        """Mean of ``p(x|z)`` in ``[0, 1]``, ``(B, C, H, W)``."""
+        out = self.decoder(z)
+        return torch.sigmoid(out) if self.likelihood == "bernoulli" else out.clamp(0.0, 1.0)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """``n`` images in ``[0, 1]`` (the decoder's mean at ``z ~ N(0, I)`` drawn on ``generator``'s device)."""
+        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device)
+        return self.decode_mean(z.to(next(self.parameters()).device))
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Decoder mean at the posterior mean: ``(B, C, H, W)`` in ``[0, 1]``."""
+        mu, _ = self.encoder(x)
+        return self.decode_mean(mu)
