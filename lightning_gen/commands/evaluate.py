@@ -25,14 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 import yaml
-from torch import Tensor
 
 from lightning_gen.errors import ConfigError, LightningGenError
 from lightning_gen.metrics.settings import EvalSettings, FeatureSettings, Precision
 from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.options import parse_options
+
+Tensor = Any  # torch.Tensor; torch loads when a command runs, not for --help (jsonargparse would import a TYPE_CHECKING block)
 
 @dataclass
 class EvaluateOptions:
@@ -169,6 +169,8 @@ def warn_shapes(fake_scan: Any, real_scan: Any, datamodule: Any) -> list[str]:
 
 def generated_images(model: Any, n: int, chunk: int, seed: int, device: str) -> Tensor:
     """The same ``n`` samples an evaluation draws (chunk noise from ``seed``), as uint8, in memory."""
+    import torch
+
     from lightning_gen.metrics.distributed import chunk_seed
     from lightning_gen.metrics.extractors import to_uint8
 
@@ -249,21 +251,24 @@ def run(args: EvaluateOptions) -> dict[str, Any]:
     return report
 
 
-class _UInt8Dataset(torch.utils.data.Dataset):
-    """uint8 RGB tensors for torch-fidelity (grey repeated to 3 channels, as our extractor does)."""
+def _uint8_rgb_dataset(images: Tensor) -> Any:
+    """uint8 RGB images for torch-fidelity (grey repeated to 3 channels, as our extractor does)."""
+    import torch
 
-    def __init__(self, images: Tensor) -> None:
-        self.images = images
+    class UInt8Dataset(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(images)
 
-    def __len__(self) -> int:
-        return len(self.images)
+        def __getitem__(self, i: int) -> Tensor:
+            x = images[i]
+            return x.expand(3, -1, -1) if x.shape[0] == 1 else x
 
-    def __getitem__(self, i: int) -> Tensor:
-        x = self.images[i]
-        return x.expand(3, -1, -1) if x.shape[0] == 1 else x
+    return UInt8Dataset()
 
 
 def real_images_uint8(dataset: Any, n: int) -> Tensor:
+    import torch
+
     from lightning_gen.metrics.extractors import to_uint8
 
     loader = torch.utils.data.DataLoader(torch.utils.data.Subset(dataset, range(n)), batch_size=256, shuffle=False)
@@ -288,7 +293,7 @@ def compare_with_torch_fidelity(
         return {}
     start = time.perf_counter()
     ref = torch_fidelity.calculate_metrics(
-        input1=_UInt8Dataset(fake), input2=_UInt8Dataset(real), fid="fid" in want, kid="kid" in want, prc="pr" in want,
+        input1=_uint8_rgb_dataset(fake), input2=_uint8_rgb_dataset(real), fid="fid" in want, kid="kid" in want, prc="pr" in want,
         feature_extractor="inception-v3-compat", feature_extractor_weights_path=weights.path,
         kid_subset_size=min(args.kid_subset_size or KIDFamily.subset_size, len(fake), len(real)), batch_size=args.batch_size,
         cuda=args.device.startswith("cuda"), cache=False, verbose=False, save_cpu_ram=True,
