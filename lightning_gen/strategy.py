@@ -9,9 +9,10 @@ such a wait then ends in an error on every rank. The timeout must exceed the lon
 rank does while the others wait: building an evaluation extractor on rank 0 (a cached MNIST
 classifier is trained there once), rank 0's metric computation, writing a checkpoint.
 
-A model that leaves parameters without gradients in some backward pass says so with a class
-attribute ``ddp_find_unused_parameters = True`` (the GAN: each of its backward passes reaches one
-of its two nets); a strategy name that spells ``find_unused_parameters`` wins over it. A
+A model that leaves parameters without gradients in some backward pass says so with the
+contract's class attribute ``GenerativeModel.ddp_find_unused_parameters = True`` (the GAN: each of
+its backward passes reaches one of its two nets); a strategy name that spells
+``find_unused_parameters`` wins over it. A LightningModule outside the contract gets DDP's default. A
 strategy given as an object (``class_path: ...DDPStrategy``) is used as it is.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from lightning.fabric.utilities.imports import _IS_INTERACTIVE
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
 from lightning_gen.errors import ConfigError
+from lightning_gen.models.base import GenerativeModel
 
 #: strategy names that build a plain DDPStrategy (Lightning's registry entries)
 DDP_NAMES = frozenset(name for name, entry in StrategyRegistry.items() if entry["strategy"] is DDPStrategy)
@@ -42,13 +44,20 @@ def _process_count(devices: Any, num_nodes: Any) -> int | None:
     return None if nodes == 1 else nodes
 
 
-def ddp_strategy(strategy: Any, timeout_min: float, model: object = None, devices: Any = "auto", num_nodes: Any = 1, accelerator: Any = "auto") -> Any:
+def ddp_strategy(
+    strategy: Any,
+    timeout_min: float,
+    model: GenerativeModel | type[GenerativeModel] | object = None,
+    devices: Any = "auto",
+    num_nodes: Any = 1,
+    accelerator: Any = "auto",
+) -> Any:
     """``strategy`` as a :class:`DDPStrategy` with the collective timeout, or unchanged when it is not DDP.
 
     Args:
         strategy: The Trainer's ``strategy`` value (a name or a Strategy object).
         timeout_min: Collective timeout in minutes (``run.collective_timeout_min``).
-        model: The LightningModule; its ``ddp_find_unused_parameters`` attribute is honoured.
+        model: The LightningModule (or its class); a :class:`GenerativeModel`'s ``ddp_find_unused_parameters`` is honoured.
         devices: The Trainer's ``devices`` (decides ``auto``).
         num_nodes: The Trainer's ``num_nodes``.
         accelerator: The Trainer's ``accelerator``; ``auto`` becomes DDP only for cpu/gpu/cuda/auto.
@@ -66,5 +75,6 @@ def ddp_strategy(strategy: Any, timeout_min: float, model: object = None, device
     if name not in DDP_NAMES:
         return strategy
     params = dict(StrategyRegistry[name]["init_params"])
-    params.setdefault("find_unused_parameters", bool(getattr(model, "ddp_find_unused_parameters", False)))
+    in_contract = isinstance(model, GenerativeModel) or (isinstance(model, type) and issubclass(model, GenerativeModel))
+    params.setdefault("find_unused_parameters", bool(model.ddp_find_unused_parameters) if in_contract else False)
     return DDPStrategy(timeout=timedelta(minutes=timeout_min), **params)

@@ -221,7 +221,7 @@ def test_callbacks_share_one_feature_pass_and_log_protocol(tmp_path: Path) -> No
 
 def test_every_n_steps_cadence(tmp_path: Path) -> None:
     extractor = fake_extractor()
-    cb = FID(num_samples=8, num_real=8, split="val", every_n_epochs=0, every_n_steps=2, extractor=extractor, cache_dir=str(tmp_path / "c"))
+    cb = FID(num_samples=8, num_real=8, split="val", every_n_epochs=None, every_n_steps=2, extractor=extractor, cache_dir=str(tmp_path / "c"))
     dm = SyntheticImageDataModule(image_shape=(1, 16, 16), num_train=96, num_val=16, batch_size=16)
     model = VAE(image_shape=(1, 16, 16), latent_dim=4, widths=(8, 16))
     trainer = _trainer_with([cb], tmp_path, limit_val_batches=0, limit_train_batches=6)

@@ -42,3 +42,21 @@ def test_sampling_uses_a_private_generator():
     first = model.sample(4, generator=torch.Generator().manual_seed(grid.seed))
     torch.testing.assert_close(torch.rand(3), expected_next)  # global RNG untouched
     torch.testing.assert_close(first, model.sample(4, generator=torch.Generator().manual_seed(grid.seed)))
+
+
+def test_eval_mode_is_restored_when_sampling_fails(tmp_path, monkeypatch):
+    """An error inside SampleGrid's sampling leaves the model (and each submodule) in its mode."""
+    import pytest
+
+    model = VAE(image_shape=(1, 8, 8), latent_dim=2, widths=(4,)).train()
+    seen = []
+
+    def fail(n, generator=None):
+        seen.append(model.training)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(model, "sample", fail)
+    trainer = L.Trainer(logger=False, accelerator="cpu", enable_progress_bar=False, default_root_dir=tmp_path)
+    with pytest.raises(RuntimeError, match="boom"):
+        SampleGrid(num_samples=4, nrow=2).log_grids(trainer, model)
+    assert seen == [False] and model.training and model.net.training

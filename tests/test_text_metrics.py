@@ -120,3 +120,21 @@ def test_every_n_steps_logs_during_training(tmp_path: Path) -> None:
     assert set(callback.last_metrics) == {"text/bleu", "text/rougeL", "text/self_bleu", "text/ppl"}
     tables = sorted(p.name for p in (tmp_path / "samples").glob("text_samples_step*.csv"))
     assert tables == ["text_samples_step0000002.csv", "text_samples_step0000004.csv"]
+
+
+def test_eval_mode_is_restored_when_sampling_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An error inside the callback's generate leaves every submodule in the mode it had."""
+    model, dm = tiny_setup(tmp_path)
+    model.train()
+    model.net.drop.eval()  # a submodule deliberately in eval mode stays so
+    seen = []
+
+    def fail(*args, **kwargs):
+        seen.append(model.training)
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(model, "generate", fail)
+    with pytest.raises(RuntimeError, match="boom"):
+        TextMetrics(num_prompts=3, prompt_tokens=8, reference_tokens=8).evaluate(model, dm.val_tokens, dm.tokenizer)
+    assert seen == [False]  # sampled in eval mode
+    assert model.training and model.net.training and not model.net.drop.training

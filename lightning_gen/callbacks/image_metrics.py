@@ -28,6 +28,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from lightning_gen.callbacks.cadence import Cadence
 from lightning_gen.errors import ConfigError, LightningGenError
 from lightning_gen.metrics.cache import FeatureCache
 from lightning_gen.metrics.distributed import broadcast_object, rank_and_world
@@ -42,6 +43,7 @@ from lightning_gen.metrics.fidelity import (
     MetricFamily,
     PrecisionRecallFamily,
 )
+from lightning_gen.models.base import ImageGenerator
 
 
 class ImageMetricCallback(Callback):
@@ -51,8 +53,9 @@ class ImageMetricCallback(Callback):
         num_samples: Generated images per evaluation, exactly (e.g. 10000 for reported numbers).
         num_real: Real images (the first ``num_real`` of ``split``); ``None``: the whole split.
         split: Real-image split of the datamodule: ``train``, ``val`` or ``test``.
-        every_n_epochs: Evaluate at the end of every n-th validation epoch (0: never).
-        every_n_steps: Also/instead evaluate every n optimizer steps (``None``: never).
+        every_n_epochs: Evaluate after every n-th validation epoch (``None``: never then; see
+            :mod:`~lightning_gen.callbacks.cadence`).
+        every_n_steps: Also/instead evaluate after every n-th optimizer step (``None``: never then).
         seed: Noise seed of the samples (same seed: same noise every evaluation).
         sample_chunk: Images per ``sample`` call; part of the noise protocol.
         batch_size: Images per feature-extractor forward (no effect on the numbers).
@@ -69,7 +72,7 @@ class ImageMetricCallback(Callback):
         num_samples: int = 10000,
         num_real: int | None = None,
         split: str = "test",
-        every_n_epochs: int = 1,
+        every_n_epochs: int | None = 1,
         every_n_steps: int | None = None,
         seed: int = 0,
         sample_chunk: int = 100,
@@ -81,8 +84,7 @@ class ImageMetricCallback(Callback):
     ) -> None:
         super().__init__()
         name = type(self).__name__
-        if every_n_epochs < 0 or (every_n_steps is not None and every_n_steps < 1):
-            raise ConfigError(f"{name}: `every_n_epochs` must be >= 0 and `every_n_steps` >= 1 or null, got {every_n_epochs} and {every_n_steps}.")
+        self.cadence = Cadence(every_n_epochs, every_n_steps, name)
         self.settings = EvalSettings(num_samples, num_real, split, seed, sample_chunk, batch_size)
         self.every_n_epochs = every_n_epochs
         self.every_n_steps = every_n_steps
@@ -113,8 +115,11 @@ class ImageMetricCallback(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         """Build the group's extractor now, so a missing weight or dataset fails before training."""
-        if not callable(getattr(pl_module, "sample", None)):
-            raise ConfigError(f"{type(self).__name__} needs a model with `sample(n, generator)`; {type(pl_module).__name__} has none.")
+        if not isinstance(pl_module, ImageGenerator):
+            raise ConfigError(
+                f"{type(self).__name__} evaluates image generators (lightning_gen.models.base.ImageGenerator: VAE, GAN, "
+                f"Diffusion); {type(pl_module).__name__} is not one. Fix: remove it from `trainer.callbacks` for this model."
+            )
         if self.extractor is not None:
             return
         peers = self._peers(trainer)
@@ -137,18 +142,15 @@ class ImageMetricCallback(Callback):
             peer.extractor = extractor
 
     # --- cadence ------------------------------------------------------------------------------------
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.every_n_epochs == 0:
-            return
-        if trainer.state.fn == "fit" and (trainer.current_epoch + 1) % self.every_n_epochs != 0:
-            return
-        self._maybe_run(trainer, pl_module, ("epoch", trainer.current_epoch, trainer.global_step))
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: ImageGenerator) -> None:
+        if self.cadence.at_validation_end(trainer):
+            self._maybe_run(trainer, pl_module, ("epoch", trainer.current_epoch, trainer.global_step))
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self.every_n_steps and trainer.global_step > 0 and trainer.global_step % self.every_n_steps == 0:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: ImageGenerator, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.cadence.at_train_batch_end(trainer):
             self._maybe_run(trainer, pl_module, ("step", trainer.global_step))
 
-    def _maybe_run(self, trainer: L.Trainer, pl_module: L.LightningModule, when: tuple) -> None:
+    def _maybe_run(self, trainer: L.Trainer, pl_module: ImageGenerator, when: tuple) -> None:
         if self._done == when:
             return  # a peer already evaluated this group now
         peers = self._peers(trainer)
@@ -160,7 +162,7 @@ class ImageMetricCallback(Callback):
             pl_module.log(f"{self.prefix}/{key}", float(value), sync_dist=False, rank_zero_only=False)
         self._log_cards(trainer, result)
 
-    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule, families: list[MetricFamily]) -> EvalResult:
+    def evaluate(self, trainer: L.Trainer, pl_module: ImageGenerator, families: list[MetricFamily]) -> EvalResult:
         """One shared pass for ``families`` (every rank calls; every rank gets rank 0's numbers)."""
         assert self.extractor is not None, "setup() builds the extractor"
         self.extractor.to(pl_module.device)
@@ -172,13 +174,8 @@ class ImageMetricCallback(Callback):
             raise ConfigError(f"{type(self).__name__} compares with real images: run it with a datamodule.")
         dataset = split_dataset(datamodule, self.settings.split) if needs_real else None
         dataset_id = getattr(datamodule, "dataset_id", type(datamodule).__name__) if datamodule is not None else None
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            with torch.no_grad():
-                return evaluator.evaluate(lambda n, g: pl_module.sample(n, generator=g), dataset, dataset_id, pl_module.device)
-        finally:
-            pl_module.train(was_training)
+        with pl_module.eval_mode(), torch.no_grad():
+            return evaluator.evaluate(lambda n, g: pl_module.sample(n, generator=g), dataset, dataset_id, pl_module.device)
 
     def _log_cards(self, trainer: L.Trainer, result: EvalResult) -> None:
         """Protocol cards into every logger's hyperparameters (W&B config), when new or changed."""

@@ -1,6 +1,6 @@
 """Sample-based text evaluation: BLEU, ROUGE-L, self-BLEU and perplexity on fixed validation prompts.
 
-Every ``every_n_epochs`` validations (or ``every_n_steps`` training steps) the callback takes
+At its :mod:`~lightning_gen.callbacks.cadence` (``every_n_epochs`` / ``every_n_steps``) the callback takes
 ``num_prompts`` fixed windows of the validation ids (evenly spaced, the same every time), splits
 each into a prompt and its true continuation (the reference), lets the model continue every
 prompt by as many tokens as the reference has, and logs
@@ -12,8 +12,8 @@ prompt by as many tokens as the reference has, and logs
 * ``text/ppl``: perplexity of the references given their prompts (teacher forcing),
 * a table ``text/samples`` (prompt, sample, reference) through :func:`log_text_table`.
 
-The model needs ``generate(prompt_ids, max_new_tokens, temperature, top_k, top_p, generator)``
-and ``forward(idx) -> logits``; the datamodule ``val_tokens`` and ``tokenizer``. Sampling uses a
+The model is a :class:`~lightning_gen.models.base.TextGenerator` (``generate``, ``forward(idx) ->
+logits``, ``max_context``), sampled in its ``eval_mode()``; the datamodule has ``val_tokens`` and ``tokenizer``. Sampling uses a
 private generator seeded by ``seed`` (training RNG untouched), so results are deterministic.
 DDP: every rank evaluates the same prompts with the same seed (no collective at all, and the
 numbers of a 1-process run), then logs with ``sync_dist`` so each rank holds exactly the same value
@@ -31,10 +31,12 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torchmetrics.functional.text import perplexity, rouge_score, sacre_bleu_score
 
+from lightning_gen.callbacks.cadence import Cadence
 from lightning_gen.errors import ConfigError
+from lightning_gen.loggers.tables import log_text_table
+from lightning_gen.models.base import TextGenerator
 
 BleuSmoothing = Literal["none", "exp"]
-from lightning_gen.loggers.tables import log_text_table
 
 
 def corpus_bleu(samples: Sequence[str], references: Sequence[str], tokenize: str = "13a", smoothing: BleuSmoothing = "none") -> float:
@@ -77,8 +79,8 @@ class TextMetrics(Callback):
     """Generate from fixed validation prompts and log BLEU, ROUGE-L, self-BLEU, perplexity and a sample table.
 
     Args:
-        every_n_epochs: Evaluate after every n-th validation (``None``: never at validation).
-        every_n_steps: Evaluate every n training steps instead (``None``: off).
+        every_n_epochs: Evaluate after every n-th validation epoch (``None``: never then).
+        every_n_steps: Evaluate after every n-th optimizer step (``None``: never then).
         num_prompts: Number of fixed prompts K.
         prompt_tokens: Tokens of each prompt.
         reference_tokens: Tokens of each true continuation (and of each generated one).
@@ -108,11 +110,7 @@ class TextMetrics(Callback):
         bleu_smoothing: BleuSmoothing = "exp",
     ) -> None:
         super().__init__()
-        if every_n_epochs is None and every_n_steps is None:
-            raise ConfigError("TextMetrics: set `every_n_epochs` or `every_n_steps`.")
-        for name, value in (("every_n_epochs", every_n_epochs), ("every_n_steps", every_n_steps)):
-            if value is not None and value < 1:
-                raise ConfigError(f"TextMetrics: `{name}` must be >= 1 or null, got {value}.")
+        self.cadence = Cadence(every_n_epochs, every_n_steps, "TextMetrics")
         if num_prompts < 2 or prompt_tokens < 1 or reference_tokens < 1:
             raise ConfigError("TextMetrics: `num_prompts` must be >= 2, `prompt_tokens` and `reference_tokens` >= 1.")
         self.every_n_epochs = every_n_epochs
@@ -132,8 +130,8 @@ class TextMetrics(Callback):
         self.last_metrics: dict[str, float] = {}
         self.last_table_path: str | None = None
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        max_context = getattr(getattr(pl_module, "net", None), "max_context", None)
+    def setup(self, trainer: L.Trainer, pl_module: TextGenerator, stage: str) -> None:
+        max_context = pl_module.max_context
         if max_context is not None and self.reference_tokens > max_context:
             raise ConfigError(
                 f"TextMetrics: `reference_tokens` ({self.reference_tokens}) is longer than the model's context "
@@ -141,14 +139,12 @@ class TextMetrics(Callback):
             )
 
     # --- when -----------------------------------------------------------------------------------
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.every_n_epochs is None or trainer.sanity_checking:
-            return
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: TextGenerator) -> None:
+        if self.cadence.at_validation_end(trainer):
             self._log(trainer, pl_module)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        if self.every_n_steps is not None and trainer.global_step % self.every_n_steps == 0:
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: TextGenerator, outputs, batch, batch_idx: int) -> None:
+        if self.cadence.at_train_batch_end(trainer):
             self._log(trainer, pl_module)
 
     # --- what -----------------------------------------------------------------------------------
@@ -165,25 +161,23 @@ class TextMetrics(Callback):
         return windows[:, : self.prompt_tokens], windows[:, self.prompt_tokens :]
 
     @torch.no_grad()
-    def evaluate(self, pl_module: L.LightningModule, val_tokens: np.ndarray, tokenizer) -> tuple[dict[str, float], list[list[str]]]:
+    def evaluate(self, pl_module: TextGenerator, val_tokens: np.ndarray, tokenizer) -> tuple[dict[str, float], list[list[str]]]:
         """Metrics and ``(prompt, sample, reference)`` rows for ``pl_module`` on these validation ids."""
         prompts, references = self.prompts_and_references(val_tokens)
-        was_training = pl_module.training
-        pl_module.eval()
-        generator = torch.Generator(device="cpu").manual_seed(self.seed)
-        out = pl_module.generate(prompts, self.reference_tokens, self.temperature, self.top_k, self.top_p, generator=generator)
-        generated = out[:, self.prompt_tokens :].cpu()
-        # perplexity of the references given the prompts; the context is cropped to the model's window
-        full = torch.cat([prompts, references], dim=1).to(pl_module.device)  # (K, P + R)
-        max_context = getattr(getattr(pl_module, "net", None), "max_context", None)
-        inputs = full[:, :-1] if max_context is None else full[:, :-1][:, -max_context:]
-        if inputs.size(1) < self.reference_tokens:
-            raise ConfigError(
-                f"TextMetrics: `reference_tokens` ({self.reference_tokens}) is longer than the model's context ({max_context})."
-            )
-        logits = pl_module(inputs)[:, -self.reference_tokens :]  # (K, R, V)
-        ppl = float(perplexity(logits.float(), full[:, -self.reference_tokens :]))
-        pl_module.train(was_training)
+        with pl_module.eval_mode():
+            generator = torch.Generator(device="cpu").manual_seed(self.seed)
+            out = pl_module.generate(prompts, self.reference_tokens, self.temperature, self.top_k, self.top_p, generator=generator)
+            generated = out[:, self.prompt_tokens :].cpu()
+            # perplexity of the references given the prompts; the context is cropped to the model's window
+            full = torch.cat([prompts, references], dim=1).to(pl_module.device)  # (K, P + R)
+            max_context = pl_module.max_context
+            inputs = full[:, :-1] if max_context is None else full[:, :-1][:, -max_context:]
+            if inputs.size(1) < self.reference_tokens:
+                raise ConfigError(
+                    f"TextMetrics: `reference_tokens` ({self.reference_tokens}) is longer than the model's context ({max_context})."
+                )
+            logits = pl_module(inputs)[:, -self.reference_tokens :]  # (K, R, V)
+            ppl = float(perplexity(logits.float(), full[:, -self.reference_tokens :]))
 
         decode = tokenizer.decode
         samples = [decode(row.tolist()) for row in generated]
@@ -197,7 +191,7 @@ class TextMetrics(Callback):
         rows = [[decode(p.tolist()), s, r] for p, s, r in zip(prompts[: self.table_rows], samples, refs)]
         return metrics, rows
 
-    def _log(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def _log(self, trainer: L.Trainer, pl_module: TextGenerator) -> None:
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "val_tokens") or not hasattr(datamodule, "tokenizer"):
             raise ConfigError("TextMetrics needs a text datamodule (with `val_tokens` and `tokenizer`), e.g. datamodules.text.TextDataModule.")

@@ -17,7 +17,7 @@ EMA                               ``sample`` uses the averaged weights by defaul
 ``export_spec``                   ``export`` (stored in every checkpoint under :data:`EXPORT_KEY`)
 ``ddp_find_unused_parameters``    ``lightning_gen.strategy``: True when a backward pass leaves some
                                   trained parameters without gradient (the GAN's do)
-``generate``                      text families: ``TextMetrics``, ``lightning-gen sample``
+``generate``, ``max_context``      text families: ``TextMetrics``, ``lightning-gen sample``
 ================================  ======================================================================
 
 Export: :func:`export_payload` turns a checkpoint *dict* into a small file (builder, its keyword
@@ -227,6 +227,11 @@ class TextGenerator(GenerativeModel):
     @abstractmethod
     def forward(self, idx: Tensor) -> Tensor:
         """Next-token logits ``(B, T, vocab_size)`` for token ids ``(B, T)``."""
+
+    @property
+    def max_context(self) -> int | None:
+        """Longest context ``forward`` reads in one pass (a transformer's ``block_size``); ``None``: unbounded."""
+        return None
 
     @abstractmethod
     def generate(

@@ -149,6 +149,11 @@ class GPT(TextGenerator):
         """Next-token logits ``(B, T, V)`` for ``idx`` ``(B, T)``."""
         return self.net(idx)
 
+    @property
+    def max_context(self) -> int | None:
+        """The GPT's ``block_size``; ``None`` for the LSTM."""
+        return self.net.max_context
+
     def loss(self, idx: Tensor, targets: Tensor) -> Tensor:
         """Mean next-token cross-entropy in nats per token."""
         return self.loss_of(self.net, idx, targets)
