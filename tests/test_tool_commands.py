@@ -205,3 +205,20 @@ def test_tokenizer_lookup_is_shared_by_sample_and_the_datamodule(tmp_path: Path)
     for found in (tokenizer_in_checkpoint(checkpoint), load_tokenizer(tmp_path / "last.ckpt"), tokenizer_for(checkpoint, tmp_path / "last.ckpt")):
         assert found.encode("ROMEO:") == tokenizer.encode("ROMEO:")
     assert tokenizer_in_checkpoint({"state_dict": {}}) is None
+
+
+def test_export_of_a_gan_checkpoint_from_before_the_contract(tmp_path: Path) -> None:
+    """Old GAN checkpoints (``gan_generator_config``, no export entry) still export and sample."""
+    from lightning_gen.nets.gan import build_generator
+
+    config = {"architecture": "dcgan", "image_shape": [1, 28, 28], "latent_dim": 8, "width": 8, "num_classes": None}
+    kwargs = {k: v for k, v in config.items() if k != "architecture"}
+    torch.manual_seed(0)
+    weights = build_generator("dcgan", **kwargs).state_dict()
+    state = {f"generator_ema.module.{k}": v for k, v in weights.items()} | {f"generator.{k}": v for k, v in weights.items()}
+    torch.save({"state_dict": state, "global_step": 7, "gan_generator_config": config}, tmp_path / "old.ckpt")
+    main(["export", "--ckpt", str(tmp_path / "old.ckpt"), "--out", str(tmp_path / "G.pt")])
+    generator = load_generator(tmp_path / "G.pt")
+    assert generator.info["global_step"] == 7 and generator.info["ema"]
+    images = generator.sample(3, generator=torch.Generator().manual_seed(0))
+    assert images.shape == (3, 1, 28, 28) and 0.0 <= images.min() and images.max() <= 1.0

@@ -19,9 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import Tensor, nn
-
 from lightning_gen.errors import LightningGenError
 from lightning_gen.utils.options import parse_options
 
@@ -44,31 +41,10 @@ class ExportOptions:
     ema: bool = True
 
 
-class ExportedGenerator(nn.Module):
-    """A generator rebuilt from an export: ``forward(z, y)`` in ``[-1, 1]``, ``sample(n)`` in ``[0, 1]``."""
-
-    def __init__(self, net: nn.Module, latent_dim: int, num_classes: int | None, info: dict[str, Any]) -> None:
-        super().__init__()
-        self.net = net
-        self.latent_dim = latent_dim
-        self.num_classes = num_classes
-        self.info = info
-
-    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        return self.net(z, y)
-
-    @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
-        """``n`` images ``(n, C, H, W)`` in ``[0, 1]``; conditional nets default to ``labels = arange(n) % num_classes``."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device).to(device)
-        if self.num_classes is not None and labels is None:
-            labels = torch.arange(n, device=device) % self.num_classes
-        return ((self.net(z, labels) + 1.0) / 2.0).clamp(0.0, 1.0)
-
-
 def export_generator(ckpt_path: str | Path, out_path: str | Path, use_ema: bool = True) -> Path:
     """Write the sampling network of checkpoint ``ckpt_path`` (its EMA copy when ``use_ema``) to ``out_path``."""
+    import torch
+
     from datamodules.atomic import atomic_write
     from lightning_gen.models.base import EXPORT_KEY, export_payload, load_exported
     from lightning_gen.run import load_checkpoint_checked
@@ -107,8 +83,46 @@ def _legacy_gan_payload(checkpoint: dict[str, Any], ckpt_path: Path, use_ema: bo
     }
 
 
-def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild an exported sampling module (eval mode) from :func:`export_generator`'s file."""
+def _legacy_gan_generator(payload: dict[str, Any]) -> Any:
+    """The sampling module of a pre-contract GAN export: ``sample(n)`` in ``[0, 1]``, ``info`` = the file's metadata."""
+    import torch
+    from torch import Tensor, nn
+
+    from lightning_gen.nets.gan import build_generator
+
+    class ExportedGenerator(nn.Module):
+        """A generator rebuilt from an export: ``forward(z, y)`` in ``[-1, 1]``, ``sample(n)`` in ``[0, 1]``."""
+
+        def __init__(self, net: nn.Module, latent_dim: int, num_classes: int | None, info: dict[str, Any]) -> None:
+            super().__init__()
+            self.net = net
+            self.latent_dim = latent_dim
+            self.num_classes = num_classes
+            self.info = info
+
+        def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+            return self.net(z, y)
+
+        @torch.no_grad()
+        def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+            """``n`` images ``(n, C, H, W)`` in ``[0, 1]``; conditional nets default to ``labels = arange(n) % num_classes``."""
+            device = next(self.parameters()).device
+            z = torch.randn(n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device).to(device)
+            if self.num_classes is not None and labels is None:
+                labels = torch.arange(n, device=device) % self.num_classes
+            return ((self.net(z, labels) + 1.0) / 2.0).clamp(0.0, 1.0)
+
+    kwargs = payload["kwargs"]
+    net = build_generator(payload["architecture"], **kwargs)
+    net.load_state_dict(payload["state_dict"])
+    info = {k: v for k, v in payload.items() if k != "state_dict"}
+    return ExportedGenerator(net, kwargs["latent_dim"], kwargs.get("num_classes"), info)
+
+
+def load_generator(path: str | Path, map_location: Any = "cpu") -> Any:
+    """Rebuild an exported sampling module (``nn.Module``, eval mode) from :func:`export_generator`'s file."""
+    import torch
+
     from lightning_gen.models.base import load_exported
 
     try:
@@ -119,13 +133,7 @@ def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -
             "`lightning-gen export --ckpt <run>/checkpoints/last.ckpt`."
         ) from None
     if isinstance(payload, dict) and payload.get("format") == LEGACY_GAN_FORMAT:
-        from lightning_gen.nets.gan import build_generator
-
-        kwargs = payload["kwargs"]
-        net = build_generator(payload["architecture"], **kwargs)
-        net.load_state_dict(payload["state_dict"])
-        info = {k: v for k, v in payload.items() if k != "state_dict"}
-        return ExportedGenerator(net, kwargs["latent_dim"], kwargs.get("num_classes"), info).to(map_location).eval()
+        return _legacy_gan_generator(payload).to(map_location).eval()
     return load_exported(payload, map_location)
 
 
