@@ -87,7 +87,7 @@ def run_logged(cmd: list[str], log: Path) -> tuple[str, float]:
     log.write_text(f"$ {shlex.join(cmd)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
     if proc.returncode != 0:
         tail = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()][-TAIL_LINES:]
-        raise ReproduceError(f"`{cmd[2] if len(cmd) > 2 else cmd[0]}` failed (exit {proc.returncode}, full log {log}):\n" + "\n".join(tail))
+        raise ReproduceError(f"`lightning-gen {cmd[3]}` failed (exit {proc.returncode}, full log {log}):\n" + "\n".join(tail))
     return proc.stdout, seconds
 
 
