@@ -58,8 +58,9 @@ def test_fit_and_eval_commands_of_rows(tmp_path: Path) -> None:
 
 def test_lstm_row_has_the_gpt_parameter_count() -> None:
     """The LSTM baseline is sized for equal parameters (within 1 %) at the Shakespeare-char vocabulary."""
+    from lightning_gen.nets.gpt import GPT as GPTNet
+    from lightning_gen.nets.gpt import GPTConfig
     from lightning_gen.nets.lstm import LSTMConfig, LSTMDecoder
-    from lightning_gen.models.gpt import GPTConfig, GPTNet
 
     flags = dict(a.removeprefix("--model.init_args.").split("=") for a in ROWS["lstm_shakespeare_char"]["overrides"])
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
