@@ -128,7 +128,7 @@ class LightningGenCLI(LightningCLI):
             self.init_source.apply(self.model, resuming_from=self._get(self.config, "ckpt_path"))
         if resume is not None:
             check_resume_trains(resume, trainer_config.get("max_epochs"), trainer_config.get("max_steps", -1), trainer_config.get("max_time"))
-        if launching_rank_zero() and self.datamodule is not None:
+        if self.subcommand is not None and launching_rank_zero() and self.datamodule is not None:
             # Missing or unreadable data is refused here: before any file is written and before DDP
             # starts the other ranks (which would otherwise wait for rank 0 at Lightning's barrier).
             self.datamodule.prepare_data()
