@@ -68,6 +68,7 @@ class PreemptionCheckpoint(Callback):
         self.exit_grace_s = exit_grace_s
         self._requested = False
         self._interrupted = False  # Ctrl-C: exit status 130 once saved
+        self._deferred = False  # a stop seen on an epoch's last batch: saved after the epoch's validation
         self._previous: dict[int, Any] = {}
         self._watchdog: _Watchdog | None = None
         self.saved_path: str | None = None
@@ -109,13 +110,33 @@ class PreemptionCheckpoint(Callback):
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
         local = self._requested or bool(trainer.received_sigterm)
         stop = trainer.strategy.reduce_boolean_decision(local, all=False) if trainer.world_size > 1 else local
-        if not stop or self.saved_path is not None:
+        if not stop or self.saved_path is not None or self._deferred:
+            return
+        if trainer.is_last_batch:
+            # The epoch's validation comes next: a checkpoint taken here would resume past it (Lightning
+            # counts the epoch's training as done) and Lightning would abort that validation on its
+            # SIGTERM flag, so the epoch's val row would never be logged. Let the validation run and save
+            # at the epoch end instead (on_validation_end / on_train_epoch_end). Lightning 2.6 keeps the
+            # flag on its signal connector; every rank reached this branch through the same decision.
+            self._deferred = True
+            trainer._signal_connector.received_sigterm = False
             return
         self._save(trainer)
         if not trainer.received_sigterm:
             # SIGUSR1, or a DDP rank the signal did not reach: raise Lightning's own SIGTERM flag,
             # so every rank logs this batch's row and then exits through SIGTERMException.
             signal.raise_signal(signal.SIGTERM)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._deferred and self.saved_path is None and not trainer.sanity_checking:
+            self._save(trainer)  # the point where ModelCheckpoint saves an epoch that validated
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._deferred:
+            return
+        if self.saved_path is None:  # no validation ran this epoch
+            self._save(trainer)
+        signal.raise_signal(signal.SIGTERM)  # Lightning's flag again: the fit loop stops after this epoch
 
     def _save(self, trainer: L.Trainer) -> None:
         path = os.path.join(self.dirpath, "last.ckpt")

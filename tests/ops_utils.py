@@ -96,7 +96,7 @@ class FaultAt(_Callback):  # type: ignore[misc,valid-type]
 
     Actions: ``sigkill`` (kill -9 this process), ``block`` (the main thread waits forever on a lock,
     as in a collective whose peer is gone; Python signal handlers still run), ``nan_weight`` (one
-    weight becomes NaN, after this step's loss), ``disk_full`` (the next ``torch.save`` writes a few
+    weight becomes NaN, after this step's loss), ``signal:NAME`` (send this process signal NAME), ``disk_full`` (the next ``torch.save`` writes a few
     bytes, then fails with ENOSPC). ``record``: a file that receives the sha256 of
     ``<default_root_dir>/checkpoints/last.ckpt`` as it is at the fault ("none" if absent).
     """
@@ -126,6 +126,8 @@ class FaultAt(_Callback):  # type: ignore[misc,valid-type]
             lock = threading.Lock()
             lock.acquire()
             lock.acquire()  # never returns
+        elif self.action.startswith("signal:"):  # e.g. signal:SIGTERM, as a scheduler would send it
+            os.kill(os.getpid(), getattr(signal, self.action.split(":", 1)[1]))
         elif self.action == "nan_weight":
             with torch.no_grad():
                 next(pl_module.parameters()).view(-1)[0] = float("nan")

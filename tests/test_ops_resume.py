@@ -144,20 +144,33 @@ def test_kill9_at_a_random_time_then_resume_equals_unbroken(tmp_path: Path, unbr
 
 
 @pytest.mark.parametrize(
-    "sig", [signal.SIGTERM, signal.SIGINT, pytest.param(signal.SIGUSR1, marks=pytest.mark.slow)], ids=["SIGTERM", "SIGINT", "SIGUSR1"]
+    "sig,step",
+    [
+        (signal.SIGTERM, 5),
+        (signal.SIGINT, 5),
+        (signal.SIGTERM, 7),  # the epoch's last batch: saved after that epoch's validation, whose row must survive
+        pytest.param(signal.SIGUSR1, 5, marks=pytest.mark.slow),
+        pytest.param(signal.SIGINT, 7, marks=pytest.mark.slow),
+    ],
+    ids=["SIGTERM-mid-epoch", "SIGINT-mid-epoch", "SIGTERM-last-batch", "SIGUSR1-mid-epoch", "SIGINT-last-batch"],
 )
-def test_preemption_signal_saves_checkpoint_and_exits_cleanly_then_resumes(tmp_path: Path, unbroken: Path, sig: int) -> None:
-    """SIGTERM/SIGUSR1 (preemption) exit 0; Ctrl-C (SIGINT) exits 130 (128 + SIGINT, an interrupted command)."""
+def test_preemption_signal_saves_checkpoint_and_exits_cleanly_then_resumes(tmp_path: Path, unbroken: Path, sig: int, step: int) -> None:
+    """SIGTERM/SIGUSR1 (preemption) exit 0; Ctrl-C (SIGINT) exits 130 (128 + SIGINT, an interrupted command).
+
+    The signal is sent from inside the run at the start of training batch ``step`` (8 batches per
+    epoch), so the test does not depend on when an outside process gets to send it.
+    """
     config = write_tiny_config(tmp_path)
-    killed = start_and_signal(["fit", "--config", str(config), "--run.id", "pre"], tmp_path, "runs/tiny/*/metrics.csv", 5, sig)
-    assert killed.returncode == (130 if sig == signal.SIGINT else 0), killed.stdout[-3000:]
-    assert "preempted at step" in killed.stdout
+    fault = fault_at_callback(step, "on_train_batch_start", f"signal:{signal.Signals(sig).name}")
+    killed = run_cli(["fit", "--config", str(config), "--run.id", "pre", "--trainer.callbacks+=" + fault], tmp_path, env=cli_env_with_tests())
+    assert killed.returncode == (130 if sig == signal.SIGINT else 0), killed.stderr[-3000:]
+    output = killed.stdout + killed.stderr
+    assert f"preempted at step {step + 1}" in output  # saved once this batch (and, at an epoch end, its validation) ended
     if sig == signal.SIGINT:
-        assert "lightning-gen: Ctrl-C: saving checkpoints/last.ckpt at the end of this batch, then stopping" in killed.stdout
-        assert "KeyboardInterrupt" not in killed.stdout
+        assert "lightning-gen: Ctrl-C: saving checkpoints/last.ckpt at the end of this batch, then stopping" in output
+        assert "KeyboardInterrupt" not in output
     last = tmp_path / "runs" / "tiny" / "pre" / "checkpoints" / "last.ckpt"
-    step = torch.load(last, weights_only=False)["global_step"]
-    assert 5 <= step < 16  # saved at the batch after the signal, not at a 2-step boundary only
+    assert torch.load(last, weights_only=False)["global_step"] == step + 1
     assert not list(last.parent.glob(".tmp-*"))  # atomic write left no temp file
     resumed = run_cli(["fit", "--config", str(config), "--ckpt_path", str(last)], tmp_path)  # explicit path
     assert resumed.returncode == 0, resumed.stderr[-3000:]
