@@ -111,8 +111,8 @@ def test_refused_commands_say_why_and_write_nothing(run_copy: Path, tmp_path: Pa
     msg = error_paragraph(done["mismatch_fit"])
     assert msg == (
         f"lightning-gen: error: Checkpoint {ckpt} does not fit the model this config builds (3 parameter(s) differ: "
-        "`encoder.head.weight` is (8, 256) in the checkpoint but (32, 256) in this model; `encoder.head.bias` is (8,) "
-        "in the checkpoint but (32,) in this model; `decoder.fc.0.weight` is (256, 4) in the checkpoint but (256, 16) "
+        "`net.encoder.head.weight` is (8, 256) in the checkpoint but (32, 256) in this model; `net.encoder.head.bias` is (8,) "
+        "in the checkpoint but (32,) in this model; `net.decoder.fc.0.weight` is (256, 4) in the checkpoint but (256, 16) "
         "in this model). Nothing was written. Use the configuration it was trained with "
         "(`--config runs/tiny/r1/config.yaml`, without overriding model sizes), or start a new run with "
         "this model: drop `--ckpt_path` (and give it its own `--run.id`)."
