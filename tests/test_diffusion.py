@@ -299,6 +299,7 @@ def mnist_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cwd / "runs" / "debug" / "ddpm_mnist" / "t"
 
 
+@pytest.mark.slow  # minutes on 2 cores (the default suite keeps one DDP run: test_experiments_matrix)
 def test_cli_fit_of_ddpm_mnist_leaves_checkpoint_metrics_and_grids(mnist_run: Path) -> None:
     assert (mnist_run / "checkpoints" / "last.ckpt").is_file()
     rows = train_rows(mnist_run / "metrics.csv")

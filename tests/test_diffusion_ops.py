@@ -82,6 +82,7 @@ def _kill_resume_and_compare(tmp_path: Path, unbroken: Path, kill_step: int, sig
         assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
 
 
+@pytest.mark.slow  # minutes on 2 cores (the default suite keeps one DDP run: test_experiments_matrix)
 def test_diffusion_kill9_then_resume_equals_unbroken(tmp_path: Path, unbroken: Path) -> None:
     _kill_resume_and_compare(tmp_path, unbroken, random.Random(1).randint(3, 13), signal.SIGKILL)
 

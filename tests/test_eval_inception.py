@@ -98,6 +98,7 @@ def test_inception_score_without_official_weights_fails_clearly(weights) -> None
         build_inception_extractor(["logits_unbiased"], weights="offline")
 
 
+@pytest.mark.slow  # minutes on 2 cores (the default suite keeps one DDP run: test_experiments_matrix)
 def test_fid_kid_pr_equal_torch_fidelity(extractor, weights, tmp_path: Path) -> None:
     import torch_fidelity
 
