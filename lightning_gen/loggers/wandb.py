@@ -62,6 +62,7 @@ def probe(url: str, timeout_s: float) -> str | None:
     so neither a slow DNS lookup nor the interpreter's exit waits for it.
     """
     outcome: list[str | None] = []
+    silent = f"no answer within {timeout_s:g} s"  # the same words whether the socket or the join times out first
 
     def request() -> None:
         try:
@@ -69,15 +70,17 @@ def probe(url: str, timeout_s: float) -> str | None:
             outcome.append(None)
         except urllib.error.HTTPError:
             outcome.append(None)  # the server answered (401, 404...): reachable
+        except TimeoutError:
+            outcome.append(silent)
         except urllib.error.URLError as err:
-            outcome.append(str(getattr(err.reason, "strerror", None) or err.reason))
+            outcome.append(silent if isinstance(err.reason, TimeoutError) else str(getattr(err.reason, "strerror", None) or err.reason))
         except Exception as err:  # noqa: BLE001 - timeouts, resets, bad URLs: all mean "not reachable"
             outcome.append(f"{type(err).__name__}: {err}")
 
     thread = threading.Thread(target=request, name="wandb-probe", daemon=True)
     thread.start()
     thread.join(timeout_s)
-    return outcome[0] if outcome else f"no answer within {timeout_s:g} s"
+    return outcome[0] if outcome else silent
 
 
 def resolve_wandb_mode(mode: WandbMode = "auto", probe_timeout_s: float = 3.0) -> tuple[str, str]:
