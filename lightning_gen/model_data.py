@@ -6,11 +6,11 @@ a VAE or GAN needs images. Without this check a mismatch surfaces as jsonargpars
 """
 from __future__ import annotations
 
-import importlib
 import inspect
 from typing import Any
 
 from lightning_gen.errors import ConfigError
+from lightning_gen.utils.imports import import_object
 
 # linked value -> (what the data is, an example datamodule, its experiment file, models for it)
 DATA_KINDS: dict[str, tuple[str, str, str, str]] = {
@@ -20,10 +20,9 @@ DATA_KINDS: dict[str, tuple[str, str, str, str]] = {
 
 
 def _import(class_path: str) -> Any:
-    module, _, name = class_path.rpartition(".")
     try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError, ValueError):
+        return import_object(class_path)
+    except ConfigError:
         return None  # jsonargparse reports unknown classes itself
 
 
