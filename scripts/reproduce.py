@@ -59,7 +59,7 @@ def fit_command(row: dict[str, Any], run_root: str, name: str, run_id: str, smok
     )
 
 
-def eval_command(row: dict[str, Any], run_dir: Path, smoke: bool, out: Path) -> list[str] | None:
+def eval_command(row: dict[str, Any], run_dir: Path, smoke: bool, out: Path, device: str = "cpu") -> list[str] | None:
     """The row's evaluation command (``None`` for ``text``: its numbers are in the fit run's metrics.csv)."""
     protocol = row["protocol"]
     ckpt = run_dir / "checkpoints" / "last.ckpt"
@@ -70,7 +70,7 @@ def eval_command(row: dict[str, Any], run_dir: Path, smoke: bool, out: Path) -> 
         n = str(SMOKE_N if smoke else row["n"])
         return lg_command(
             "evaluate", "--ckpt", str(ckpt), "--metrics", *protocol["metrics"], "--num_samples", n, "--num_real", n,
-            "--split", "test", "--out", str(out),
+            "--split", "test", "--out", str(out), "--device", device,
         )
     if protocol["kind"] == "text":
         return None
@@ -129,13 +129,25 @@ def hardware() -> str:
 
 
 def commit() -> str:
-    """``git rev-parse HEAD``, with ``-dirty`` when tracked files differ from it."""
+    """``git rev-parse HEAD``, with ``-dirty`` when tracked files differ from it.
+
+    A copy of the tree without ``.git`` (a remote machine) names its commit in ``$LIGHTNING_GEN_COMMIT``.
+    """
+    if os.environ.get("LIGHTNING_GEN_COMMIT"):
+        return os.environ["LIGHTNING_GEN_COMMIT"]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip() or "unknown"
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     return head + ("-dirty" if dirty else "")
 
 
-def reproduce(name: str, rows: dict[str, dict[str, Any]], results: Path, run_root: str, smoke: bool) -> dict[str, Any]:
+def eval_device(choice: str) -> str:
+    """``auto``: ``cuda`` when a GPU is visible (the fit's Trainer picks it too), else ``cpu``."""
+    import torch
+
+    return ("cuda" if torch.cuda.is_available() else "cpu") if choice == "auto" else choice
+
+
+def reproduce(name: str, rows: dict[str, dict[str, Any]], results: Path, run_root: str, smoke: bool, device: str = "auto") -> dict[str, Any]:
     """Train row ``name``, evaluate it with its protocol, append and return its results line."""
     if name not in rows:
         raise ReproduceError(f"unknown row {name!r}; rows: {', '.join(rows)}.")
@@ -154,7 +166,7 @@ def reproduce(name: str, rows: dict[str, dict[str, Any]], results: Path, run_roo
         raise ReproduceError(f"fit finished but wrote no {ckpt}.")
     protocol = row["protocol"]
     out = run_dir / "eval" / "reproduce-evaluation.json"
-    evaluate = eval_command(row, run_dir, smoke, out)
+    evaluate = eval_command(row, run_dir, smoke, out, eval_device(device))
     eval_s, metrics = 0.0, {}
     if protocol["kind"] == "vae_nll":
         stdout, eval_s = run_logged(evaluate, logs / f"{run_id}-test.log")
@@ -241,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="layer experiments/debug.yaml, N=16, k=8; marked smoke (never in the table)")
     parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="results file (JSON lines) to append to / render")
     parser.add_argument("--run-root", default="runs/reproduce", help="--run.root of the training runs")
+    parser.add_argument("--device", default="auto", help="device of `lightning-gen evaluate` (auto: cuda when visible, else cpu)")
     parser.add_argument("--table", action="store_true", help="rewrite README.md's results table from --results")
     parser.add_argument("--readme", type=Path, default=README, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -252,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if not args.row:
             parser.error(f"give a ROW ({', '.join(rows)}) or --table")
-        line = reproduce(args.row, rows, args.results, args.run_root, args.smoke)
+        line = reproduce(args.row, rows, args.results, args.run_root, args.smoke, args.device)
     except ReproduceError as err:
         print(f"reproduce: {err}", file=sys.stderr)
         return 1

@@ -127,8 +127,10 @@ def load_model(args: EvaluateOptions, config: dict[str, Any]) -> Any:
         model = cls.load_from_checkpoint(ckpt, map_location=args.device)
     except (KeyError, TypeError, RuntimeError) as err:
         raise LightningGenError(f"{ckpt} could not be loaded as {class_path} ({type(err).__name__}: {err}).") from None
-    if not callable(getattr(model, "sample", None)):
-        raise ConfigError(f"{class_path} has no `sample(n, generator)`; only generative image models can be evaluated.")
+    from lightning_gen.models.base import ImageGenerator
+
+    if not isinstance(model, ImageGenerator):
+        raise ConfigError(f"{class_path} is not an image generator (lightning_gen.models.base.ImageGenerator); only image models can be evaluated with `--ckpt`.")
     return model.eval()
 
 
