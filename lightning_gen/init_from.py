@@ -68,7 +68,10 @@ class InitSource:
 
     def load_into(self, model: L.LightningModule) -> None:
         """Copy the weights into ``model`` (all or nothing: a misfit raises before any copy)."""
-        problems = state_dict_misfits(self.state_dict, model.state_dict(), model.strict_loading)
+        from lightning_gen.models.base import GenerativeModel
+
+        state_dict = model.upgrade_state_dict(dict(self.state_dict)) if isinstance(model, GenerativeModel) else self.state_dict
+        problems = state_dict_misfits(state_dict, model.state_dict(), model.strict_loading)
         if problems:
             held = f" (it holds a {self.model_class})" if self.model_class else ""
             shown = "; ".join(problems[:MAX_LISTED]) + (f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else "")
@@ -78,7 +81,7 @@ class InitSource:
                 "(vocab_size, image_shape, num_classes): use the source run's settings (its config.yaml) and, for text, "
                 "its tokenizer (`data.init_args.tokenizer_path`). Nothing was written."
             )
-        model.load_state_dict(self.state_dict, strict=model.strict_loading)
+        model.load_state_dict(state_dict, strict=model.strict_loading)
         origin = ", ".join(x for x in (f"run {self.run_id}" if self.run_id else "", f"step {self.global_step}" if self.global_step is not None else "") if x)
         _note(
             f"lightning-gen: weights from {self.path} ({origin + ', ' if origin else ''}sha256 {self.sha256[:12]}); "

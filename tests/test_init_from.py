@@ -188,3 +188,15 @@ def test_ema_weights_travel_too() -> None:
     InitSource(Path("source.ckpt"), "0" * 64, source.state_dict()).load_into(target)
     ema_keys = [k for k in source.state_dict() if k.startswith("ema.")]
     assert ema_keys and all(torch.equal(target.state_dict()[k], source.state_dict()[k]) for k in source.state_dict())
+
+
+def test_checkpoint_from_before_the_contract_initialises_too() -> None:
+    """Legacy keys (a GAN's ``generator_ema.*``) are upgraded as on resume, then checked and copied."""
+    from lightning_gen.models import GAN
+
+    torch.manual_seed(0)
+    source = GAN(image_shape=(1, 28, 28), latent_dim=8, g_width=8, d_width=8, ema_decay=0.9)
+    legacy = {("generator_ema." + k[len("ema."):] if k.startswith("ema.") else k): v for k, v in source.state_dict().items()}
+    target = GAN(image_shape=(1, 28, 28), latent_dim=8, g_width=8, d_width=8, ema_decay=0.9)
+    InitSource(Path("old.ckpt"), "0" * 64, legacy).load_into(target)
+    assert all(torch.equal(target.state_dict()[k], v) for k, v in source.state_dict().items())

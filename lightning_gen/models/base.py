@@ -169,6 +169,16 @@ class GenerativeModel(L.LightningModule, ABC):
         """Subclasses that override this call ``super().on_load_checkpoint(checkpoint)``."""
         if checkpoint.get(NOISE_SEED_KEY) is not None:
             self._noise_seed = int(checkpoint[NOISE_SEED_KEY])
+        if "state_dict" in checkpoint:
+            checkpoint["state_dict"] = self.upgrade_state_dict(checkpoint["state_dict"])
+
+    def upgrade_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """``state_dict`` of a checkpoint written by an older version of the family, with today's keys.
+
+        Used on resume, ``load_from_checkpoint`` and ``--init_from``; families that renamed modules
+        override it (see :func:`rename_state_dict_prefix`).
+        """
+        return state_dict
 
 
 class ImageGenerator(GenerativeModel):

@@ -339,14 +339,16 @@ class GAN(ImageGenerator):
             state = states[0]
         checkpoint["gan_noise_rng_state"] = state  # rank 0's (the only one of a 1-process run)
 
+    def upgrade_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Checkpoints written before the contract keep the EMA under ``generator_ema.*``: renamed to ``ema.*``."""
+        return rename_state_dict_prefix(state_dict, "generator_ema.", "ema.")
+
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Restore this rank's noise stream; a rank the checkpoint has no state for derives a new seed from rank 0's.
 
-        Checkpoints written before the contract keep the EMA under ``generator_ema.*``: renamed to ``ema.*``.
+        (Checkpoints written before the contract are upgraded by :meth:`upgrade_state_dict`.)
         """
         super().on_load_checkpoint(checkpoint)
-        if "state_dict" in checkpoint:
-            checkpoint["state_dict"] = rename_state_dict_prefix(checkpoint["state_dict"], "generator_ema.", "ema.")
         states = checkpoint.get("gan_noise_rng_states") or [checkpoint.get("gan_noise_rng_state")]
         rank = self.global_rank
         if states[0] is None:

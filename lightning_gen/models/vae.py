@@ -199,9 +199,8 @@ class VAE(ImageGenerator):
         return self.optimizer_factory(self.net.parameters())
 
     # --- checkpoint ------------------------------------------------------------------------------
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+    def upgrade_state_dict(self, state_dict: dict[str, Tensor]) -> dict[str, Tensor]:
         """Checkpoints written before the contract hold ``encoder.*``, ``decoder.*``, ``log_scale``: moved under ``net.``."""
-        super().on_load_checkpoint(checkpoint)
-        if "state_dict" in checkpoint:
-            for old in ("encoder.", "decoder.", "log_scale"):
-                checkpoint["state_dict"] = rename_state_dict_prefix(checkpoint["state_dict"], old, "net." + old)
+        for old in ("encoder.", "decoder.", "log_scale"):
+            state_dict = rename_state_dict_prefix(state_dict, old, "net." + old)
+        return state_dict
