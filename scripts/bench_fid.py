@@ -45,14 +45,14 @@ class RandomConvGenerator(nn.Module):
         return self.net(self.fc(z).view(n, 32, 7, 7))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="images in all: n/2 generated + n/2 real (even, >= 4)")
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the best time of each is reported")
     parser.add_argument("--precisions", default="fp32,bf16", help="our paths to time: fp32, bf16 or both")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.n < 4 or args.n % 2:
         parser.error("--n must be even and >= 4")
     if args.threads:
@@ -62,7 +62,7 @@ def main() -> None:
     from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
     from datamodules import MNISTDataModule
-    from lightning_gen.commands.evaluate import _UInt8Dataset, generated_images, real_images_uint8
+    from lightning_gen.commands.evaluate import generated_images, real_images_uint8, uint8_rgb_dataset
     from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator
     from lightning_gen.metrics.extractors import build_inception_extractor
     from lightning_gen.metrics.fidelity import FIDFamily, fid_statistics, frechet_distance
@@ -73,7 +73,7 @@ def main() -> None:
     dm.setup("validate")
     weights = resolve_inception_weights("offline")
     images = torch.cat([generated_images(RandomConvGenerator().eval(), half, 100, 0, "cpu"), real_images_uint8(dm.val_set, half)])
-    dataset = _UInt8Dataset(images)
+    dataset = uint8_rgb_dataset(images)
     print(
         f"N = {args.n} images ({half} generated + {half} real MNIST val, 28x28 -> 299x299), Inception ({weights.source}), "
         f"batch {args.batch_size}, CPU threads = {torch.get_num_threads()}, torch {torch.__version__}, torch-fidelity {torch_fidelity.__version__}",

@@ -31,10 +31,10 @@ def _isolated_run_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 
 @pytest.fixture
 def cli_env() -> dict[str, str]:
-    """Environment for ``lightning-gen`` subprocesses: offline, quiet, the repo importable."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_GEN_") and k != "WANDB_SERVICE"}
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONPATH=str(REPO_ROOT), CUDA_VISIBLE_DEVICES="")
-    return env
+    """Environment for ``lightning-gen`` subprocesses (``ops_utils.cli_env``)."""
+    from ops_utils import cli_env as offline_cli_env
+
+    return offline_cli_env()
 
 
 @pytest.fixture

@@ -56,7 +56,8 @@ def write_tiny_config(folder: Path, epochs: int = 2, wandb: str = "offline", nam
 
 
 def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_GEN_")}
+    """Environment for ``lightning-gen`` subprocesses: offline, quiet, no GPU, the repo importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_GEN_") and k != "WANDB_SERVICE"}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DISABLE_GIT="true", PYTHONPATH=str(REPO_ROOT), CUDA_VISIBLE_DEVICES="")
     env.pop("CI", None)
     return env

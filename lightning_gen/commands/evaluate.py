@@ -253,7 +253,7 @@ def run(args: EvaluateOptions) -> dict[str, Any]:
     return report
 
 
-def _uint8_rgb_dataset(images: Tensor) -> Any:
+def uint8_rgb_dataset(images: Tensor) -> Any:
     """uint8 RGB images for torch-fidelity (grey repeated to 3 channels, as our extractor does)."""
     import torch
 
@@ -295,7 +295,7 @@ def compare_with_torch_fidelity(
         return {}
     start = time.perf_counter()
     ref = torch_fidelity.calculate_metrics(
-        input1=_uint8_rgb_dataset(fake), input2=_uint8_rgb_dataset(real), fid="fid" in want, kid="kid" in want, prc="pr" in want,
+        input1=uint8_rgb_dataset(fake), input2=uint8_rgb_dataset(real), fid="fid" in want, kid="kid" in want, prc="pr" in want,
         feature_extractor="inception-v3-compat", feature_extractor_weights_path=weights.path,
         kid_subset_size=min(args.kid_subset_size or KIDFamily.subset_size, len(fake), len(real)), batch_size=args.batch_size,
         cuda=args.device.startswith("cuda"), cache=False, verbose=False, save_cpu_ram=True,
