@@ -48,8 +48,11 @@ def test_fit_and_eval_commands_of_rows(tmp_path: Path) -> None:
     image = reproduce.eval_command(ROWS["dcgan_mnist"], run, smoke=False, out=tmp_path / "e.json")
     assert _flags(image) == [
         "evaluate", "--ckpt", str(run / "checkpoints/last.ckpt"), "--metrics", "fid", "kid", "fd_classifier",
-        "--num_samples", "10000", "--num_real", "10000", "--split", "test", "--out", str(tmp_path / "e.json"),
+        "--num_samples", "10000", "--num_real", "10000", "--split", "test", "--out", str(tmp_path / "e.json"), "--device", "cpu",
     ]
+    on_gpu = reproduce.eval_command(ROWS["dcgan_mnist"], run, smoke=False, out=tmp_path / "e.json", device="cuda")
+    assert on_gpu[-2:] == ["--device", "cuda"]
+    assert reproduce.eval_device("cpu") == "cpu" and reproduce.eval_device("auto") in ("cpu", "cuda")
     assert "16" in reproduce.eval_command(ROWS["ddpm_mnist"], run, smoke=True, out=tmp_path / "e.json")
     assert reproduce.eval_command(ROWS["gpt_shakespeare_char"], run, smoke=False, out=tmp_path / "e.json") is None
     lstm = reproduce.fit_command(ROWS["lstm_shakespeare_char"], "r", "lstm_shakespeare_char", "x", smoke=False)
