@@ -6,6 +6,7 @@ import math
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision
 
 from lightning_gen.errors import ConfigError
 from lightning_gen.models.gpt import GPT, sample_next_token, warmup_cosine_lr
@@ -197,3 +198,32 @@ def test_generate_restores_modes_after_an_error(monkeypatch: pytest.MonkeyPatch)
     with pytest.raises(RuntimeError, match="boom"):
         model.generate(torch.tensor([[1, 2]]), 3)
     assert model.training and model.net.training
+
+
+def _one_clipped_step(tmp_path, precision: str | MixedPrecision, clip: float) -> float:
+    """Norm of the weight change after one fused-SGD step (lr 1) under ``precision`` with ``gradient_clip_val=clip``."""
+    torch.manual_seed(0)
+    ids = torch.randint(17, (16, 17))
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids[:, :-1], ids[:, 1:]), batch_size=16)
+    model = GPT(**TINY, weight_decay=0.0, warmup_steps=0, decay_steps=1, min_lr=0.0,
+                optimizer=lambda p: torch.optim.SGD(p, lr=1.0, fused=True))
+    before = torch.cat([p.detach().flatten().clone() for p in model.net.parameters()])
+    trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                        **({"precision": precision} if isinstance(precision, str) else {"plugins": [precision]}), gradient_clip_val=clip, limit_val_batches=0, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer.fit(model, data)
+    after = torch.cat([p.detach().flatten() for p in model.net.parameters()])
+    return (after - before).norm().item()
+
+
+def test_gradient_clipping_applies_to_a_fused_optimizer_under_bf16(tmp_path) -> None:
+    """nanoGPT's GPU recipe (bf16 autocast, fused optimizer, clip 1.0): Lightning alone refuses to clip a fused
+    optimizer under any mixed precision; bf16 has no loss scale, so the step is clipped to the norm asked for."""
+    unclipped = _one_clipped_step(tmp_path, "bf16-mixed", 0.0)
+    clipped = _one_clipped_step(tmp_path, "bf16-mixed", 1e-3)
+    assert unclipped > 0.1
+    assert clipped == pytest.approx(1e-3, rel=1e-3)
+
+
+def test_fp16_with_a_fused_optimizer_and_clipping_is_one_paragraph(tmp_path) -> None:
+    with pytest.raises(ConfigError, match=r"cannot clip a fused optimizer under `trainer.precision=16-mixed`.*`fused: false`"):
+        _one_clipped_step(tmp_path, MixedPrecision("16-mixed", "cpu"), 1e-3)  # Lightning's CPU default turns fp16 into bf16

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -125,6 +126,29 @@ class GenerativeModel(L.LightningModule, ABC):
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         self.update_ema()
+
+    # --- gradient clipping -----------------------------------------------------------------------
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+    ) -> None:
+        """``trainer.gradient_clip_val`` under every precision, fused optimizers (``fused: true``) included.
+
+        Lightning's mixed-precision plugin refuses to clip for any optimizer that unscales its own
+        gradients, because under fp16 the gradients it would clip are still multiplied by the
+        GradScaler's scale. bf16 has no scaler: its gradients are the true ones, so they are clipped as
+        in fp32 (nanoGPT's GPU recipe: bf16, fused AdamW, clip 1.0). fp16 + fused gets one paragraph.
+        """
+        plugin = self.trainer.precision_plugin
+        if isinstance(plugin, MixedPrecision) and gradient_clip_val and getattr(optimizer, "_step_supports_amp_scaling", False):
+            if plugin.scaler is not None:
+                raise ConfigError(
+                    f"`trainer.gradient_clip_val` ({gradient_clip_val}) cannot clip a fused optimizer under "
+                    f"`trainer.precision={plugin.precision}`: it unscales its gradients inside its step, after "
+                    "clipping. Set the optimizer's `fused: false`, or use `trainer.precision=bf16-mixed`."
+                )
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, gradient_clip_algorithm or "norm")
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def sampling_module(self, use_ema: bool = True) -> nn.Module:
         """The module that samples: the EMA copy when there is one and ``use_ema``, else the source."""
