@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar, RichProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -32,6 +33,7 @@ from lightning_gen.model_data import check_model_fits_data
 from lightning_gen.init_from import InitSource, add_init_from_arguments, prepare_init_from
 from lightning_gen.callbacks.finite_guard import FiniteGuard
 from lightning_gen.preemption import PreemptionCheckpoint
+from lightning_gen.precision import emulated_precision_notice
 from lightning_gen.strategy import ddp_strategy
 from lightning_gen.run import (
     EVAL_DIR_ENV, RUN_ID_ENV, Resume, RunOptions, check_checkpoint_fits, check_new_run_dir, check_resume_trains,
@@ -182,7 +184,11 @@ class LightningGenCLI(LightningCLI):
             trainer_config.get("strategy", "auto"), options.collective_timeout_min, self.model,
             trainer_config.get("devices", "auto"), trainer_config.get("num_nodes", 1), trainer_config.get("accelerator", "auto"),
         )
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        notice = emulated_precision_notice(trainer.precision, isinstance(trainer.accelerator, CPUAccelerator))
+        if notice and launching_rank_zero():  # DDP children re-run this CLI: say it once
+            print(notice, file=sys.stderr)
+        return trainer
 
     def _lock_run_dir(self, run_dir: Path, wait_s: float, continuing: bool) -> None:
         """A new run (not a resume, not ``--ckpt_path last``) must find the run dir empty; then take its lock."""

@@ -8,6 +8,8 @@ import yaml
 
 from lightning_gen.cli import build_cli
 from lightning_gen.loggers.wandb import read_offline_history
+from lightning_gen.precision import cpu_has_bf16, emulated_precision_notice
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 ALL_EXPERIMENTS = sorted(EXPERIMENTS.glob("*.yaml"))
@@ -118,3 +120,21 @@ def test_missing_dataset_without_network_is_one_paragraph(tmp_path, monkeypatch,
                          "--data.init_args.download_timeout_s=3", "--run.root=runs"], tmp_path, monkeypatch, capsys)
     assert all(fragment in stderr for fragment in ("lightning-gen: error:", "Downloading FashionMNIST", "no network")), stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_bf16_on_a_cpu_without_bf16_units_gets_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """The GPU GPT recipe run on a CPU keeps its bf16 but says, once, that this CPU emulates it (11x slower here)."""
+    gpu_recipe = ["--config", str(EXPERIMENTS / "gpt_shakespeare_char_gpu.yaml"), "--config", str(EXPERIMENTS / "debug.yaml"), *CPU]
+    build_cli(gpu_recipe, run=False)
+    notices = [line for line in capsys.readouterr().err.splitlines() if "is emulated" in line]
+    assert len(notices) == (0 if cpu_has_bf16() else 1)
+    build_cli([*gpu_recipe, "--trainer.precision=32-true"], run=False)
+    assert "is emulated" not in capsys.readouterr().err
+
+
+def test_emulated_precision_notice_names_the_fix() -> None:
+    notice = emulated_precision_notice("bf16-mixed", on_cpu=True, native_bf16=False)
+    assert notice is not None and "`trainer.precision=bf16-mixed`" in notice and "--trainer.precision=32-true" in notice
+    assert emulated_precision_notice("bf16-mixed", on_cpu=True, native_bf16=True) is None
+    assert emulated_precision_notice("bf16-mixed", on_cpu=False, native_bf16=False) is None
+    assert emulated_precision_notice("32-true", on_cpu=True, native_bf16=False) is None
