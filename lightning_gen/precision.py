@@ -20,7 +20,8 @@ def emulated_precision_notice(precision: str, on_cpu: bool, native_bf16: bool | 
     """One line when ``precision`` is bf16 on a CPU without bf16 instructions; else ``None``."""
     if not on_cpu or not str(precision).startswith("bf16"):
         return None
-    if native_bf16 if native_bf16 is not None else cpu_has_bf16():
+    native = cpu_has_bf16() if native_bf16 is None else native_bf16
+    if native:
         return None
     return (
         f"lightning-gen: warning: `trainer.precision={precision}` on a CPU without bf16 instructions (no AVX512-BF16 "
