@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Literal
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.plugins.precision.amp import _optimizer_handles_unscaling
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -139,7 +140,7 @@ class GenerativeModel(L.LightningModule, ABC):
         in fp32 (nanoGPT's GPU recipe: bf16, fused AdamW, clip 1.0). fp16 + fused gets one paragraph.
         """
         plugin = self.trainer.precision_plugin
-        if isinstance(plugin, MixedPrecision) and gradient_clip_val and getattr(optimizer, "_step_supports_amp_scaling", False):
+        if isinstance(plugin, MixedPrecision) and gradient_clip_val and _optimizer_handles_unscaling(optimizer):
             if plugin.scaler is not None:
                 raise ConfigError(
                     f"`trainer.gradient_clip_val` ({gradient_clip_val}) cannot clip a fused optimizer under "
