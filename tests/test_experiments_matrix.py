@@ -6,7 +6,8 @@ files such as ``debug.yaml`` or ``vae_mnist_eval.yaml`` have none, ``sweeps/`` i
 Files that cannot train on this machine are still tested as far as they go:
 
 * CIFAR-10 experiments: no offline copy of CIFAR-10 exists, so the run must stop at once with the
-  datamodule's one-paragraph error (exit 1, no traceback) and write no checkpoint;
+  datamodule's one-paragraph error (exit 1, no traceback) and write no checkpoint; their models,
+  optimizers and callbacks, as the file gives them, also train under DDP on :data:`CIFAR_STAND_IN`;
 * GPU experiments (``trainer.accelerator: gpu``): trained on CPU with ``--trainer.accelerator=cpu``,
   ``compile=false`` (a cold ``torch.compile`` costs minutes on this CPU and is not what is tested here)
   and ``precision=32-true`` (bf16 is emulated on a CPU without bf16 units: ~4 min per step of the GPU
@@ -181,6 +182,22 @@ def test_cifar10_experiment_says_where_to_get_the_data(experiment: Path, ddp: bo
     # the launching process checks the data before it starts the other ranks or writes a file
     assert "Traceback" not in proc.stderr and proc.stderr.count("lightning-gen: error:") == 1
     assert not (tmp_path / "runs").exists()
+
+
+#: CIFAR-10's shape, classes and 1-epoch length in synthetic images; the experiment's batch size and workers are kept
+CIFAR_STAND_IN = ["--data=datamodules.SyntheticImageDataModule", "--data.init_args.image_shape=[3,32,32]",
+                  "--data.init_args.num_classes=10", "--data.init_args.num_train=2560", "--data.init_args.num_val=128"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", CIFAR, ids=lambda p: p.stem)
+def test_cifar10_experiment_model_trains_under_ddp_on_a_stand_in(experiment: Path, tmp_path: Path) -> None:
+    """Everything of a CIFAR-10 file but its data (SN-GAN's spectral norm, n_dis 5, the 35.7M UNet) under DDP."""
+    config = yaml.safe_load(experiment.read_text())
+    sampling = ["--model.init_args.sampling.steps=4"] if "sampling" in config["model"]["init_args"] else []  # grid of 64, DDIM-4
+    run_dir, probe = fit(experiment, tmp_path, *CIFAR_STAND_IN, *sampling, ddp=True, timeout=900)
+    assert_run_dir(run_dir, config, steps=4)
+    assert_ranks_agree(probe, config)
 
 
 @pytest.mark.slow
