@@ -97,7 +97,7 @@ class PreemptionCheckpoint(Callback):
             except ValueError:  # not the main thread
                 pass
         if self.exit_grace_s > 0 and self._previous:
-            self._watchdog = _Watchdog.start(self.exit_grace_s, (signal.SIGTERM, signal.SIGINT, *self.signals))
+            self._watchdog = _Watchdog.start(self.exit_grace_s, (signal.SIGTERM, signal.SIGINT, *self.signals), self.dirpath)
 
     def _restore_handlers(self) -> None:
         for sig, handler in self._previous.items():
@@ -166,6 +166,23 @@ class PreemptionCheckpoint(Callback):
         self._restore_handlers()
 
 
+def stuck_message(sig: int, grace_s: float, checkpoint_dir: str) -> str:
+    """The watchdog's line: why the process ends now, and whether a ``last.ckpt`` exists to resume from."""
+    last = os.path.join(checkpoint_dir, "last.ckpt")
+    if os.path.exists(last):
+        resume = f"resume with `--ckpt_path last` ({last}, saved before the signal)."
+    else:
+        resume = (
+            f"this run has no {last} yet, so a resume starts from step 0. If one batch takes longer than "
+            f"{grace_s:g} s, set `--run.stop_grace_s` above it so the next signal saves one."
+        )
+    return (
+        f"lightning-gen: received {signal.Signals(sig).name} but the process did not stop within {grace_s:g} s "
+        f"(a batch longer than that, or stuck, e.g. in a collective waiting for another rank): exiting now with "
+        f"status {128 + sig}; {resume}"
+    )
+
+
 class _Watchdog:
     """Ends the process if it is still alive ``grace_s`` after a stop signal (see the module docstring).
 
@@ -173,16 +190,17 @@ class _Watchdog:
     thread is blocked in C code; this daemon thread reads it, waits ``grace_s`` and exits the process.
     """
 
-    def __init__(self, grace_s: float, signals: tuple[int, ...]) -> None:
+    def __init__(self, grace_s: float, signals: tuple[int, ...], checkpoint_dir: str) -> None:
         self.grace_s = grace_s
         self.signals = set(signals)
+        self.checkpoint_dir = checkpoint_dir
         self._read, self._write = socket.socketpair()
         self._write.setblocking(False)
         self._previous_fd = -1
 
     @classmethod
-    def start(cls, grace_s: float, signals: tuple[int, ...]) -> _Watchdog | None:
-        watchdog = cls(grace_s, signals)
+    def start(cls, grace_s: float, signals: tuple[int, ...], checkpoint_dir: str) -> _Watchdog | None:
+        watchdog = cls(grace_s, signals, checkpoint_dir)
         try:
             watchdog._previous_fd = signal.set_wakeup_fd(watchdog._write.fileno(), warn_on_full_buffer=False)
         except ValueError:  # not the main thread
@@ -204,13 +222,7 @@ class _Watchdog:
                 break
         sig = hits[0]
         threading.Event().wait(self.grace_s)
-        print(
-            f"lightning-gen: received {signal.Signals(sig).name} but the process did not stop within {self.grace_s:g} s "
-            f"(stuck, e.g. in a collective waiting for another rank): exiting now with status {128 + sig}; "
-            "resume with `--ckpt_path last`.",
-            file=sys.stderr,
-            flush=True,
-        )
+        print(stuck_message(sig, self.grace_s, self.checkpoint_dir), file=sys.stderr, flush=True)
         os._exit(128 + sig)
 
     def stop_listening(self) -> None:

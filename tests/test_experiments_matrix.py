@@ -196,7 +196,7 @@ def test_cifar10_experiment_model_trains_on_a_stand_in(experiment: Path, ddp: bo
     """Everything of a CIFAR-10 file but its data (SN-GAN's spectral norm, n_dis 5, the 35.7M UNet), also under DDP."""
     config = yaml.safe_load(experiment.read_text())
     sampling = ["--model.init_args.sampling.steps=4"] if "sampling" in config["model"]["init_args"] else []  # grid of 64, DDIM-4
-    run_dir, probe = fit(experiment, tmp_path, *CIFAR_STAND_IN, *sampling, ddp=ddp, timeout=900)
+    run_dir, probe = fit(experiment, tmp_path, *CIFAR_STAND_IN, *sampling, ddp=ddp, timeout=1800)  # DDPM under DDP: 642 s here
     assert_run_dir(run_dir, config, steps=4)
     if ddp:
         assert_ranks_agree(probe, config)

@@ -109,10 +109,23 @@ def test_sigterm_ends_a_run_stuck_in_c_code_after_the_grace_period(tmp_path: Pat
     assert proc.returncode == 128 + signal.SIGTERM, out[-3000:]
     assert 2.0 <= waited < 30, waited
     assert (
-        "lightning-gen: received SIGTERM but the process did not stop within 2 s (stuck, e.g. in a collective "
-        "waiting for another rank): exiting now with status 143; resume with `--ckpt_path last`." in out
-    )
+        "lightning-gen: received SIGTERM but the process did not stop within 2 s (a batch longer than that, or stuck, "
+        "e.g. in a collective waiting for another rank): exiting now with status 143; resume with `--ckpt_path last` ("
+    ) in out
     assert torch.load(tmp_path / "runs" / "tiny" / "r" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+
+
+def test_stuck_message_says_whether_there_is_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
+    """A 5-minute batch (the GPU GPT recipe in emulated bf16 on a CPU) outlives the grace: the line must not
+    promise a `--ckpt_path last` that does not exist, and must name the option that avoids the loss."""
+    from lightning_gen.preemption import stuck_message
+
+    none_yet = stuck_message(signal.SIGTERM, 60, str(tmp_path))
+    assert "status 143" in none_yet and "--ckpt_path last" not in none_yet
+    assert f"this run has no {tmp_path / 'last.ckpt'} yet" in none_yet and "`--run.stop_grace_s` above it" in none_yet
+    (tmp_path / "last.ckpt").write_bytes(b"x")
+    saved = stuck_message(signal.SIGINT, 2, str(tmp_path))
+    assert saved.endswith(f"status 130; resume with `--ckpt_path last` ({tmp_path / 'last.ckpt'}, saved before the signal).")
 
 
 @pytest.mark.slow
