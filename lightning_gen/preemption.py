@@ -63,7 +63,7 @@ class PreemptionCheckpoint(Callback):
 
     def __init__(self, dirpath: str, signals: tuple[str, ...] = ("SIGUSR1",), exit_grace_s: float = 60.0) -> None:
         super().__init__()
-        self.dirpath = dirpath
+        self.last_path = os.path.join(dirpath, "last.ckpt")
         self.signals = tuple(getattr(signal, name) for name in signals if hasattr(signal, name))
         self.exit_grace_s = exit_grace_s
         self._requested = False
@@ -97,7 +97,7 @@ class PreemptionCheckpoint(Callback):
             except ValueError:  # not the main thread
                 pass
         if self.exit_grace_s > 0 and self._previous:
-            self._watchdog = _Watchdog.start(self.exit_grace_s, (signal.SIGTERM, signal.SIGINT, *self.signals), self.dirpath)
+            self._watchdog = _Watchdog.start(self.exit_grace_s, (signal.SIGTERM, signal.SIGINT, *self.signals), self.last_path)
 
     def _restore_handlers(self) -> None:
         for sig, handler in self._previous.items():
@@ -139,11 +139,10 @@ class PreemptionCheckpoint(Callback):
         signal.raise_signal(signal.SIGTERM)  # Lightning's flag again: the fit loop stops after this epoch
 
     def _save(self, trainer: L.Trainer) -> None:
-        path = os.path.join(self.dirpath, "last.ckpt")
-        trainer.save_checkpoint(path)  # collective under DDP; atomic through AtomicCheckpointIO
-        self.saved_path = path
+        trainer.save_checkpoint(self.last_path)  # collective under DDP; atomic through AtomicCheckpointIO
+        self.saved_path = self.last_path
         rank_zero_info(
-            f"lightning-gen: preempted at step {trainer.global_step}: checkpoint saved to {path}; "
+            f"lightning-gen: preempted at step {trainer.global_step}: checkpoint saved to {self.last_path}; "
             "resume with the same command plus `--ckpt_path last`."
         )
 
@@ -166,9 +165,8 @@ class PreemptionCheckpoint(Callback):
         self._restore_handlers()
 
 
-def stuck_message(sig: int, grace_s: float, checkpoint_dir: str) -> str:
-    """The watchdog's line: why the process ends now, and whether a ``last.ckpt`` exists to resume from."""
-    last = os.path.join(checkpoint_dir, "last.ckpt")
+def stuck_message(sig: int, grace_s: float, last: str) -> str:
+    """The watchdog's line: why the process ends now, and whether ``last`` (the run's ``last.ckpt``) exists to resume from."""
     if os.path.exists(last):
         resume = f"resume with `--ckpt_path last` ({last}, saved before the signal)."
     else:
@@ -190,17 +188,17 @@ class _Watchdog:
     thread is blocked in C code; this daemon thread reads it, waits ``grace_s`` and exits the process.
     """
 
-    def __init__(self, grace_s: float, signals: tuple[int, ...], checkpoint_dir: str) -> None:
+    def __init__(self, grace_s: float, signals: tuple[int, ...], last_path: str) -> None:
         self.grace_s = grace_s
         self.signals = set(signals)
-        self.checkpoint_dir = checkpoint_dir
+        self.last_path = last_path
         self._read, self._write = socket.socketpair()
         self._write.setblocking(False)
         self._previous_fd = -1
 
     @classmethod
-    def start(cls, grace_s: float, signals: tuple[int, ...], checkpoint_dir: str) -> _Watchdog | None:
-        watchdog = cls(grace_s, signals, checkpoint_dir)
+    def start(cls, grace_s: float, signals: tuple[int, ...], last_path: str) -> _Watchdog | None:
+        watchdog = cls(grace_s, signals, last_path)
         try:
             watchdog._previous_fd = signal.set_wakeup_fd(watchdog._write.fileno(), warn_on_full_buffer=False)
         except ValueError:  # not the main thread
@@ -222,7 +220,7 @@ class _Watchdog:
                 break
         sig = hits[0]
         threading.Event().wait(self.grace_s)
-        print(stuck_message(sig, self.grace_s, self.checkpoint_dir), file=sys.stderr, flush=True)
+        print(stuck_message(sig, self.grace_s, self.last_path), file=sys.stderr, flush=True)
         os._exit(128 + sig)
 
     def stop_listening(self) -> None:

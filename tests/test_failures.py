@@ -120,11 +120,11 @@ def test_stuck_message_says_whether_there_is_a_checkpoint_to_resume_from(tmp_pat
     promise a `--ckpt_path last` that does not exist, and must name the option that avoids the loss."""
     from lightning_gen.preemption import stuck_message
 
-    none_yet = stuck_message(signal.SIGTERM, 60, str(tmp_path))
+    none_yet = stuck_message(signal.SIGTERM, 60, str(tmp_path / "last.ckpt"))
     assert "status 143" in none_yet and "--ckpt_path last" not in none_yet
     assert f"this run has no {tmp_path / 'last.ckpt'} yet" in none_yet and "`--run.stop_grace_s` above it" in none_yet
     (tmp_path / "last.ckpt").write_bytes(b"x")
-    saved = stuck_message(signal.SIGINT, 2, str(tmp_path))
+    saved = stuck_message(signal.SIGINT, 2, str(tmp_path / "last.ckpt"))
     assert saved.endswith(f"status 130; resume with `--ckpt_path last` ({tmp_path / 'last.ckpt'}, saved before the signal).")
 
 
