@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from datamodules.mnist import FashionMNISTDataModule, MNISTDataModule
     from datamodules.synthetic import SyntheticImageDataModule
 
-# Imported on first use, so `datamodules.errors` (read by `lightning-gen --help`) does not import Lightning.
+# Imported on first use, so `datamodules.text` helpers does not import Lightning.
 _LAZY = {
     "ImageDataModule": "datamodules.base",
     "CIFAR10DataModule": "datamodules.cifar10",

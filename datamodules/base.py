@@ -12,7 +12,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.errors import ConfigError
+from gen_common.errors import ConfigError
 from datamodules.resumable import ResumableDataLoader
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from datamodules.base import ImageDataModule
-from datamodules.errors import ConfigError, DataNotFoundError
+from gen_common.errors import ConfigError, DataNotFoundError
 from datamodules.mnist import UInt8ImageDataset
 
 CIFAR10_FOLDER = "cifar-10-batches-py"

@@ -19,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.base import ImageDataModule
-from datamodules.errors import ConfigError, CorruptDataError, DataNotFoundError
+from gen_common.errors import ConfigError, CorruptDataError, DataNotFoundError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # what PIL raises for unreadable files: unknown/truncated data (OSError), broken headers (SyntaxError, ValueError...)

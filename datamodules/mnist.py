@@ -24,7 +24,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from datamodules.base import ImageDataModule
-from datamodules.errors import ConfigError, DataNotFoundError
+from gen_common.errors import ConfigError, DataNotFoundError
 
 Binarize = Literal["none", "dynamic", "threshold"]
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # train x/y, test x/y; x uint8 (N,28,28)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from datamodules.ranks import rank_and_world
+from gen_common.ranks import rank_and_world
 
 
 class ResumableSampler(DistributedSampler):

@@ -5,7 +5,7 @@ import torch
 from torch import Tensor
 
 from datamodules.base import ImageDataModule
-from datamodules.errors import ConfigError
+from gen_common.errors import ConfigError
 from datamodules.mnist import UInt8ImageDataset
 
 

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from datamodules.text import TextDataModule  # noqa: E402
-from lightning_gen.cli import build_cli  # noqa: E402
+from lightning_gen.cli.trainer import build_cli  # noqa: E402
 from lightning_gen.models.gpt import warmup_cosine_lr  # noqa: E402
 from lightning_gen.nets.gpt import GPT, GPTConfig  # noqa: E402
 

@@ -17,7 +17,7 @@ import time
 import lightning as L
 import torch
 
-from lightning_gen.cli import build_cli
+from lightning_gen.cli.trainer import build_cli
 
 EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "experiments", "vae_mnist.yaml")
 

@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from lightning_gen.runs import env
+
 REPO = Path(__file__).resolve().parent.parent
 ROWS_FILE = REPO / "experiments" / "results" / "rows.yaml"
 RESULTS_FILE = REPO / "results" / "results.jsonl"
@@ -133,8 +135,8 @@ def commit() -> str:
 
     A copy of the tree without ``.git`` (a remote machine) names its commit in ``$LIGHTNING_GEN_COMMIT``.
     """
-    if os.environ.get("LIGHTNING_GEN_COMMIT"):
-        return os.environ["LIGHTNING_GEN_COMMIT"]
+    if os.environ.get(env.COMMIT):
+        return os.environ[env.COMMIT]
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip() or "unknown"
     dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
     return head + ("-dirty" if dirty else "")

@@ -40,7 +40,7 @@ def cli_env() -> dict[str, str]:
 @pytest.fixture
 def lightning_gen_cmd() -> list[str]:
     """The console script, run with this interpreter."""
-    return [sys.executable, "-m", "lightning_gen.cli"]
+    return [sys.executable, "-m", "lightning_gen"]
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CLI = [sys.executable, "-m", "lightning_gen.cli"]
+CLI = [sys.executable, "-m", "lightning_gen"]
 
 TINY_YAML = """\
 model:

@@ -1,7 +1,7 @@
 """Bad input gets one paragraph (exit 1, no traceback) and leaves every existing run's files as they were.
 
 Each case runs ``lightning-gen`` with the arguments a user would type: in this process through
-``lightning_gen.cli.main`` (cheap: Lightning is imported once), and as a subprocess, as a
+``lightning_gen.__main__.main`` (cheap: Lightning is imported once), and as a subprocess, as a
 user runs it (about 10 s of start-up each: one case in the default suite, the rest ``slow``).
 """
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lightning_gen.cli import main
-from lightning_gen.run import RUN_ID_ENV
+from lightning_gen.__main__ import main
+from lightning_gen.runs.env import RUN_ID as RUN_ID_ENV
 from ops_utils import REPO_ROOT, cli_env, write_tiny_config
 
 EXPERIMENTS = REPO_ROOT / "experiments"
@@ -199,7 +199,7 @@ def test_bad_input_from_the_command_line(name: str, existing_run: Path, tmp_path
     case = CASES[name](tmp_path, existing_run)
     before, runs_before = file_hashes(existing_run / "tiny" / "r1"), {str(p.relative_to(existing_run)) for p in existing_run.rglob("*")}
     proc = subprocess.run(
-        [sys.executable, "-m", "lightning_gen.cli", *case.args],
+        [sys.executable, "-m", "lightning_gen", *case.args],
         cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**cli_env(), **case.env, "OMP_NUM_THREADS": "1"},
     )
     check_outcome(case, proc.returncode, proc.stderr, existing_run, before, runs_before)

@@ -9,7 +9,7 @@ from lightning_gen.callbacks import SampleGrid
 from lightning_gen.callbacks.cadence import Cadence
 from lightning_gen.callbacks.image_metrics import FID
 from lightning_gen.callbacks.text_metrics import TextMetrics
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 
 
 def trainer(epoch: int = 0, step: int = 0, fn: str = "fit", sanity: bool = False) -> SimpleNamespace:

@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_gen.cli import build_cli
+from lightning_gen.cli.trainer import build_cli
 from lightning_gen.loggers.wandb import read_offline_history
-from lightning_gen.precision import cpu_has_bf16, emulated_precision_notice
+from lightning_gen.runs.precision import cpu_has_bf16, emulated_precision_notice
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -77,7 +77,7 @@ def _cli_error(argv: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, caps
     """Run ``lightning-gen ARGV`` in this process from ``cwd`` (offline env); its stderr. It must fail."""
     import os
 
-    from lightning_gen.cli import main
+    from lightning_gen.__main__ import main
     from ops_utils import cli_env
 
     for key in [k for k in os.environ if k.startswith("LIGHTNING_GEN_")]:

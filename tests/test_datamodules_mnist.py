@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from datamodules import FashionMNISTDataModule, MNISTDataModule
-from datamodules.errors import ConfigError, DataNotFoundError
+from gen_common.errors import ConfigError, DataNotFoundError
 from datamodules.mnist import read_idx
 
 

@@ -16,7 +16,7 @@ from conftest import EXPERIMENTS
 from ops_utils import run_cli, train_rows
 
 from datamodules import SyntheticImageDataModule
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.models import Diffusion
 from lightning_gen.models.base import EXPORT_KEY, ImageGenerator, export_payload, load_exported
 from lightning_gen.nets.diffusion import DenoisingDiffusion, NoiseSchedule, SamplingConfig, UNetConfig
@@ -253,7 +253,7 @@ def test_export_payload_rebuilds_the_sampler_without_lightning(trained: tuple[Di
 
 # --- the shipped experiment files ----------------------------------------------------------------------
 def test_cifar10_experiment_is_the_35_7m_ddpm_unet(tmp_path: Path) -> None:
-    from lightning_gen.cli import build_cli
+    from lightning_gen.cli.trainer import build_cli
 
     cli = build_cli(
         ["--config", str(EXPERIMENTS / "ddpm_cifar10.yaml"), "--run.wandb=disabled", f"--data.init_args.data_dir={tmp_path}", "--trainer.accelerator=cpu"],
@@ -268,7 +268,7 @@ def test_cifar10_experiment_is_the_35_7m_ddpm_unet(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "conditional"), [("ddpm_mnist", False), ("ddpm_fashion_mnist", False), ("ddpm_mnist_cfg", True)])
 def test_cpu_experiments_build(name: str, conditional: bool) -> None:
-    from lightning_gen.cli import build_cli
+    from lightning_gen.cli.trainer import build_cli
 
     cli = build_cli(["--config", str(EXPERIMENTS / f"{name}.yaml"), "--run.wandb=disabled", "--trainer.accelerator=cpu"], run=False)
     assert cli.model.image_shape == (1, 28, 28)
@@ -327,7 +327,7 @@ def test_evaluate_ckpt_of_a_diffusion_run(mnist_run: Path) -> None:
 
 
 def test_bad_unet_for_the_image_size_is_one_paragraph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from lightning_gen.cli import main
+    from lightning_gen.__main__ import main
 
     with pytest.raises(SystemExit) as exc:
         main([*FIT_ARGS, "--model.init_args.unet.widths=[8,16,16,16]", "--model.init_args.unet.attention=[false,false,false,false]"])

@@ -12,7 +12,7 @@ from PIL import Image
 
 from datamodules.synthetic import SyntheticImageDataModule
 from lightning_gen.callbacks import ClassifierFD, ClassifierIS, InceptionScore
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.metrics.cache import FeatureCache
 from lightning_gen.metrics.classifier import EXTRACTOR_NAME, build_classifier_extractor, ensure_classifier
 from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator
@@ -96,7 +96,7 @@ def test_inception_score_callback_fails_at_setup_without_official_weights(tmp_pa
 
 
 def test_evaluate_command_on_checkpoint_and_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from lightning_gen.cli import main
+    from lightning_gen.__main__ import main
 
     model = VAE(image_shape=SHAPE, latent_dim=4, widths=(8, 16))
     trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=0, logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
@@ -128,7 +128,7 @@ def test_evaluate_command_on_checkpoint_and_image_folder(tmp_path: Path, capsys:
 
 
 def test_evaluate_command_errors_are_one_paragraph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from lightning_gen.cli import main
+    from lightning_gen.__main__ import main
 
     with pytest.raises(SystemExit):
         main(["evaluate", "--images", str(tmp_path), "--metrics", "fid"])

@@ -21,7 +21,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from datamodules.synthetic import SyntheticImageDataModule
 from lightning_gen.callbacks import FID, KID, PrecisionRecall
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.metrics import cache as cache_mod
 from lightning_gen.metrics.cache import FeatureCache, atomic_torch_save
 from lightning_gen.metrics.distributed import owned_chunks

@@ -20,7 +20,7 @@ from PIL import Image
 from skimage import data
 
 from lightning_gen.commands import evaluate
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator, prefetch
 from lightning_gen.metrics.extractors import ImageFeatureExtractor
 from lightning_gen.metrics.fidelity import FIDFamily
@@ -242,7 +242,7 @@ def test_cli_two_folders_equal_torch_fidelity_fid(tmp_path: Path) -> None:
 
 
 def test_images_folder_with_config_reports_a_corrupt_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from lightning_gen.cli import main
+    from lightning_gen.__main__ import main
 
     fake = save_crops(data.camera(), tmp_path / "samples", 3, size=16, grey=True)
     (fake / "003.png").write_bytes((fake / "000.png").read_bytes()[:60])

@@ -13,7 +13,7 @@ import pytest
 import torch
 from skimage import data
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.metrics.cache import FeatureCache
 from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator
 from lightning_gen.metrics.extractors import build_inception_extractor

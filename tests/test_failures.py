@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_gen.checkpoint_io import AtomicCheckpointIO, nonfinite_count
-from lightning_gen.errors import LightningGenError
+from lightning_gen.runs.checkpoints import AtomicCheckpointIO, nonfinite_count
+from gen_common.errors import LightningGenError
 from ops_utils import CLI, REPO_ROOT, cli_env_with_tests, fault_at_callback, run_cli, write_tiny_config
 
 ERROR = "lightning-gen: error: "
@@ -118,7 +118,7 @@ def test_sigterm_ends_a_run_stuck_in_c_code_after_the_grace_period(tmp_path: Pat
 def test_stuck_message_says_whether_there_is_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
     """A 5-minute batch (the GPU GPT recipe in emulated bf16 on a CPU) outlives the grace: the line must not
     promise a `--ckpt_path last` that does not exist, and must name the option that avoids the loss."""
-    from lightning_gen.preemption import stuck_message
+    from lightning_gen.runs.preemption import stuck_message
 
     none_yet = stuck_message(signal.SIGTERM, 60, str(tmp_path / "last.ckpt"))
     assert "status 143" in none_yet and "--ckpt_path last" not in none_yet

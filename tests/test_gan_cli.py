@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_gen.cli import build_cli, main
+from lightning_gen.__main__ import main
+from lightning_gen.cli.trainer import build_cli
 from lightning_gen.commands.export import load_generator
 from lightning_gen.models.gan import GAN
 

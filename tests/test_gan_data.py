@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from datamodules import CIFAR10DataModule, ImageFolderDataModule
-from datamodules.errors import ConfigError, DataNotFoundError
+from gen_common.errors import ConfigError, DataNotFoundError
 from lightning_gen.models.gan import GAN
 
 
@@ -112,7 +112,7 @@ def test_corrupt_image_is_one_paragraph_naming_it_also_from_workers(tmp_path: Pa
     """Files are decoded lazily; a broken one stops the loader with its path, not a worker traceback."""
     from datamodules.check_images import main as check_images
     from datamodules.check_images import unreadable_images
-    from datamodules.errors import CorruptDataError
+    from gen_common.errors import CorruptDataError
 
     rng = np.random.default_rng(0)
     for i in range(6):

@@ -13,7 +13,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_gen.commands.export import export_generator, load_generator
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.models.gan import GAN
 
 SHAPE = (1, 28, 28)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lightning_gen.cli import main
+from lightning_gen.__main__ import main
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
 TEXT = ("ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n" * 80)
@@ -70,7 +70,7 @@ def test_fit_logs_text_metrics_and_sample_prints_text(tmp_path: Path, capsys: py
 
 
 def test_lstm_baseline_is_chosen_in_yaml(tmp_path: Path) -> None:
-    from lightning_gen.cli import build_cli
+    from lightning_gen.cli.trainer import build_cli
     from lightning_gen.nets.lstm import LSTMDecoder
 
     (tmp_path / "corpus.txt").write_text(TEXT)

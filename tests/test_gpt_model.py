@@ -8,7 +8,7 @@ import pytest
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.models.gpt import GPT, sample_next_token, warmup_cosine_lr
 from lightning_gen.nets.gpt import GPT as GPTNet
 from lightning_gen.nets.gpt import GPTConfig

@@ -14,9 +14,10 @@ import torch
 import yaml
 
 from datamodules.text import TextDataModule
-from lightning_gen.cli import build_cli, main
-from datamodules.errors import ConfigError
-from lightning_gen.init_from import InitSource, state_dict_misfits
+from lightning_gen.__main__ import main
+from lightning_gen.cli.trainer import build_cli
+from gen_common.errors import ConfigError
+from lightning_gen.runs.init_from import InitSource, state_dict_misfits
 from lightning_gen.metrics.inception import file_sha256
 from ops_utils import run_cli
 

@@ -45,9 +45,9 @@ def test_ddp_strategy_names_get_the_collective_timeout_and_the_models_unused_par
 
     from lightning.pytorch.strategies import DDPStrategy
 
-    from lightning_gen.errors import ConfigError
+    from gen_common.errors import ConfigError
     from lightning_gen.models.gan import GAN
-    from lightning_gen.strategy import ddp_strategy
+    from lightning_gen.runs.strategy import ddp_strategy
 
     ddp = ddp_strategy("ddp", 2.5, object())
     assert isinstance(ddp, DDPStrategy) and ddp._timeout == timedelta(minutes=2.5) and ddp._start_method == "popen"

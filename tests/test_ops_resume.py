@@ -178,7 +178,7 @@ def test_preemption_signal_saves_checkpoint_and_exits_cleanly_then_resumes(tmp_p
 
 
 def _main_in_process(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    from lightning_gen.cli import main
+    from lightning_gen.__main__ import main
 
     with pytest.raises(SystemExit) as exc:
         main(argv)

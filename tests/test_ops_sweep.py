@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from lightning_gen.commands.sweep import load_sweep, trial_command
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from ops_utils import CLI, cli_env, logged_steps, run_cli, train_rows, write_tiny_config
 
 GOOD = """\
@@ -53,7 +53,7 @@ def test_bad_sweep_file_is_one_clear_error_and_nothing_is_written(tmp_path: Path
     path.write_text(text.format(config="tiny.yaml"))
     with pytest.raises(ConfigError, match=message.replace("$", r"\$").replace("(", r"\(")):
         load_sweep(path)
-    from lightning_gen.cli import main
+    from lightning_gen.__main__ import main
 
     with pytest.raises(SystemExit) as exc:
         main(["sweep", str(path), "--backend", "optuna"])

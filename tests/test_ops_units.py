@@ -9,9 +9,10 @@ from torch.utils.data import TensorDataset
 
 from datamodules.resumable import ResumableDataLoader
 from lightning_gen.commands.compare import flatten, load_run, summarize
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.loggers.resumable_csv import truncate_metrics_csv
-from lightning_gen.run import RUN_ID_ENV, new_run_id
+from lightning_gen.runs.env import RUN_ID as RUN_ID_ENV
+from lightning_gen.runs.layout import new_run_id
 
 
 def _epoch(loader: ResumableDataLoader, epoch: int) -> list[list[int]]:
@@ -84,7 +85,7 @@ def test_compare_table_has_final_best_and_differing_config(tmp_path: Path) -> No
 
 
 def test_progress_bar_only_in_an_interactive_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lightning_gen import cli
+    from lightning_gen.cli import trainer as cli
 
     monkeypatch.setattr(cli.sys.stdout, "isatty", lambda: True, raising=False)
     monkeypatch.delenv("CI", raising=False)

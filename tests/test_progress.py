@@ -1,7 +1,7 @@
 """Progress outside the Trainer: silent (and transparent) in CI, pipes and on ranks other than 0."""
 import sys
 
-from lightning_gen import progress
+from gen_common import progress
 
 
 def test_track_is_transparent_and_quiet_when_not_interactive(monkeypatch, capsys):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_gen.run_lock import LOCK_NAME, acquire_run_lock
+from lightning_gen.runs.lock import LOCK_NAME, acquire_run_lock
 from ops_utils import CLI, cli_env, logged_steps, run_cli, start_and_signal, train_rows, write_tiny_config
 
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
@@ -160,7 +160,7 @@ def test_lock_waits_for_a_live_holder_only_when_asked(tmp_path: Path) -> None:
     """``--run.lock_wait_s`` (a retried sweep trial): the second writer waits for the first to release."""
     import threading
 
-    from lightning_gen.run_lock import RunLockedError
+    from lightning_gen.runs.lock import RunLockedError
 
     first = acquire_run_lock(tmp_path / "run")
     with pytest.raises(RunLockedError, match=f"PID {os.getpid()} on host"):

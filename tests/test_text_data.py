@@ -9,7 +9,7 @@ import torch
 
 import datamodules.text.datamodule as text_dm
 import datamodules.text.tokenizers as toks
-from datamodules.errors import ConfigError, DataNotFoundError, UserError
+from gen_common.errors import ConfigError, DataNotFoundError, UserError
 from datamodules.text import (
     ByteLevelBPETokenizer,
     CharTokenizer,

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.atomic import atomic_write
-from datamodules.ranks import global_rank, rank_and_world
+from gen_common.atomic import atomic_write
+from gen_common.ranks import global_rank, rank_and_world
 from lightning_gen.__main__ import main
 from lightning_gen.commands.compare import CompareOptions
 from lightning_gen.commands.evaluate import EvaluateOptions

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from datamodules import SyntheticImageDataModule
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.models import VAE
 
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from lightning_gen.errors import LightningGenError
+from gen_common.errors import LightningGenError
 from lightning_gen.loggers.wandb import WandbLogger, resolve_wandb_mode, wandb_base_url
 
 

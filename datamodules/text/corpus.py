@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from datamodules.errors import ConfigError, CorruptDataError, DataNotFoundError
+from gen_common.errors import ConfigError, CorruptDataError, DataNotFoundError
 
 TEXT_SUFFIXES = (".txt", ".md", ".text", ".rst")
 

@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from datamodules.atomic import atomic_write
-from datamodules.errors import ConfigError
-from datamodules.ranks import rank_and_world
+from gen_common.atomic import atomic_write
+from gen_common.errors import ConfigError
+from gen_common.ranks import rank_and_world
 from datamodules.text.corpus import Corpus, shakespeare_corpus, text_path_corpus
 from datamodules.text.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, bpe_tokenizer, tokenizer_from_dict
 

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from datamodules.atomic import atomic_write
-from datamodules.errors import ConfigError, DataNotFoundError, UserError
+from gen_common.atomic import atomic_write
+from gen_common.errors import ConfigError, DataNotFoundError, UserError
 
 TIKTOKEN_TIMEOUT_S = 20.0  # bound on tiktoken's download attempt; offline it fails in well under 1 s
 

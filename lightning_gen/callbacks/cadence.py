@@ -7,7 +7,7 @@ and read them through :class:`Cadence`:
   from 1; the sanity check never counts). A stand-alone ``validate`` run evaluates once.
 * ``every_n_steps: n`` — after every n-th optimizer step (``global_step`` n, 2n, ...).
 * ``null`` (``None``) means **never**; it is the only way to say it. ``0`` and negative values are
-  refused with a :class:`~lightning_gen.errors.ConfigError`, so "never" cannot be written two ways.
+  refused with a :class:`~gen_common.errors.ConfigError`, so "never" cannot be written two ways.
 
 Both may be set (the callback then runs at both moments, at most once per moment).
 (The *logging* cadence of training metrics is :mod:`lightning_gen.models.cadence`.)
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import lightning as L
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 
 
 @dataclass

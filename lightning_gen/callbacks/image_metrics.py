@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_gen.callbacks.cadence import Cadence
-from lightning_gen.errors import ConfigError, LightningGenError
+from gen_common.errors import ConfigError, LightningGenError
 from lightning_gen.metrics.cache import FeatureCache
 from lightning_gen.metrics.distributed import broadcast_object, rank_and_world
 from lightning_gen.metrics.evaluator import EvalResult, EvalSettings, ImageEvaluator, split_dataset

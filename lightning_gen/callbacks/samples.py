@@ -7,7 +7,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
 from lightning_gen.callbacks.cadence import Cadence
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.loggers.images import log_image_grid
 from lightning_gen.models.base import ImageGenerator
 

@@ -2,7 +2,7 @@
 
 ``lightning-gen sweep --backend optuna`` runs every trial as its own ``lightning-gen fit``
 process (the same command a W&B agent would run, so DDP ranks all get the config from the
-command line). It passes the trial through :data:`TRIAL_ENV`; the CLI then adds
+command line). It passes the trial through :data:`lightning_gen.runs.env.OPTUNA_TRIAL`; the CLI then adds
 :class:`OptunaTrialReporter`, which reports after each validation, records the run dir and
 the last value, and asks the study's pruner whether to stop.
 """
@@ -16,9 +16,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-#: environment variable with ``{"storage", "study", "trial_id", "metric"}`` of the running trial
-TRIAL_ENV = "LIGHTNING_GEN_OPTUNA_TRIAL"
-
+from lightning_gen.runs import env
 
 class OptunaTrialReporter(Callback):
     """Report ``metric`` to Optuna trial ``trial_id`` after every validation; stop if pruned.
@@ -38,8 +36,8 @@ class OptunaTrialReporter(Callback):
 
     @classmethod
     def from_env(cls) -> OptunaTrialReporter | None:
-        """The reporter for the trial named in :data:`TRIAL_ENV`, if any."""
-        raw = os.environ.get(TRIAL_ENV)
+        """The reporter for the trial named in :data:`lightning_gen.runs.env.OPTUNA_TRIAL`, if any."""
+        raw = os.environ.get(env.OPTUNA_TRIAL)
         return cls(**json.loads(raw)) if raw else None
 
     def _get_trial(self) -> Any:

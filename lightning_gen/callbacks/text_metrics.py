@@ -32,7 +32,7 @@ from lightning.pytorch.callbacks import Callback
 from torchmetrics.functional.text import perplexity, rouge_score, sacre_bleu_score
 
 from lightning_gen.callbacks.cadence import Cadence
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.loggers.tables import log_text_table
 from lightning_gen.models.base import TextGenerator
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.options import parse_options
 

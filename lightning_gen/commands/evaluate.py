@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import yaml
 
-from lightning_gen.errors import ConfigError, LightningGenError
+from gen_common.errors import ConfigError, LightningGenError
 from lightning_gen.metrics.settings import EvalSettings, FeatureSettings, Precision
 from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.options import parse_options

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightning_gen.errors import LightningGenError
+from gen_common.errors import LightningGenError
 from lightning_gen.utils.options import parse_options
 
 #: format of GAN exports made before the contract (``gan_generator_config`` checkpoints)
@@ -45,9 +45,9 @@ def export_generator(ckpt_path: str | Path, out_path: str | Path, use_ema: bool 
     """Write the sampling network of checkpoint ``ckpt_path`` (its EMA copy when ``use_ema``) to ``out_path``."""
     import torch
 
-    from datamodules.atomic import atomic_write
+    from gen_common.atomic import atomic_write
     from lightning_gen.models.base import EXPORT_KEY, export_payload, load_exported
-    from lightning_gen.run import load_checkpoint_checked
+    from lightning_gen.runs.checkpoints import load_checkpoint_checked
 
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lightning_gen.errors import ConfigError, LightningGenError
+from gen_common.errors import ConfigError, LightningGenError
 from lightning_gen.utils.options import parse_options
 from lightning_gen.utils.sampling import SamplingOptions
 
@@ -69,7 +69,7 @@ def main(argv: list[str]) -> None:
     import torch
 
     from lightning_gen.models.gpt import GPT
-    from lightning_gen.run import load_checkpoint_checked
+    from lightning_gen.runs.checkpoints import load_checkpoint_checked
 
     ckpt_path = Path(args.ckpt)
     if not ckpt_path.is_file():

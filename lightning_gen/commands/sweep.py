@@ -31,8 +31,9 @@ from typing import Any, Literal
 
 import yaml
 
-from lightning_gen.errors import ConfigError, LightningGenError
-from lightning_gen.progress import interactive
+from gen_common.errors import ConfigError, LightningGenError
+from gen_common.progress import interactive
+from lightning_gen.runs import env as run_env
 from lightning_gen.utils.options import parse_options
 
 _METHODS = ("random", "bayes", "grid")
@@ -162,7 +163,7 @@ def trial_command(spec: SweepSpec, values: dict[str, Any], extra: list[str]) -> 
         else:
             out.append(str(part))
     if out and out[0] == "lightning-gen":  # this interpreter's CLI, whatever PATH says
-        out[:1] = [sys.executable, "-m", "lightning_gen.cli"]
+        out[:1] = [sys.executable, "-m", "lightning_gen"]
     return out
 
 
@@ -236,10 +237,9 @@ def run_optuna(spec: SweepSpec, trials: int, storage: str, workers: int, heartbe
             run_args += ["--ckpt_path=last", "--run.lock_wait_s=120"]  # continue the interrupted trial's run, once its process has saved and exited
         cmd = trial_command(spec, values, run_args + extra)
         env = dict(os.environ)
-        from lightning_gen.callbacks.sweep_trial import TRIAL_ENV  # imports Lightning: only when a trial starts
 
-        env[TRIAL_ENV] = json.dumps({"storage": storage, "study": spec.name, "trial_id": trial._trial_id, "metric": spec.metric})
-        env.pop("LIGHTNING_GEN_RUN_ID", None)
+        env[run_env.OPTUNA_TRIAL] = json.dumps({"storage": storage, "study": spec.name, "trial_id": trial._trial_id, "metric": spec.metric})
+        env.pop(run_env.RUN_ID, None)
         trial.set_user_attr("run_id", run_id)
         trial.set_user_attr("command", shlex.join(cmd))
         proc = subprocess.run(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)

@@ -24,7 +24,7 @@ from typing import Any
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from datamodules.atomic import atomic_write
+from gen_common.atomic import atomic_write
 
 
 def _row_step(row: dict[str, str]) -> int | None:

@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
-from lightning_gen.errors import LightningGenError
+from gen_common.errors import LightningGenError
 
 WandbMode = Literal["auto", "online", "offline"]
 
@@ -199,3 +199,51 @@ def read_offline_history(run_path: str | os.PathLike, timeout_s: float = 60.0) -
         if '"type":"history"' in line:
             rows.append(json.loads(line)["history"]["item"])
     return rows
+
+
+def wandb_resume_kwargs(mode: str, project: str, run_id: str, log_step: int | None, rewind: bool = True) -> dict[str, Any]:
+    """``wandb.init`` arguments that continue run ``run_id`` (``mode``: ``run.wandb``; ``log_step``: the checkpoint's).
+
+    Online: ``resume_from="<id>?_step=<k>"`` (W&B rewind) where ``k`` is the run's first row with
+    ``trainer/global_step`` after the checkpoint's logger step (read with the W&B API, time-boxed),
+    so the rows logged between the checkpoint and the crash are replaced; ``resume="must"`` when
+    nothing needs dropping, the API cannot tell, or ``rewind`` (``run.wandb_rewind``) is off.
+    Offline, W&B cannot reopen a run (``resume`` is not checked offline): it writes a new
+    ``offline-run-*-<id>`` folder (a *segment*) with the same id and ``_step`` from 0.
+    ``trainer/global_step`` (Lightning's x-axis in W&B) continues from the checkpoint;
+    ``wandb sync --id <id> seg1 seg2 ...`` uploads the segments in start order into one run.
+    The earlier segment still holds the rows logged between the checkpoint and the crash
+    (W&B's offline ``.wandb`` log cannot be rewritten with its public API); the local
+    ``metrics.csv`` is the exact, truncated history.
+    """
+    mode, _ = resolve_wandb_mode(mode if mode != "disabled" else "offline")
+    if mode != "online":
+        if mode == "offline":
+            print(
+                f"W&B offline cannot reopen run {run_id}: this resume is written as a new offline segment with the same id. "
+                f"Upload all segments in order into one run with `wandb sync --id {run_id} -p {project} <run dir>/wandb/offline-run-*`."
+            )
+        return {}
+    if rewind and log_step is not None:
+        k = first_wandb_row_after(project, run_id, log_step)
+        if k is not None:
+            return {"resume": None, "resume_from": f"{run_id}?_step={k}"}
+    return {"resume": "must"}
+
+
+def first_wandb_row_after(project: str, run_id: str, log_step: int, timeout_s: float = 20.0) -> int | None:
+    """``_step`` of the online run's first history row with ``trainer/global_step > log_step``.
+
+    ``None`` if there is none (nothing to rewind) or the W&B API fails (no network, no run).
+    """
+    try:
+        import wandb
+
+        api = wandb.Api(timeout=int(timeout_s))
+        run = api.run(f"{api.default_entity}/{project}/{run_id}")
+        for row in run.scan_history(keys=["_step", "trainer/global_step"]):
+            if row["trainer/global_step"] > log_step:
+                return int(row["_step"])
+    except Exception as err:  # noqa: BLE001 - any API failure means "resume without rewind"
+        print(f"lightning-gen: W&B rewind point unknown ({type(err).__name__}); resuming run {run_id} with resume='must'.")
+    return None

@@ -15,15 +15,14 @@ from typing import Any
 
 import torch
 
-from datamodules.atomic import atomic_write
-
-CACHE_ENV = "LIGHTNING_GEN_CACHE_DIR"
+from gen_common.atomic import atomic_write
+from lightning_gen.runs import env
 
 
 def default_cache_dir() -> Path:
     """``$LIGHTNING_GEN_CACHE_DIR``, else ``$XDG_CACHE_HOME/lightning_gen``, else ``~/.cache/lightning_gen``."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
+    if os.environ.get(env.CACHE_DIR):
+        return Path(os.environ[env.CACHE_DIR]).expanduser()
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "lightning_gen"
 

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from lightning_gen.errors import ConfigError, LightningGenError
+from gen_common.errors import ConfigError, LightningGenError
 from lightning_gen.metrics.cache import atomic_torch_save, cache_key, default_cache_dir, library_versions
 from lightning_gen.metrics.distributed import rank_and_world
 from lightning_gen.metrics.extractors import ImageFeatureExtractor

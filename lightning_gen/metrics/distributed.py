@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from datamodules.ranks import rank_and_world  # noqa: F401 (defined there, used here and re-exported)
+from gen_common.ranks import rank_and_world  # noqa: F401 (defined there, used here and re-exported)
 
 
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.metrics.cache import FeatureCache, library_versions
 from lightning_gen.metrics.distributed import (
     barrier,
@@ -30,7 +30,7 @@ from lightning_gen.metrics.distributed import (
 from lightning_gen.metrics.extractors import ImageFeatureExtractor
 from lightning_gen.metrics.fidelity import MetricFamily, fid_statistics
 from lightning_gen.metrics.settings import EvalSettings  # noqa: F401 (defined there, re-exported)
-from lightning_gen.progress import track
+from gen_common.progress import track
 
 Sampler = Callable[[int, torch.Generator], Tensor]  # (n, generator) -> (n, C, H, W) images in [0, 1]
 

@@ -64,7 +64,7 @@ class ImageFeatureExtractor:
         precision: Precision = "fp32",
         channels_last: bool = False,
     ) -> None:
-        from lightning_gen.errors import ConfigError
+        from gen_common.errors import ConfigError
 
         if precision not in PRECISIONS:
             raise ConfigError(f"Feature extractor `precision` must be one of {PRECISIONS}, got {precision!r}.")
@@ -126,7 +126,7 @@ def build_inception_extractor(
     """
     from torch_fidelity.utils import create_feature_extractor
 
-    from lightning_gen.errors import ConfigError
+    from gen_common.errors import ConfigError
     from lightning_gen.metrics.inception import OFFICIAL_FILENAME, official_weights_path, resolve_inception_weights
 
     info = resolve_inception_weights(weights, cache_dir)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")

@@ -27,8 +27,8 @@ from typing import Literal
 
 import torch
 
-from datamodules.atomic import atomic_write
-from lightning_gen.errors import ConfigError, LightningGenError
+from gen_common.atomic import atomic_write
+from gen_common.errors import ConfigError, LightningGenError
 from lightning_gen.metrics.cache import atomic_torch_save, default_cache_dir
 
 OFFICIAL_FILENAME = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's, in $TORCH_HOME/hub/checkpoints

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 
 Precision = Literal["fp32", "bf16"]
 

@@ -15,7 +15,7 @@ member                            read by
 ``eval_mode``                     anything that samples outside ``training_step``
 EMA                               ``sample`` uses the averaged weights by default; ``export`` writes them
 ``export_spec``                   ``export`` (stored in every checkpoint under :data:`EXPORT_KEY`)
-``ddp_find_unused_parameters``    ``lightning_gen.strategy``: True when a backward pass leaves some
+``ddp_find_unused_parameters``    ``lightning_gen.runs.strategy``: True when a backward pass leaves some
                                   trained parameters without gradient (the GAN's do)
 ``generate``, ``max_context``      text families: ``TextMetrics``, ``lightning-gen sample``
 ================================  ======================================================================
@@ -41,7 +41,7 @@ from lightning.pytorch.plugins.precision import MixedPrecision, Precision
 from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from lightning_gen.errors import ConfigError, LightningGenError
+from gen_common.errors import ConfigError, LightningGenError
 from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.modules import eval_mode
 from lightning_gen.utils.sampling import SamplingOptions

@@ -19,7 +19,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.models.base import ExportSpec, ImageGenerator, MonitorMode
 from lightning_gen.nets.diffusion import DenoisingDiffusion, NoiseSchedule, SamplerName, SamplingConfig, UNetConfig, as_config, config_dict
 

@@ -38,7 +38,7 @@ loss. Each backward here reaches one net only: D's loss is computed on ``fake`` 
 gradients, and G's step freezes D (``toggle_optimizer``). DDP's default expects every parameter
 to receive a gradient and fails at the next step ("parameters that were not used in producing
 the loss"). The choice made: **one wrapper with** ``find_unused_parameters=True``
-(``ddp_find_unused_parameters`` below; :mod:`lightning_gen.strategy` applies it to
+(``ddp_find_unused_parameters`` below; :mod:`lightning_gen.runs.strategy` applies it to
 ``--trainer.strategy=ddp``). Each backward then all-reduces the gradients of the net it reached
 (D's ``n_critic`` steps, then G's step, each with gradients averaged over ranks before its
 optimizer step) and leaves the other net's gradients untouched; the cost is a walk of the
@@ -59,7 +59,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.core.optimizer import do_nothing_closure
 from torch import Tensor
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.losses.gan import GAN_LOSSES, GANLoss, discriminator_loss, generator_loss, gradient_penalty
 from lightning_gen.models.base import ExportSpec, ImageGenerator, MonitorMode, rename_state_dict_prefix
 from lightning_gen.models.cadence import is_logging_step

@@ -16,7 +16,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.models.base import MonitorMode, TextGenerator
 from lightning_gen.models.cadence import is_logging_step
 from lightning_gen.nets.gpt import GPT as GPTNet

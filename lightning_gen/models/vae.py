@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.utils.modules import eval_mode
 from lightning_gen.losses.vae import (
     Likelihood,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 
 
 @dataclass

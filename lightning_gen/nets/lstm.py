@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 
 
 @dataclass

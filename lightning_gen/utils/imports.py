@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 
 
 def import_object(path: str, what: str = "object") -> Any:

@@ -1,4 +1,4 @@
-"""Which process is this: rank and world size, defined once for ``datamodules`` and ``lightning_gen``.
+"""Which process is this: rank and world size, shared by ``datamodules`` and ``lightning_gen``.
 
 Two questions, two functions: :func:`rank_and_world` is the collective view (what
 ``torch.distributed`` says, ``(0, 1)`` when no process group is up: work is split and gathered by
@@ -44,3 +44,8 @@ def global_rank() -> int:
         if env.get(key, "").isdigit():
             return int(env[key])
     return 0
+
+
+def launching_rank_zero() -> bool:
+    """Whether this process is global rank 0 as its launcher set it up (before any DDP init): it prints and locks."""
+    return global_rank() == 0

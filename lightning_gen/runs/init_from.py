@@ -28,9 +28,9 @@ import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.metrics.inception import file_sha256
-from lightning_gen.run import CHECKPOINT_KEY, load_checkpoint_checked
+from lightning_gen.runs.checkpoints import CHECKPOINT_KEY, load_checkpoint_checked, state_dict_misfits
 
 MAX_LISTED = 5  # offending keys named in a mismatch message
 _note = rank_zero_only(print)  # one line on stdout, from the launching process only (DDP ranks re-run the CLI)
@@ -129,20 +129,3 @@ def prepare_init_from(cfg: Any) -> InitSource | None:
     if data_args is not None and "tokenizer_path" in data_args and data_args.tokenizer_path is None:
         data_args.tokenizer_path = str(path)
     return InitSource(path, sha256, checkpoint["state_dict"], meta.get("model_class"), meta.get("run_id"), checkpoint.get("global_step"))
-
-
-def state_dict_misfits(saved: dict[str, Tensor], current: dict[str, Tensor], strict: bool = True) -> list[str]:
-    """Why ``saved`` cannot load into a module whose ``state_dict()`` is ``current``: one line per key.
-
-    Shapes must agree; with ``strict`` the key sets must too (as ``load_state_dict(strict=True)``).
-    """
-    current = {k: v for k, v in current.items() if not isinstance(v, nn.parameter.UninitializedParameter)}
-    problems = [
-        f"`{k}` is {tuple(saved[k].shape)} in the checkpoint but {tuple(v.shape)} in this model"
-        for k, v in current.items()
-        if k in saved and hasattr(saved[k], "shape") and tuple(saved[k].shape) != tuple(v.shape)
-    ]
-    if strict:
-        problems += [f"`{k}` is missing from the checkpoint" for k in current if k not in saved]
-        problems += [f"`{k}` is in the checkpoint but not in this model" for k in saved if k not in current]
-    return problems

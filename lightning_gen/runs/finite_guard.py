@@ -26,8 +26,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from lightning_gen.checkpoint_io import nonfinite_count
-from lightning_gen.errors import LightningGenError
+from lightning_gen.runs.checkpoints import nonfinite_count
+from gen_common.errors import LightningGenError
 from lightning_gen.models.cadence import is_logging_step
 
 _NONE = 0  # "no non-finite loss" in the per-optimizer record; otherwise _FAR - first bad step (max-reduce = earliest)

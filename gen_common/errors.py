@@ -1,11 +1,12 @@
-"""Data errors are user errors: each prints as one paragraph that names the fix.
+"""The exceptions users see: bad input, not bugs, each a paragraph that names the fix.
 
-``datamodules`` stands alone (it imports nothing of ``lightning_gen``); ``lightning_gen.errors``
-builds its own errors on :class:`UserError`, so one ``except UserError`` catches both.
+One hierarchy for ``datamodules`` and ``lightning_gen`` alike, so ``lightning-gen`` prints any
+:class:`UserError` as its message alone (no traceback) and exits with status 1.
 """
+
 from __future__ import annotations
 
-__all__ = ["ConfigError", "CorruptDataError", "DataNotFoundError", "UserError"]
+__all__ = ["ConfigError", "CorruptDataError", "DataNotFoundError", "LightningGenError", "UserError", "user_error_in"]
 
 
 class UserError(Exception):
@@ -28,7 +29,11 @@ def _strip_worker_traceback(cls: type, message: str) -> str:
     return message[at + len(marker) :].strip() if at >= 0 else message
 
 
-class ConfigError(UserError, ValueError):
+class LightningGenError(UserError):
+    """A user-facing error raised by ``lightning_gen`` (a refused resume, a full disk, a run dir in use)."""
+
+
+class ConfigError(LightningGenError, ValueError):
     """A configuration value is invalid; the message names the key and the values allowed."""
 
 
@@ -38,3 +43,15 @@ class DataNotFoundError(UserError, FileNotFoundError):
 
 class CorruptDataError(UserError, ValueError):
     """A data file exists but cannot be read as what it claims to be (a broken image, a binary "text")."""
+
+
+def user_error_in(err: BaseException | None) -> UserError | None:
+    """The user error behind ``err``, if any: jsonargparse re-raises a constructor's
+    :class:`ConfigError` as a ``ValueError`` listing every Union member it tried; the cause is kept."""
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, UserError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None

@@ -1,4 +1,4 @@
-"""Atomic file writes, defined once for ``datamodules`` and ``lightning_gen`` (which imports it).
+"""Atomic file writes, shared by ``datamodules`` and ``lightning_gen``.
 
 A reader (another process, a resumed run) sees either the old file or the whole new one: the
 data goes to a temp file in the target folder, is flushed and fsynced, then renamed over the

@@ -23,7 +23,7 @@ from typing import Any
 from lightning.fabric.utilities.imports import _IS_INTERACTIVE
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.models.base import GenerativeModel
 
 #: strategy names that build a plain DDPStrategy (Lightning's registry entries)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from lightning_gen.errors import ConfigError
+from gen_common.errors import ConfigError
 from lightning_gen.utils.imports import import_object
 
 # linked value -> (what the data is, an example datamodule, its experiment file, models for it)

@@ -18,7 +18,7 @@ from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_gen.loggers.resumable_csv import ResumableCSVLogger
-from lightning_gen.run import CHECKPOINT_KEY
+from lightning_gen.runs.checkpoints import CHECKPOINT_KEY
 
 
 def class_path(obj: object) -> str:

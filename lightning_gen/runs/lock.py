@@ -7,7 +7,7 @@ when its process dies (also on kill -9), so a lock left by a killed process is s
 (the file is still there, its holder is not). The file is deleted on release; a process that
 flocked a file another one just deleted sees a different inode and tries again.
 
-Under DDP only the launching global-rank-0 process takes the lock (:func:`launching_rank_zero`):
+Under DDP only the launching global-rank-0 process takes the lock (:func:`gen_common.ranks.launching_rank_zero`):
 the ranks it starts write into the same run and hold no lock of their own.
 """
 from __future__ import annotations
@@ -23,24 +23,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from datamodules.ranks import global_rank
-from lightning_gen.errors import LightningGenError
+from gen_common.errors import LightningGenError
 
 LOCK_NAME = ".lock"
 
 
 class RunLockedError(LightningGenError):
     """Another live process holds the run directory."""
-
-
-def launching_rank_zero() -> bool:
-    """Whether this process is global rank 0 as its launcher set it up (before any DDP init).
-
-    torchrun gives ``RANK``; Lightning's own launcher gives the ranks it starts ``LOCAL_RANK``
-    (checked before ``SLURM_PROCID``, which those ranks inherit from a SLURM allocation); srun
-    gives ``SLURM_PROCID``. A process with none of these is the launcher, i.e. rank 0.
-    """
-    return global_rank() == 0
 
 
 def _start_ticks(pid: int) -> int | None:

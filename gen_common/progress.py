@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
-from datamodules.ranks import global_rank
+from gen_common.ranks import global_rank
 
 T = TypeVar("T")
 
