@@ -1,4 +1,5 @@
 """LightningDataModules for lightning_gen: images and text, offline-first."""
+
 from __future__ import annotations
 
 import importlib
@@ -26,6 +27,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'datamodules' has no attribute {name!r}")
+
 
 __all__ = [
     "CIFAR10DataModule",

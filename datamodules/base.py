@@ -4,6 +4,7 @@ Batches are ``(images, labels)``: ``images`` float32 in ``[0, 1]`` with shape ``
 equal to ``(B, *image_shape)``, ``labels`` int64 of shape ``(B,)`` (zeros when unlabelled).
 Models map ``[0, 1]`` to whatever range they need (a GAN's ``[-1, 1]``) themselves.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -12,8 +13,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from gen_common.errors import ConfigError
 from datamodules.resumable import ResumableDataLoader
+from gen_common.errors import ConfigError
 
 
 class ImageDataModule(L.LightningDataModule, ABC):

@@ -6,6 +6,7 @@ Prints one line per unreadable file and exits with 1 when there is any; every fi
 decoded, so this reads the whole folder (minutes for 200k images). Training finds such files
 only when it reaches them (:mod:`datamodules.image_folder`).
 """
+
 from __future__ import annotations
 
 import argparse

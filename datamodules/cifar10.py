@@ -5,6 +5,7 @@ holding ``cifar-10-batches-py/`` (the extracted ``cifar-10-python.tar.gz``), or 
 ``download: true`` on a machine with network (the download is time-boxed: no network means a
 clear error, not a hang).
 """
+
 from __future__ import annotations
 
 import socket
@@ -14,8 +15,8 @@ import numpy as np
 import torch
 
 from datamodules.base import ImageDataModule
-from gen_common.errors import ConfigError, DataNotFoundError
 from datamodules.mnist import UInt8ImageDataset
+from gen_common.errors import ConfigError, DataNotFoundError
 
 CIFAR10_FOLDER = "cifar-10-batches-py"
 
@@ -109,10 +110,13 @@ class CIFAR10DataModule(ImageDataModule):
             train, test = self._dataset(train=True, download=False), self._dataset(train=False, download=False)
         except RuntimeError as err:  # torchvision: "Dataset not found or corrupted"
             raise self._missing_error(f" in a readable form ({err})") from None
-        images = torch.from_numpy(np.ascontiguousarray(train.data)).permute(0, 3, 1, 2).contiguous()  # (50000, 3, 32, 32)
+        images = (
+            torch.from_numpy(np.ascontiguousarray(train.data)).permute(0, 3, 1, 2).contiguous()
+        )  # (50000, 3, 32, 32)
         labels = torch.tensor(train.targets, dtype=torch.int64)
         test_set = UInt8ImageDataset(
-            torch.from_numpy(np.ascontiguousarray(test.data)).permute(0, 3, 1, 2).contiguous(), torch.tensor(test.targets, dtype=torch.int64)
+            torch.from_numpy(np.ascontiguousarray(test.data)).permute(0, 3, 1, 2).contiguous(),
+            torch.tensor(test.targets, dtype=torch.int64),
         )
         if self.val_size == 0:
             self.train_set, self.val_set = UInt8ImageDataset(images, labels), test_set

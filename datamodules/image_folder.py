@@ -7,6 +7,7 @@ Files are not checked up front (decoding a 200k-image folder takes minutes): a f
 decode stops training with a :class:`CorruptDataError` naming it, also from DataLoader workers.
 ``python -m datamodules.check_images ROOT`` lists every unreadable image at once.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,7 +24,13 @@ from gen_common.errors import ConfigError, CorruptDataError, DataNotFoundError
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # what PIL raises for unreadable files: unknown/truncated data (OSError), broken headers (SyntaxError, ValueError...)
-DECODE_ERRORS: tuple[type[BaseException], ...] = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    Image.DecompressionBombError,
+)
 
 
 def load_square_image(path: str | Path, size: int, channels: int) -> Tensor:
@@ -88,7 +95,9 @@ class ImageFolderDataModule(ImageDataModule):
         """
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         if image_size < 1 or channels not in (1, 3):
-            raise ConfigError(f"`data.init_args.image_size` must be >= 1 and `channels` 1 or 3, got {image_size} and {channels}.")
+            raise ConfigError(
+                f"`data.init_args.image_size` must be >= 1 and `channels` 1 or 3, got {image_size} and {channels}."
+            )
         if not 0.0 < val_fraction < 1.0:
             raise ConfigError(f"`data.init_args.val_fraction` must be in (0, 1), got {val_fraction}.")
         self.root = root
@@ -109,7 +118,9 @@ class ImageFolderDataModule(ImageDataModule):
         """All image files under ``root``, sorted; raises :class:`DataNotFoundError` when there are none."""
         root = Path(self.root)
         if not root.is_dir():
-            raise DataNotFoundError(f"Image folder '{root}' does not exist. Fix: set `--data.init_args.root` to a folder of images.")
+            raise DataNotFoundError(
+                f"Image folder '{root}' does not exist. Fix: set `--data.init_args.root` to a folder of images."
+            )
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in self.extensions)
         if len(files) < 2:
             raise DataNotFoundError(

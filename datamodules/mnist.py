@@ -8,6 +8,7 @@ Each looks for its data in this order and uses the first that exists:
 3. a torchvision download into ``data_dir`` (default ``./data``), only with ``download: true``,
    time-boxed so that no network means an error, not a hang.
 """
+
 from __future__ import annotations
 
 import functools
@@ -75,7 +76,9 @@ def read_idx(path: Path) -> np.ndarray:
     magic = int.from_bytes(data[0:4], "big")
     ndim = magic & 0xFF
     if magic >> 8 != 0x08 or ndim not in (1, 3):
-        raise DataNotFoundError(f"{path} is not a uint8 IDX file (magic {magic:#x}); the file is corrupt or not MNIST-format.")
+        raise DataNotFoundError(
+            f"{path} is not a uint8 IDX file (magic {magic:#x}); the file is corrupt or not MNIST-format."
+        )
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     offset = 4 + 4 * ndim
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims).copy()
@@ -234,7 +237,10 @@ class _MNISTLikeDataModule(ImageDataModule):
         self.train_set = UInt8ImageDataset(images[train_idx], labels[train_idx], train_mode)
         self.val_set = UInt8ImageDataset(images[val_idx], labels[val_idx], eval_mode, seed=self.seed)
         self.test_set = UInt8ImageDataset(
-            torch.from_numpy(x_test).unsqueeze(1), torch.from_numpy(y_test.astype(np.int64)), eval_mode, seed=self.seed + 1
+            torch.from_numpy(x_test).unsqueeze(1),
+            torch.from_numpy(y_test.astype(np.int64)),
+            eval_mode,
+            seed=self.seed + 1,
         )
 
 

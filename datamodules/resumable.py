@@ -7,6 +7,7 @@ seeded by ``seed + e`` (the :class:`~torch.utils.data.DistributedSampler` recipe
 keeps under DDP because the sampler *is* one) and the loader records how many batches it yielded,
 so a resumed run skips exactly those index batches without loading them.
 """
+
 from __future__ import annotations
 
 import math

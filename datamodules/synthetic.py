@@ -1,12 +1,13 @@
 """Synthetic images for fast tests: soft Gaussian blobs at random places, generated from a seed."""
+
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
 from datamodules.base import ImageDataModule
-from gen_common.errors import ConfigError
 from datamodules.mnist import UInt8ImageDataset
+from gen_common.errors import ConfigError
 
 
 def gaussian_blobs(n: int, image_shape: tuple[int, int, int], num_classes: int, seed: int) -> tuple[Tensor, Tensor]:

@@ -5,6 +5,7 @@ data goes to a temp file in the target folder, is flushed and fsynced, then rena
 target (``os.replace``, atomic on POSIX). On any error the temp file is removed and the old
 file is left as it was.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """Rich progress for long work outside the Trainer (feature extraction, sweeps): shown only in an
 interactive terminal on rank 0, silent in CI, pipes and other ranks (the Trainer's own bar is
 chosen by ``run.progress`` in the CLI, with the same rule)."""
+
 from __future__ import annotations
 
 import os

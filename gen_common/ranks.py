@@ -5,6 +5,7 @@ Two questions, two functions: :func:`rank_and_world` is the collective view (wha
 it); :func:`global_rank` also answers before the process group starts, from the launcher's
 environment (deciding who prints or takes a lock). Neither imports torch when it is not loaded.
 """
+
 from __future__ import annotations
 
 import os

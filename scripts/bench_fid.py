@@ -19,6 +19,7 @@ ratio are reported.
     .venv/bin/python scripts/bench_fid.py                  # 1000 images (~15 min fp32 only on 2 cores)
     .venv/bin/python scripts/bench_fid.py --n 64 --repeats 1
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,9 @@ class RandomConvGenerator(nn.Module):
         super().__init__()
         torch.manual_seed(0)
         self.fc = nn.Linear(16, 32 * 7 * 7)
-        self.net = nn.Sequential(nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(16, 1, 4, 2, 1), nn.Sigmoid())
+        self.net = nn.Sequential(
+            nn.ConvTranspose2d(32, 16, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(16, 1, 4, 2, 1), nn.Sigmoid()
+        )
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -72,23 +75,34 @@ def main(argv: list[str] | None = None) -> None:
     dm = MNISTDataModule()
     dm.setup("validate")
     weights = resolve_inception_weights("offline")
-    images = torch.cat([generated_images(RandomConvGenerator().eval(), half, 100, 0, "cpu"), real_images_uint8(dm.val_set, half)])
+    images = torch.cat(
+        [generated_images(RandomConvGenerator().eval(), half, 100, 0, "cpu"), real_images_uint8(dm.val_set, half)]
+    )
     dataset = uint8_rgb_dataset(images)
     print(
         f"N = {args.n} images ({half} generated + {half} real MNIST val, 28x28 -> 299x299), Inception ({weights.source}), "
-        f"batch {args.batch_size}, CPU threads = {torch.get_num_threads()}, torch {torch.__version__}, torch-fidelity {torch_fidelity.__version__}",
+        f"batch {args.batch_size}, CPU threads = {torch.get_num_threads()}, torch {torch.__version__}, "
+        f"torch-fidelity {torch_fidelity.__version__}",
         flush=True,
     )
     reference = create_feature_extractor(
         "inception-v3-compat", ["2048"], cuda=False, feature_extractor_weights_path=weights.path, verbose=False
     )
     settings = EvalSettings(num_samples=args.n, batch_size=args.batch_size)
-    ours = {p: ImageEvaluator([FIDFamily()], build_inception_extractor(["2048"], "offline", precision=p), settings) for p in args.precisions.split(",")}
+    ours = {
+        p: ImageEvaluator([FIDFamily()], build_inception_extractor(["2048"], "offline", precision=p), settings)
+        for p in args.precisions.split(",")
+    }
 
     def run_reference() -> torch.Tensor:
-        return get_featuresdict_from_dataset(dataset, reference, args.batch_size, cuda=False, save_cpu_ram=True, verbose=False)["2048"]
+        return get_featuresdict_from_dataset(
+            dataset, reference, args.batch_size, cuda=False, save_cpu_ram=True, verbose=False
+        )["2048"]
 
-    paths = {"torch-fidelity": run_reference, **{f"ours {p}": (lambda e=e: e.image_features(dataset)["2048"]) for p, e in ours.items()}}
+    paths = {
+        "torch-fidelity": run_reference,
+        **{f"ours {p}": (lambda e=e: e.image_features(dataset)["2048"]) for p, e in ours.items()},
+    }
     times: dict[str, list[float]] = {k: [] for k in paths}
     features: dict[str, torch.Tensor] = {}
     for rep in range(args.repeats):
@@ -96,22 +110,32 @@ def main(argv: list[str] | None = None) -> None:
             t0 = time.perf_counter()
             features[name] = fn()
             times[name].append(time.perf_counter() - t0)
-            print(f"repeat {rep + 1}: {name:15s} {times[name][-1]:8.1f} s  {args.n / times[name][-1]:6.2f} images/s", flush=True)
+            print(
+                f"repeat {rep + 1}: {name:15s} {times[name][-1]:8.1f} s  {args.n / times[name][-1]:6.2f} images/s",
+                flush=True,
+            )
 
     def fid(f: torch.Tensor) -> float:
         return frechet_distance(fid_statistics(f[:half]), fid_statistics(f[half:], with_sqrt=True), f[:half])
 
     ref_name = "torch-fidelity"
     fid_ref = fid(features[ref_name])
-    print(f"\n{'path':15s} {'images/s':>9s} {'speed-up':>9s} {'median':>7s} {'FID':>12s} {'rel. diff':>10s} {'max |dfeat|':>11s}")
+    print(
+        f"\n{'path':15s} {'images/s':>9s} {'speed-up':>9s} {'median':>7s} {'FID':>12s} {'rel. diff':>10s} {'max |dfeat|':>11s}"
+    )
     for name in paths:
         best = min(times[name])
         speedup = min(times[ref_name]) / best
         median = statistics.median(r / t for r, t in zip(times[ref_name], times[name]))
         value = fid(features[name])
         delta = (features[name] - features[ref_name]).abs().max().item()
-        print(f"{name:15s} {args.n / best:9.2f} {speedup:8.2f}x {median:6.2f}x {value:12.6f} {abs(value - fid_ref) / abs(fid_ref):10.2e} {delta:11.2e}")
-    print(f"(best of {args.repeats} interleaved repeats; 'median' = median per-repeat speed-up; FID: {half} generated vs {half} real)")
+        print(
+            f"{name:15s} {args.n / best:9.2f} {speedup:8.2f}x {median:6.2f}x {value:12.6f} "
+            f"{abs(value - fid_ref) / abs(fid_ref):10.2e} {delta:11.2e}"
+        )
+    print(
+        f"(best of {args.repeats} interleaved repeats; 'median' = median per-repeat speed-up; FID: {half} generated vs {half} real)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ times; the ratios of the median and of the best times are printed (goal: <= 1.05
 
     .venv/bin/python scripts/bench_gan.py [--steps 50] [--warmup 5] [--repeats 2] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -127,10 +128,18 @@ def main() -> None:
             lightning_times.append(run_trainer(copy.deepcopy(template), dm, args.steps, args.warmup, log_every, root))
             hand_times.append(run_hand_loop(copy.deepcopy(template), dm, args.steps, args.warmup))
     t_l, t_h = statistics.median(lightning_times), statistics.median(hand_times)
-    print(f"dcgan_mnist (batch {data_args['batch_size']}, {args.steps} timed iterations x {args.repeats}, {args.threads} thread(s))")
-    print(f"  GAN module + Trainer : {args.steps / t_l:7.2f} generator it/s  (runs: {', '.join(f'{t:.1f}s' for t in lightning_times)})")
-    print(f"  hand-written loop    : {args.steps / t_h:7.2f} generator it/s  (runs: {', '.join(f'{t:.1f}s' for t in hand_times)})")
-    print(f"  time ratio Trainer / hand loop: {t_l / t_h:.3f}x median, {min(lightning_times) / min(hand_times):.3f}x best-of (goal <= 1.05x)")
+    print(
+        f"dcgan_mnist (batch {data_args['batch_size']}, {args.steps} timed iterations x {args.repeats}, {args.threads} thread(s))"
+    )
+    print(
+        f"  GAN module + Trainer : {args.steps / t_l:7.2f} generator it/s  (runs: {', '.join(f'{t:.1f}s' for t in lightning_times)})"
+    )
+    print(
+        f"  hand-written loop    : {args.steps / t_h:7.2f} generator it/s  (runs: {', '.join(f'{t:.1f}s' for t in hand_times)})"
+    )
+    print(
+        f"  time ratio Trainer / hand loop: {t_l / t_h:.3f}x median, {min(lightning_times) / min(hand_times):.3f}x best-of (goal <= 1.05x)"
+    )
 
 
 if __name__ == "__main__":

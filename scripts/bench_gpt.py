@@ -19,6 +19,7 @@ lightning_gen / reference (goal >= 1.0), and validation loss at equal iterations
 so on a shared machine both see the same background load; ``sequential`` runs them one after the
 other in this process (fair only on an otherwise idle machine).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,7 +59,9 @@ def reference_loop(dm: TextDataModule, iters: int, seed: int) -> dict:
     """nanoGPT's train.py on CPU (no DDP, no grad accumulation, no compile), timing training only."""
     torch.manual_seed(seed)
     train_data = dm.train_tokens
-    config = GPTConfig(vocab_size=dm.vocab_size, block_size=BLOCK, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False)
+    config = GPTConfig(
+        vocab_size=dm.vocab_size, block_size=BLOCK, n_layer=4, n_head=4, n_embd=128, dropout=0.0, bias=False
+    )
     model = GPT(config)
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
@@ -111,11 +114,17 @@ class _ValidationClock(L.Callback):
 
 def lightning_run(iters: int, seed: int, loggers: str, run_root: str) -> dict:
     args = [
-        "--config", str(EXPERIMENT), f"--seed_everything={seed}",
-        f"--trainer.max_steps={iters}", f"--model.init_args.decay_steps={iters}",
+        "--config",
+        str(EXPERIMENT),
+        f"--seed_everything={seed}",
+        f"--trainer.max_steps={iters}",
+        f"--model.init_args.decay_steps={iters}",
         f"--data.init_args.train_batches_per_epoch={EVAL_INTERVAL}",
-        "--trainer.callbacks=[]", "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false",
-        f"--run.root={run_root}", "--run.name=bench_gpt",
+        "--trainer.callbacks=[]",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        f"--run.root={run_root}",
+        "--run.name=bench_gpt",
     ]
     if loggers == "none":
         args += ["--trainer.logger=false", "--trainer.enable_checkpointing=false"]
@@ -156,8 +165,22 @@ def _concurrent(args: argparse.Namespace) -> dict[str, dict]:
     _data()  # build the id cache once, before the two processes read it
     procs = {}
     for name in ("reference", "lightning_gen"):
-        cmd = [sys.executable, __file__, "--only", name, "--iters", str(args.iters), "--seed", str(args.seed),
-               "--threads", "1", "--loggers", args.loggers, "--run-root", args.run_root]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--only",
+            name,
+            "--iters",
+            str(args.iters),
+            "--seed",
+            str(args.seed),
+            "--threads",
+            "1",
+            "--loggers",
+            args.loggers,
+            "--run-root",
+            args.run_root,
+        ]
         procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
     results = {}
     for name, proc in procs.items():
@@ -175,8 +198,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--mode", choices=["concurrent", "sequential"], default="concurrent")
     parser.add_argument("--threads", type=int, default=None, help="torch threads in sequential mode (default: torch's)")
-    parser.add_argument("--loggers", choices=["default", "csv", "none"], default="default",
-                        help="lightning_gen loggers: default = offline W&B + CSV (as a user runs it)")
+    parser.add_argument(
+        "--loggers",
+        choices=["default", "csv", "none"],
+        default="default",
+        help="lightning_gen loggers: default = offline W&B + CSV (as a user runs it)",
+    )
     parser.add_argument("--run-root", default="runs/bench")
     parser.add_argument("--only", choices=["reference", "lightning_gen"], help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -186,10 +213,16 @@ def main() -> None:
         result = _run_one(args.only, args)
         print(json.dumps(result))
         return
-    print(f"{args.iters} iterations of {BATCH}x{BLOCK} Shakespeare-char tokens, mode {args.mode}, "
-          f"torch threads {1 if args.mode == 'concurrent' else torch.get_num_threads()}, lightning_gen loggers: {args.loggers}")
+    print(
+        f"{args.iters} iterations of {BATCH}x{BLOCK} Shakespeare-char tokens, mode {args.mode}, "
+        f"torch threads {1 if args.mode == 'concurrent' else torch.get_num_threads()}, lightning_gen loggers: {args.loggers}"
+    )
     t = time.perf_counter()
-    runs = _concurrent(args) if args.mode == "concurrent" else {n: _run_one(n, args) for n in ("reference", "lightning_gen")}
+    runs = (
+        _concurrent(args)
+        if args.mode == "concurrent"
+        else {n: _run_one(n, args) for n in ("reference", "lightning_gen")}
+    )
     for name, run in runs.items():
         print(f"{name}: {run['tokens_per_s']:,.0f} tokens/s (training {run['train_s']:.1f} s)")
     print(f"(wall {time.perf_counter() - t:.0f} s)")
@@ -198,12 +231,17 @@ def main() -> None:
     print("\n| iteration | reference val loss | lightning_gen val loss |\n|---|---|---|")
     for it in common:
         print(f"| {it} | {ref['val'][it]:.4f} | {lg['val'][it]:.4f} |")
-    print(f"\ntokens/s ratio lightning_gen / reference: {lg['tokens_per_s'] / ref['tokens_per_s']:.3f}x "
-          f"({lg['tokens_per_s']:,.0f} vs {ref['tokens_per_s']:,.0f}; goal >= 1.0)")
+    print(
+        f"\ntokens/s ratio lightning_gen / reference: {lg['tokens_per_s'] / ref['tokens_per_s']:.3f}x "
+        f"({lg['tokens_per_s']:,.0f} vs {ref['tokens_per_s']:,.0f}; goal >= 1.0)"
+    )
     if common:
         final = max(common)
-        print(f"val loss at {final} iterations: lightning_gen {lg['val'][final]:.4f} vs reference {ref['val'][final]:.4f} "
-              f"(difference {lg['val'][final] - ref['val'][final]:+.4f}; ppl {math.exp(lg['val'][final]):.2f} vs {math.exp(ref['val'][final]):.2f})")
+        print(
+            f"val loss at {final} iterations: lightning_gen {lg['val'][final]:.4f} vs reference {ref['val'][final]:.4f} "
+            f"(difference {lg['val'][final] - ref['val'][final]:+.4f}; ppl {math.exp(lg['val'][final]):.2f} vs "
+            f"{math.exp(ref['val'][final]):.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ Steps/s are timed over the same step window after a warm-up; runs alternate to s
 
     python scripts/bench_overhead.py --steps 120 --repeats 2
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,13 @@ class StepTimer(L.Callback):
 
 
 def build(steps: int, root: str):
-    args = ["--config", EXPERIMENT, f"--trainer.max_steps={steps}", "--trainer.limit_val_batches=0", f"--run.root={root}"]
+    args = [
+        "--config",
+        EXPERIMENT,
+        f"--trainer.max_steps={steps}",
+        "--trainer.limit_val_batches=0",
+        f"--run.root={root}",
+    ]
     return build_cli(args, run=False)
 
 

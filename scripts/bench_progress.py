@@ -8,6 +8,7 @@ alternate over ``--repeats`` rounds to share CPU noise; prints ms/step and the r
 
     python scripts/bench_progress.py --steps 200 --repeats 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,7 +43,9 @@ class StepTimer(L.Callback):
 def run(bar: str, steps: int) -> float:
     """ms per step with progress bar variant ``bar``."""
     torch.manual_seed(0)
-    data = SyntheticImageDataModule(image_shape=(1, 28, 28), num_train=64 * 50, num_val=64, batch_size=64, binarize=True)
+    data = SyntheticImageDataModule(
+        image_shape=(1, 28, 28), num_train=64 * 50, num_val=64, batch_size=64, binarize=True
+    )
     model = VAE(image_shape=(1, 28, 28), latent_dim=16, widths=(32, 64))
     timer = StepTimer()
     callbacks: list[L.Callback] = [timer]
@@ -50,10 +53,19 @@ def run(bar: str, steps: int) -> float:
         callbacks.append(TQDMProgressBar(refresh_rate=1))
     elif bar.startswith("rich"):
         rate = int(bar.split("=")[1].rstrip(")"))
-        callbacks.append(RichProgressBar(refresh_rate=rate, console_kwargs={"force_terminal": True, "file": open(os.devnull, "w")}))
+        callbacks.append(
+            RichProgressBar(refresh_rate=rate, console_kwargs={"force_terminal": True, "file": open(os.devnull, "w")})
+        )
     trainer = L.Trainer(
-        max_steps=steps, limit_val_batches=0, logger=False, enable_checkpointing=False, enable_model_summary=False,
-        enable_progress_bar=bar != "none", callbacks=callbacks, accelerator="cpu", log_every_n_steps=50,
+        max_steps=steps,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        enable_progress_bar=bar != "none",
+        callbacks=callbacks,
+        accelerator="cpu",
+        log_every_n_steps=50,
     )
     with open(os.devnull, "w") as null, contextlib.redirect_stderr(null), contextlib.redirect_stdout(null):
         trainer.fit(model, data)
@@ -71,7 +83,10 @@ def main() -> None:
         for v in variants:
             times[v].append(run(v, args.steps))
     base = statistics.median(times["none"])
-    print(f"torch threads {torch.get_num_threads()}, {args.steps} steps x {args.repeats} rounds (median ms/step)", file=sys.stderr)
+    print(
+        f"torch threads {torch.get_num_threads()}, {args.steps} steps x {args.repeats} rounds (median ms/step)",
+        file=sys.stderr,
+    )
     for v in variants:
         ms = statistics.median(times[v])
         print(f"{v:28s} {ms:7.2f} ms/step  x{ms / base:.3f} vs none  (+{ms - base:.2f} ms)")

@@ -9,6 +9,7 @@ anchor). Each run appends one JSON line: metric values, N, wall times, hardware,
 commit, checkpoint SHA-256 and the exact commands. The README table shows the newest non-smoke
 line per row.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,14 @@ def fit_command(row: dict[str, Any], run_root: str, name: str, run_id: str, smok
     """``lightning-gen fit`` of a row: its experiment files (+ debug.yaml when smoking), overrides, run dir."""
     configs = [*row["experiments"], *(["experiments/debug.yaml"] if smoke else [])]
     return lg_command(
-        "fit", *(a for c in configs for a in ("--config", c)), *row.get("overrides", []),
-        f"--run.root={run_root}", f"--run.name={name}", f"--run.id={run_id}", "--run.wandb=disabled", "--run.progress=none",
+        "fit",
+        *(a for c in configs for a in ("--config", c)),
+        *row.get("overrides", []),
+        f"--run.root={run_root}",
+        f"--run.name={name}",
+        f"--run.id={run_id}",
+        "--run.wandb=disabled",
+        "--run.progress=none",
     )
 
 
@@ -67,12 +74,27 @@ def eval_command(row: dict[str, Any], run_dir: Path, smoke: bool, out: Path, dev
     ckpt = run_dir / "checkpoints" / "last.ckpt"
     if protocol["kind"] == "vae_nll":
         k = SMOKE_K if smoke else protocol["iw_samples"]
-        return lg_command("test", "--config", str(run_dir / "config.yaml"), f"--ckpt_path={ckpt}", f"--model.init_args.iw_samples={k}")
+        return lg_command(
+            "test", "--config", str(run_dir / "config.yaml"), f"--ckpt_path={ckpt}", f"--model.init_args.iw_samples={k}"
+        )
     if protocol["kind"] == "image":
         n = str(SMOKE_N if smoke else row["n"])
         return lg_command(
-            "evaluate", "--ckpt", str(ckpt), "--metrics", *protocol["metrics"], "--num_samples", n, "--num_real", n,
-            "--split", "test", "--out", str(out), "--device", device,
+            "evaluate",
+            "--ckpt",
+            str(ckpt),
+            "--metrics",
+            *protocol["metrics"],
+            "--num_samples",
+            n,
+            "--num_real",
+            n,
+            "--split",
+            "test",
+            "--out",
+            str(out),
+            "--device",
+            device,
         )
     if protocol["kind"] == "text":
         return None
@@ -89,7 +111,9 @@ def run_logged(cmd: list[str], log: Path) -> tuple[str, float]:
     log.write_text(f"$ {shlex.join(cmd)}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
     if proc.returncode != 0:
         tail = [line for line in (proc.stderr or proc.stdout).strip().splitlines() if line.strip()][-TAIL_LINES:]
-        raise ReproduceError(f"`lightning-gen {cmd[3]}` failed (exit {proc.returncode}, full log {log}):\n" + "\n".join(tail))
+        raise ReproduceError(
+            f"`lightning-gen {cmd[3]}` failed (exit {proc.returncode}, full log {log}):\n" + "\n".join(tail)
+        )
     return proc.stdout, seconds
 
 
@@ -137,8 +161,13 @@ def commit() -> str:
     """
     if os.environ.get(env.COMMIT):
         return os.environ[env.COMMIT]
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip() or "unknown"
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    head = (
+        subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+        or "unknown"
+    )
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
     return head + ("-dirty" if dirty else "")
 
 
@@ -149,13 +178,17 @@ def eval_device(choice: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if choice == "auto" else choice
 
 
-def reproduce(name: str, rows: dict[str, dict[str, Any]], results: Path, run_root: str, smoke: bool, device: str = "auto") -> dict[str, Any]:
+def reproduce(
+    name: str, rows: dict[str, dict[str, Any]], results: Path, run_root: str, smoke: bool, device: str = "auto"
+) -> dict[str, Any]:
     """Train row ``name``, evaluate it with its protocol, append and return its results line."""
     if name not in rows:
         raise ReproduceError(f"unknown row {name!r}; rows: {', '.join(rows)}.")
     row = rows[name]
     if row["protocol"]["kind"] == "gpu":
-        raise ReproduceError(f"row {name} keeps its GPU protocol (N = {row['n']}): not run here; run its experiment on a GPU.")
+        raise ReproduceError(
+            f"row {name} keeps its GPU protocol (N = {row['n']}): not run here; run its experiment on a GPU."
+        )
     import torch
 
     run_id = f"{name}{'-smoke' if smoke else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -182,12 +215,20 @@ def reproduce(name: str, rows: dict[str, dict[str, Any]], results: Path, run_roo
     else:
         metrics = last_metrics(run_dir / "metrics.csv", ["val/loss", "val/ppl"])
     line = {
-        "row": name, "smoke": smoke, "metrics": metrics,
+        "row": name,
+        "smoke": smoke,
+        "metrics": metrics,
         "n": (SMOKE_N if protocol["kind"] == "image" else "debug.yaml limits") if smoke else row["n"],
         **({"iw_samples": SMOKE_K if smoke else protocol["iw_samples"]} if protocol["kind"] == "vae_nll" else {}),
-        "train_s": round(train_s, 1), "eval_s": round(eval_s, 1), "hardware": hardware(), "torch": torch.__version__,
-        "commit": commit(), "checkpoint_sha256": sha256(ckpt), "run_dir": str(run_dir),
-        "commands": [shlex.join(c) for c in (fit, evaluate) if c], "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "train_s": round(train_s, 1),
+        "eval_s": round(eval_s, 1),
+        "hardware": hardware(),
+        "torch": torch.__version__,
+        "commit": commit(),
+        "checkpoint_sha256": sha256(ckpt),
+        "run_dir": str(run_dir),
+        "commands": [shlex.join(c) for c in (fit, evaluate) if c],
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     results.parent.mkdir(parents=True, exist_ok=True)
     with results.open("a") as f:
@@ -229,7 +270,11 @@ def render_table(rows: dict[str, dict[str, Any]], lines: list[dict[str, Any]]) -
         protocol = row["protocol"]
         kind = protocol["kind"] + (f", k={protocol['iw_samples']}" if "iw_samples" in protocol else "")
         anchor = row.get("anchor")
-        anchor_text = f"{anchor['value']} {anchor['metric']} ({anchor['source']})" if anchor else f"— ({row.get('anchor_note', 'no published anchor')})"
+        anchor_text = (
+            f"{anchor['value']} {anchor['metric']} ({anchor['source']})"
+            if anchor
+            else f"— ({row.get('anchor_note', 'no published anchor')})"
+        )
         line = newest.get(name)
         if line is None:
             result = "not run here (GPU protocol)" if protocol["kind"] == "gpu" else "not run"
@@ -237,7 +282,9 @@ def render_table(rows: dict[str, dict[str, Any]], lines: list[dict[str, Any]]) -
             continue
         values = ", ".join(f"{k} {line['metrics'][k]:.4g}" for k in primary_metrics(row) if k in line["metrics"])
         times = f"{line['train_s'] / 60:.1f} / {line['eval_s'] / 60:.1f} min"
-        out.append(f"| {name} | {kind} | {line['n']} | {values} | {anchor_text} | {times} | {line['hardware']}, `{line['commit'][:12]}` |")
+        out.append(
+            f"| {name} | {kind} | {line['n']} | {values} | {anchor_text} | {times} | {line['hardware']}, `{line['commit'][:12]}` |"
+        )
     return "\n".join(out)
 
 
@@ -250,19 +297,31 @@ def rewrite_between_markers(text: str, table: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("row", nargs="?", help="row name from experiments/results/rows.yaml")
-    parser.add_argument("--smoke", action="store_true", help="layer experiments/debug.yaml, N=16, k=8; marked smoke (never in the table)")
-    parser.add_argument("--results", type=Path, default=RESULTS_FILE, help="results file (JSON lines) to append to / render")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="layer experiments/debug.yaml, N=16, k=8; marked smoke (never in the table)",
+    )
+    parser.add_argument(
+        "--results", type=Path, default=RESULTS_FILE, help="results file (JSON lines) to append to / render"
+    )
     parser.add_argument("--run-root", default="runs/reproduce", help="--run.root of the training runs")
-    parser.add_argument("--device", default="auto", help="device of `lightning-gen evaluate` (auto: cuda when visible, else cpu)")
+    parser.add_argument(
+        "--device", default="auto", help="device of `lightning-gen evaluate` (auto: cuda when visible, else cpu)"
+    )
     parser.add_argument("--table", action="store_true", help="rewrite README.md's results table from --results")
     parser.add_argument("--readme", type=Path, default=README, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     rows = load_rows()
     try:
         if args.table:
-            args.readme.write_text(rewrite_between_markers(args.readme.read_text(), render_table(rows, read_results(args.results))))
+            args.readme.write_text(
+                rewrite_between_markers(args.readme.read_text(), render_table(rows, read_results(args.results)))
+            )
             print(f"reproduce: wrote the results table into {args.readme}")
             return 0
         if not args.row:

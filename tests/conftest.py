@@ -1,7 +1,7 @@
 """Test fixtures: CPU only, offline W&B, every test in its own temporary working directory."""
+
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path

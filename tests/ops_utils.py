@@ -1,4 +1,5 @@
 """Helpers of the operations tests (tests/test_ops*.py): tiny configs, killing runs, reading them."""
+
 from __future__ import annotations
 
 import csv
@@ -58,12 +59,20 @@ def write_tiny_config(folder: Path, epochs: int = 2, wandb: str = "offline", nam
 def cli_env() -> dict[str, str]:
     """Environment for ``lightning-gen`` subprocesses: offline, quiet, no GPU, the repo importable."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIGHTNING_GEN_") and k != "WANDB_SERVICE"}
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", WANDB_DISABLE_GIT="true", PYTHONPATH=str(REPO_ROOT), CUDA_VISIBLE_DEVICES="")
+    env.update(
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        WANDB_DISABLE_GIT="true",
+        PYTHONPATH=str(REPO_ROOT),
+        CUDA_VISIBLE_DEVICES="",
+    )
     env.pop("CI", None)
     return env
 
 
-def run_cli(args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run([*CLI, *args], cwd=cwd, env=env or cli_env(), capture_output=True, text=True, timeout=timeout)
 
 
@@ -74,11 +83,18 @@ def cli_env_with_tests() -> dict[str, str]:
     return env
 
 
-def fault_at_callback(step: int, hook: str = "on_train_batch_start", action: str = "sigkill", record: str | None = None) -> str:
+def fault_at_callback(
+    step: int, hook: str = "on_train_batch_start", action: str = "sigkill", record: str | None = None
+) -> str:
     """``--trainer.callbacks+=...`` value of :class:`FaultAt` (run with ``env=cli_env_with_tests()``)."""
     import json
 
-    return json.dumps({"class_path": "ops_utils.FaultAt", "init_args": {"step": step, "hook": hook, "action": action, "record": record}})
+    return json.dumps(
+        {
+            "class_path": "ops_utils.FaultAt",
+            "init_args": {"step": step, "hook": hook, "action": action, "record": record},
+        }
+    )
 
 
 try:
@@ -97,12 +113,15 @@ class FaultAt(_Callback):  # type: ignore[misc,valid-type]
 
     Actions: ``sigkill`` (kill -9 this process), ``block`` (the main thread waits forever on a lock,
     as in a collective whose peer is gone; Python signal handlers still run), ``nan_weight`` (one
-    weight becomes NaN, after this step's loss), ``signal:NAME`` (send this process signal NAME), ``disk_full`` (the next ``torch.save`` writes a few
+    weight becomes NaN, after this step's loss), ``signal:NAME`` (send this process signal NAME),
+    ``disk_full`` (the next ``torch.save`` writes a few
     bytes, then fails with ENOSPC). ``record``: a file that receives the sha256 of
     ``<default_root_dir>/checkpoints/last.ckpt`` as it is at the fault ("none" if absent).
     """
 
-    def __init__(self, step: int, hook: str = "on_train_batch_start", action: str = "sigkill", record: str | None = None) -> None:
+    def __init__(
+        self, step: int, hook: str = "on_train_batch_start", action: str = "sigkill", record: str | None = None
+    ) -> None:
         self.step, self.hook, self.action, self.record = step, hook, action, record
         self._done = False
 
@@ -153,13 +172,23 @@ def logged_steps(rows: list[dict[str, str]], key: str = "train/loss") -> list[in
     return [int(r["step"]) for r in rows if r.get(key)]
 
 
-def start_and_signal(args: list[str], cwd: Path, metrics_glob: str, at_step: int, sig: int, timeout: float = 300, group: bool = False) -> subprocess.CompletedProcess:
+def start_and_signal(
+    args: list[str], cwd: Path, metrics_glob: str, at_step: int, sig: int, timeout: float = 300, group: bool = False
+) -> subprocess.CompletedProcess:
     """Start ``lightning-gen ARGS``; once a ``train/loss`` row at ``>= at_step`` is on disk, send ``sig``.
 
     ``group``: SIGKILL the whole process group (DDP children, and W&B's ``wandb-core``, which
     then loses the rows it had not written yet) instead of the training process only.
     """
-    proc = subprocess.Popen([*CLI, *args], cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        cwd=cwd,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.time() + timeout
     try:
         while proc.poll() is None and time.time() < deadline:

@@ -4,6 +4,7 @@ Each case runs ``lightning-gen`` with the arguments a user would type: in this p
 ``lightning_gen.__main__.main`` (cheap: Lightning is imported once), and as a subprocess, as a
 user runs it (about 10 s of start-up each: one case in the default suite, the rest ``slow``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -20,11 +21,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ops_utils import REPO_ROOT, cli_env, write_tiny_config
 from PIL import Image
 
 from lightning_gen.__main__ import main
 from lightning_gen.runs.env import RUN_ID as RUN_ID_ENV
-from ops_utils import REPO_ROOT, cli_env, write_tiny_config
 
 EXPERIMENTS = REPO_ROOT / "experiments"
 TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\n\n" * 40
@@ -32,7 +33,11 @@ TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\n\n" * 40
 
 def file_hashes(folder: Path) -> dict[str, str]:
     """sha256 of every file under ``folder`` by relative path: equal dicts mean nothing was added, changed or removed."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +47,18 @@ def existing_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     config = write_tiny_config(root, epochs=1, wandb="disabled")
     argv, sys.argv = sys.argv, ["lightning-gen"]  # LightningCLI warns when pytest's own arguments are there too
     try:
-        main(["fit", "--config", str(config), "--run.root", str(root / "runs"), "--run.id", "r1", "--trainer.enable_progress_bar=false"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(config),
+                "--run.root",
+                str(root / "runs"),
+                "--run.id",
+                "r1",
+                "--trainer.enable_progress_bar=false",
+            ]
+        )
     finally:
         sys.argv = argv
         os.environ.pop(RUN_ID_ENV, None)  # set for DDP children; must not leak into the other tests
@@ -80,8 +96,16 @@ def wandb_online_unreachable(folder: Path, runs: Path) -> Case:
 
 def gpt_on_images(folder: Path, runs: Path) -> Case:
     return Case(
-        ["fit", "--config", str(EXPERIMENTS / "gpt_shakespeare_char.yaml"), "--config", str(EXPERIMENTS / "debug.yaml"),
-         "--data=datamodules.SyntheticImageDataModule", "--run.root", str(runs)],
+        [
+            "fit",
+            "--config",
+            str(EXPERIMENTS / "gpt_shakespeare_char.yaml"),
+            "--config",
+            str(EXPERIMENTS / "debug.yaml"),
+            "--data=datamodules.SyntheticImageDataModule",
+            "--run.root",
+            str(runs),
+        ],
         r"The model lightning_gen.models.GPT trains on token ids \(it needs the datamodule's `vocab_size`\), but "
         r"datamodules.SyntheticImageDataModule yields images .* Fix: give GPT a datamodule of token ids, e.g. "
         r"`--data=datamodules.text.TextDataModule`",
@@ -91,8 +115,15 @@ def gpt_on_images(folder: Path, runs: Path) -> Case:
 def vae_on_text(folder: Path, runs: Path) -> Case:
     (folder / "corpus.txt").write_text(TEXT)
     return Case(
-        ["fit", "--config", str(write_tiny_config(folder)), "--data=datamodules.text.TextDataModule",
-         f"--data.init_args.text_path={folder / 'corpus.txt'}", "--run.root", str(runs)],
+        [
+            "fit",
+            "--config",
+            str(write_tiny_config(folder)),
+            "--data=datamodules.text.TextDataModule",
+            f"--data.init_args.text_path={folder / 'corpus.txt'}",
+            "--run.root",
+            str(runs),
+        ],
         r"The model lightning_gen.models.VAE trains on images \(it needs the datamodule's `image_shape`\), but "
         r"datamodules.text.TextDataModule yields token ids .* Fix: give VAE a datamodule of images",
     )
@@ -101,8 +132,16 @@ def vae_on_text(folder: Path, runs: Path) -> Case:
 def nul_text(folder: Path, runs: Path) -> Case:
     (folder / "zeros.txt").write_bytes(b"\0" * 5000)
     return Case(
-        ["fit", "--config", str(EXPERIMENTS / "gpt_shakespeare_char.yaml"), "--config", str(EXPERIMENTS / "debug.yaml"),
-         f"--data.init_args.text_path={folder / 'zeros.txt'}", "--run.root", str(runs)],
+        [
+            "fit",
+            "--config",
+            str(EXPERIMENTS / "gpt_shakespeare_char.yaml"),
+            "--config",
+            str(EXPERIMENTS / "debug.yaml"),
+            f"--data.init_args.text_path={folder / 'zeros.txt'}",
+            "--run.root",
+            str(runs),
+        ],
         r"zeros.txt does not look like text: 5,000 of its 5,000 characters are control characters \('\\x00' x5,000\).*Fix:",
     )
 
@@ -135,10 +174,21 @@ def corrupt_image_mid_fit(folder: Path, runs: Path) -> Case:
         Image.fromarray(rng.integers(0, 256, (20, 24), dtype=np.uint8)).save(images / f"{i:02d}.png")
     (images / "17.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(rng.integers(0, 256, 300, dtype=np.uint8)))
     return Case(
-        ["fit", "--config", str(write_tiny_config(folder)), "--data=datamodules.ImageFolderDataModule",
-         f"--data.init_args.root={images}", "--data.init_args.image_size=16", "--data.init_args.channels=1",
-         "--data.init_args.batch_size=8", "--data.init_args.num_workers=2", "--data.init_args.val_fraction=0.1",
-         "--run.root", str(runs), "--run.wandb=disabled"],
+        [
+            "fit",
+            "--config",
+            str(write_tiny_config(folder)),
+            "--data=datamodules.ImageFolderDataModule",
+            f"--data.init_args.root={images}",
+            "--data.init_args.image_size=16",
+            "--data.init_args.channels=1",
+            "--data.init_args.batch_size=8",
+            "--data.init_args.num_workers=2",
+            "--data.init_args.val_fraction=0.1",
+            "--run.root",
+            str(runs),
+            "--run.wandb=disabled",
+        ],
         rf"^lightning-gen: error: Image {re.escape(str(images / '17.png'))} cannot be decoded \(UnidentifiedImageError: .*\)\. "
         r"Fix: re-encode that file .* `python -m datamodules.check_images \S+images` lists every unreadable image under a folder\.$",
         new_run_allowed=True,
@@ -165,7 +215,9 @@ CASES: dict[str, Callable[[Path, Path], Case]] = {
 }
 
 
-def check_outcome(case: Case, code: int, stderr: str, runs: Path, before: dict[str, str], runs_before: set[str]) -> None:
+def check_outcome(
+    case: Case, code: int, stderr: str, runs: Path, before: dict[str, str], runs_before: set[str]
+) -> None:
     assert code == 1, stderr[-3000:]
     assert "Traceback" not in stderr, stderr[-3000:]
     paragraph = [line for line in stderr.splitlines() if line.startswith("lightning-gen: error:")]
@@ -177,12 +229,22 @@ def check_outcome(case: Case, code: int, stderr: str, runs: Path, before: dict[s
 
 
 @pytest.mark.parametrize("name", list(CASES))
-def test_bad_input_in_process(name: str, existing_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, one_thread) -> None:
+def test_bad_input_in_process(
+    name: str,
+    existing_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+    one_thread,
+) -> None:
     case = CASES[name](tmp_path, existing_run)
     for key, value in case.env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(sys, "argv", ["lightning-gen"])
-    before, runs_before = file_hashes(existing_run / "tiny" / "r1"), {str(p.relative_to(existing_run)) for p in existing_run.rglob("*")}
+    before, runs_before = (
+        file_hashes(existing_run / "tiny" / "r1"),
+        {str(p.relative_to(existing_run)) for p in existing_run.rglob("*")},
+    )
     start = time.monotonic()
     with pytest.raises(SystemExit) as exit_:
         main(case.args)
@@ -197,15 +259,29 @@ def test_bad_input_in_process(name: str, existing_run: Path, tmp_path: Path, mon
 )
 def test_bad_input_from_the_command_line(name: str, existing_run: Path, tmp_path: Path) -> None:
     case = CASES[name](tmp_path, existing_run)
-    before, runs_before = file_hashes(existing_run / "tiny" / "r1"), {str(p.relative_to(existing_run)) for p in existing_run.rglob("*")}
+    before, runs_before = (
+        file_hashes(existing_run / "tiny" / "r1"),
+        {str(p.relative_to(existing_run)) for p in existing_run.rglob("*")},
+    )
     proc = subprocess.run(
         [sys.executable, "-m", "lightning_gen", *case.args],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**cli_env(), **case.env, "OMP_NUM_THREADS": "1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**cli_env(), **case.env, "OMP_NUM_THREADS": "1"},
     )
     check_outcome(case, proc.returncode, proc.stderr, existing_run, before, runs_before)
 
 
 def test_datamodules_do_not_import_lightning_gen() -> None:
     code = "import datamodules, datamodules.text, sys; assert not [m for m in sys.modules if m.startswith('lightning_gen')]"
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]

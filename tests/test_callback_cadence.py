@@ -1,15 +1,16 @@
 """One meaning of every_n_epochs / every_n_steps for SampleGrid, the image metrics and TextMetrics."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
 
 import pytest
 
+from gen_common.errors import ConfigError
 from lightning_gen.callbacks import SampleGrid
 from lightning_gen.callbacks.cadence import Cadence
 from lightning_gen.callbacks.image_metrics import FID
 from lightning_gen.callbacks.text_metrics import TextMetrics
-from gen_common.errors import ConfigError
 
 
 def trainer(epoch: int = 0, step: int = 0, fn: str = "fit", sanity: bool = False) -> SimpleNamespace:

@@ -1,4 +1,5 @@
 """The CLI end to end: experiments instantiate, a real MNIST run leaves its files, bad input errors."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -40,8 +41,12 @@ def test_every_layer_file_applies_on_vae_mnist(layer: Path):
 
 def test_image_shape_is_linked_from_the_datamodule():
     cli = build_cli(
-        ["--model=lightning_gen.models.VAE", "--data=datamodules.SyntheticImageDataModule",
-         "--data.init_args.image_shape=[3,12,12]", "--run.wandb=disabled"],
+        [
+            "--model=lightning_gen.models.VAE",
+            "--data=datamodules.SyntheticImageDataModule",
+            "--data.init_args.image_shape=[3,12,12]",
+            "--run.wandb=disabled",
+        ],
         run=False,
     )
     assert cli.model.image_shape == (3, 12, 12)
@@ -52,9 +57,18 @@ def _run(cmd: list[str], env: dict, cwd: Path, timeout: int = 300) -> subprocess
 
 
 def test_cli_trains_on_real_mnist_and_leaves_checkpoint_csv_and_offline_wandb(tmp_path, cli_env, lightning_gen_cmd):
-    args = ["fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--config", str(EXPERIMENTS / "debug.yaml"),
-            "--trainer.limit_train_batches=6", "--trainer.limit_val_batches=2", "--trainer.log_every_n_steps=2",
-            "--run.root=runs", "--run.id=e2e"]
+    args = [
+        "fit",
+        "--config",
+        str(EXPERIMENTS / "vae_mnist.yaml"),
+        "--config",
+        str(EXPERIMENTS / "debug.yaml"),
+        "--trainer.limit_train_batches=6",
+        "--trainer.limit_val_batches=2",
+        "--trainer.log_every_n_steps=2",
+        "--run.root=runs",
+        "--run.id=e2e",
+    ]
     result = _run(lightning_gen_cmd + args, cli_env, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     run_dir = tmp_path / "runs" / "vae_mnist" / "e2e"
@@ -77,8 +91,9 @@ def _cli_error(argv: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, caps
     """Run ``lightning-gen ARGV`` in this process from ``cwd`` (offline env); its stderr. It must fail."""
     import os
 
-    from lightning_gen.__main__ import main
     from ops_utils import cli_env
+
+    from lightning_gen.__main__ import main
 
     for key in [k for k in os.environ if k.startswith("LIGHTNING_GEN_")]:
         monkeypatch.delenv(key)
@@ -95,7 +110,12 @@ def _cli_error(argv: list[str], cwd: Path, monkeypatch: pytest.MonkeyPatch, caps
 
 
 def test_unknown_key_is_an_error_naming_the_key(tmp_path, monkeypatch, capsys):
-    stderr = _cli_error(["fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--model.init_args.latnt_dim=3"], tmp_path, monkeypatch, capsys)
+    stderr = _cli_error(
+        ["fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--model.init_args.latnt_dim=3"],
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
     assert "latnt_dim" in stderr
     assert not (tmp_path / "runs").exists()
 
@@ -108,23 +128,48 @@ def test_mistyped_key_in_a_config_file_is_an_error(tmp_path, monkeypatch, capsys
 
 def test_data_dir_with_wrong_files_is_one_paragraph_and_writes_nothing(tmp_path, monkeypatch, capsys):
     (tmp_path / "empty" / "MNIST" / "raw").mkdir(parents=True)
-    stderr = _cli_error(["fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--data.init_args.data_dir=empty", "--run.root=runs"], tmp_path, monkeypatch, capsys)
+    stderr = _cli_error(
+        ["fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--data.init_args.data_dir=empty", "--run.root=runs"],
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
     assert all(fragment in stderr for fragment in ("lightning-gen: error:", "torchvision layout", "Fix:")), stderr
     assert stderr.strip().splitlines()[-1].startswith("lightning-gen: error:")  # one paragraph, last
     assert not (tmp_path / "runs").exists()
 
 
 def test_missing_dataset_without_network_is_one_paragraph(tmp_path, monkeypatch, capsys):
-    stderr = _cli_error(["fit", "--config", str(EXPERIMENTS / "vae_mnist.yaml"), "--data=datamodules.FashionMNISTDataModule",
-                         "--data.init_args.data_dir=nowhere", "--data.init_args.download=true",
-                         "--data.init_args.download_timeout_s=3", "--run.root=runs"], tmp_path, monkeypatch, capsys)
-    assert all(fragment in stderr for fragment in ("lightning-gen: error:", "Downloading FashionMNIST", "no network")), stderr
+    stderr = _cli_error(
+        [
+            "fit",
+            "--config",
+            str(EXPERIMENTS / "vae_mnist.yaml"),
+            "--data=datamodules.FashionMNISTDataModule",
+            "--data.init_args.data_dir=nowhere",
+            "--data.init_args.download=true",
+            "--data.init_args.download_timeout_s=3",
+            "--run.root=runs",
+        ],
+        tmp_path,
+        monkeypatch,
+        capsys,
+    )
+    assert all(
+        fragment in stderr for fragment in ("lightning-gen: error:", "Downloading FashionMNIST", "no network")
+    ), stderr
     assert not (tmp_path / "runs").exists()
 
 
 def test_bf16_on_a_cpu_without_bf16_units_gets_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     """The GPU GPT recipe run on a CPU keeps its bf16 but says, once, that this CPU emulates it (11x slower here)."""
-    gpu_recipe = ["--config", str(EXPERIMENTS / "gpt_shakespeare_char_gpu.yaml"), "--config", str(EXPERIMENTS / "debug.yaml"), *CPU]
+    gpu_recipe = [
+        "--config",
+        str(EXPERIMENTS / "gpt_shakespeare_char_gpu.yaml"),
+        "--config",
+        str(EXPERIMENTS / "debug.yaml"),
+        *CPU,
+    ]
     build_cli(gpu_recipe, run=False)
     notices = [line for line in capsys.readouterr().err.splitlines() if "is emulated" in line]
     assert len(notices) == (0 if cpu_has_bf16() else 1)

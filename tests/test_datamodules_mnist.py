@@ -1,4 +1,5 @@
 """MNIST / Fashion-MNIST sources (package, torchvision-layout data_dir, download), splits, errors."""
+
 import gzip
 import time
 from pathlib import Path
@@ -8,8 +9,8 @@ import pytest
 import torch
 
 from datamodules import FashionMNISTDataModule, MNISTDataModule
-from gen_common.errors import ConfigError, DataNotFoundError
 from datamodules.mnist import read_idx
+from gen_common.errors import ConfigError, DataNotFoundError
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,12 @@ def test_data_dir_in_torchvision_layout_takes_precedence(tmp_path, mnist_arrays)
     raw.mkdir(parents=True)
     x_train = 255 - x_train  # distinguishable from the packaged copy
     # torchvision keeps both plain and .gz files: accept either
-    for name, array in [("train-images-idx3-ubyte", x_train), ("train-labels-idx1-ubyte", y_train),
-                        ("t10k-images-idx3-ubyte.gz", x_test), ("t10k-labels-idx1-ubyte.gz", y_test)]:
+    for name, array in [
+        ("train-images-idx3-ubyte", x_train),
+        ("train-labels-idx1-ubyte", y_train),
+        ("t10k-images-idx3-ubyte.gz", x_test),
+        ("t10k-labels-idx1-ubyte.gz", y_test),
+    ]:
         _write_idx(raw / name, array)
     got = MNISTDataModule(data_dir=str(tmp_path)).load_arrays()
     np.testing.assert_array_equal(got[0], x_train)

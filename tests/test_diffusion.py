@@ -3,6 +3,7 @@
 Tiny UNets on 16x16 synthetic blobs keep the default tests cheap; the shipped experiment files
 run through the real CLI (subprocess) with a few steps.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,14 +33,19 @@ def tiny_diffusion(conditional: bool = False, **kwargs) -> DenoisingDiffusion:
 
 # --- the forward process and the parameterisations, against closed forms -------------------------------
 def test_linear_schedule_alphas_cumprod_is_the_closed_form() -> None:
-    d = tiny_diffusion(schedule=NoiseSchedule(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02))
+    d = tiny_diffusion(
+        schedule=NoiseSchedule(num_train_timesteps=1000, beta_schedule="linear", beta_start=1e-4, beta_end=0.02)
+    )
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)
     torch.testing.assert_close(d.alphas_cumprod().double(), torch.cumprod(1 - betas, 0), rtol=1e-5, atol=1e-7)
 
 
 def test_cosine_schedule_alphas_cumprod_is_the_closed_form() -> None:
     d = tiny_diffusion(schedule=NoiseSchedule(beta_schedule="cosine"))
-    f = lambda t: math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # Nichol & Dhariwal (2021), eq. 17
+
+    def f(t):
+        return math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # Nichol & Dhariwal (2021), eq. 17
+
     expected = torch.tensor([f(t + 1) / f(0) for t in range(1000)], dtype=torch.float64)
     # betas are capped at 0.999 near t = T only; compare where the cap is inactive
     torch.testing.assert_close(d.alphas_cumprod().double()[:990], expected[:990], rtol=1e-4, atol=1e-7)
@@ -86,7 +92,9 @@ def test_eps_x0_v_conversions_agree_with_the_samplers(prediction_type: str) -> N
 
 # --- sampling ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("sampler", ["ddim", "ddpm", "dpm_solver++"])
-def test_sampling_is_deterministic_under_a_seed_and_uses_only_the_given_generator(sampler: str, one_thread: None) -> None:
+def test_sampling_is_deterministic_under_a_seed_and_uses_only_the_given_generator(
+    sampler: str, one_thread: None
+) -> None:
     d = tiny_diffusion(sampling=SamplingConfig(sampler=sampler, steps=5, eta=0.0))
     torch.manual_seed(123)
     a = d.sample(3, generator=torch.Generator().manual_seed(7))
@@ -100,7 +108,10 @@ def test_sampling_is_deterministic_under_a_seed_and_uses_only_the_given_generato
 
 def test_ddim_eta_adds_noise_from_the_generator(one_thread: None) -> None:
     d = tiny_diffusion(sampling=SamplingConfig(sampler="ddim", steps=4))
-    g = lambda: torch.Generator().manual_seed(3)
+
+    def g():
+        return torch.Generator().manual_seed(3)
+
     assert torch.equal(d.sample(2, g(), eta=1.0), d.sample(2, g(), eta=1.0))
     assert not torch.equal(d.sample(2, g(), eta=1.0), d.sample(2, g(), eta=0.0))
 
@@ -109,7 +120,10 @@ def test_guidance_scale_zero_is_the_unconditional_sample(one_thread: None) -> No
     d = tiny_diffusion(conditional=True, sampling=SamplingConfig(steps=4))
     with torch.no_grad():  # make the class embedding matter
         d.net.class_embedding.weight.normal_(0, 3)
-    g = lambda: torch.Generator().manual_seed(5)
+
+    def g():
+        return torch.Generator().manual_seed(5)
+
     labels_a, labels_b = torch.tensor([0, 1, 2]), torch.tensor([3, 3, 1])
     uncond = d.sample(3, g(), labels=torch.full((3,), d.null_label), guidance_scale=1.0)  # the "no label" model
     assert torch.equal(d.sample(3, g(), labels=labels_a, guidance_scale=0.0), uncond)
@@ -124,7 +138,9 @@ def test_guided_prediction_is_uncond_plus_scale_times_difference() -> None:
     x, t, labels = torch.randn(2, 1, 16, 16), torch.tensor(500), torch.tensor([1, 2])
     with eval_mode(d), torch.no_grad():
         cond, uncond = d(x, t, labels), d(x, t, None)
-        torch.testing.assert_close(d.guided_prediction(x, t, labels, 3.0), uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(
+            d.guided_prediction(x, t, labels, 3.0), uncond + 3.0 * (cond - uncond), rtol=1e-4, atol=1e-4
+        )
 
 
 def test_sampling_restores_training_mode_even_on_error() -> None:
@@ -154,7 +170,10 @@ def test_diffusion_meets_the_image_generator_contract() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"image_shape": (1, 28, 28), "unet": UNetConfig(widths=(8, 16, 16, 16), attention=(False,) * 4)}, "not divisible by 8"),
+        (
+            {"image_shape": (1, 28, 28), "unet": UNetConfig(widths=(8, 16, 16, 16), attention=(False,) * 4)},
+            "not divisible by 8",
+        ),
         ({"image_shape": (1, 16, 16), "conditional": True}, "needs labelled data"),
         ({"image_shape": (1, 16, 16), "cond_drop_prob": 1.0}, "cond_drop_prob"),
         ({"image_shape": (1, 16, 16), "ema_decay": 1.0}, "ema_decay"),
@@ -219,7 +238,9 @@ def test_training_loss_falls_on_a_tiny_dataset(trained: tuple[Diffusion, Path, l
     assert last < 0.5 * first, (first, last)
 
 
-def test_ema_sits_in_the_checkpoint_and_sampling_uses_it(trained: tuple[Diffusion, Path, list[float]], one_thread: None) -> None:
+def test_ema_sits_in_the_checkpoint_and_sampling_uses_it(
+    trained: tuple[Diffusion, Path, list[float]], one_thread: None
+) -> None:
     model, ckpt_path, _ = trained
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     state = ckpt["state_dict"]
@@ -230,23 +251,34 @@ def test_ema_sits_in_the_checkpoint_and_sampling_uses_it(trained: tuple[Diffusio
     assert not torch.equal(state[f"ema.module.{key}"], state[f"diffusion.{key}"])
     loaded = Diffusion.load_from_checkpoint(ckpt_path, map_location="cpu")
     assert torch.equal(loaded.ema.module.state_dict()[key], state[f"ema.module.{key}"])
-    g = lambda: torch.Generator().manual_seed(0)
+
+    def g():
+        return torch.Generator().manual_seed(0)
+
     default = loaded.sample(4, g())
     assert torch.equal(default, loaded.sample(4, g(), use_ema=True))
     assert not torch.equal(default, loaded.sample(4, g(), use_ema=False))
     assert torch.equal(default, model.sample(4, g()))  # the same weights as before saving
 
 
-def test_export_payload_rebuilds_the_sampler_without_lightning(trained: tuple[Diffusion, Path, list[float]], tmp_path: Path, one_thread: None) -> None:
+def test_export_payload_rebuilds_the_sampler_without_lightning(
+    trained: tuple[Diffusion, Path, list[float]], tmp_path: Path, one_thread: None
+) -> None:
     model, ckpt_path, _ = trained
     ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
     assert ckpt[EXPORT_KEY]["builder"] == "lightning_gen.nets.diffusion.DenoisingDiffusion"
     torch.save(export_payload(ckpt, use_ema=True, source=str(ckpt_path)), tmp_path / "G.pt")
     exported = load_exported(tmp_path / "G.pt")
     assert isinstance(exported, DenoisingDiffusion) and not exported.training
-    g = lambda: torch.Generator().manual_seed(0)
+
+    def g():
+        return torch.Generator().manual_seed(0)
+
     labels = torch.tensor([0, 1, 2, 3])
-    assert torch.equal(exported.sample(4, g(), labels=labels, guidance_scale=2.0), model.sample(4, g(), labels=labels, guidance_scale=2.0))
+    assert torch.equal(
+        exported.sample(4, g(), labels=labels, guidance_scale=2.0),
+        model.sample(4, g(), labels=labels, guidance_scale=2.0),
+    )
     raw = load_exported(export_payload(ckpt, use_ema=False))
     assert torch.equal(raw.sample(2, g()), model.sample(2, g(), use_ema=False))
 
@@ -256,24 +288,42 @@ def test_cifar10_experiment_is_the_35_7m_ddpm_unet(tmp_path: Path) -> None:
     from lightning_gen.cli.trainer import build_cli
 
     cli = build_cli(
-        ["--config", str(EXPERIMENTS / "ddpm_cifar10.yaml"), "--run.wandb=disabled", f"--data.init_args.data_dir={tmp_path}", "--trainer.accelerator=cpu"],
+        [
+            "--config",
+            str(EXPERIMENTS / "ddpm_cifar10.yaml"),
+            "--run.wandb=disabled",
+            f"--data.init_args.data_dir={tmp_path}",
+            "--trainer.accelerator=cpu",
+        ],
         run=False,
     )
     params = sum(p.numel() for p in cli.model.diffusion.parameters())
     assert abs(params - 35.7e6) / 35.7e6 < 0.02, params
     assert cli.model.image_shape == (3, 32, 32) and cli.model.ema is not None
     schedule = cli.model.diffusion.schedule
-    assert (schedule.beta_schedule, schedule.num_train_timesteps, schedule.beta_start, schedule.beta_end) == ("linear", 1000, 1e-4, 0.02)
+    assert (schedule.beta_schedule, schedule.num_train_timesteps, schedule.beta_start, schedule.beta_end) == (
+        "linear",
+        1000,
+        1e-4,
+        0.02,
+    )
 
 
-@pytest.mark.parametrize(("name", "conditional"), [("ddpm_mnist", False), ("ddpm_fashion_mnist", False), ("ddpm_mnist_cfg", True)])
+@pytest.mark.parametrize(
+    ("name", "conditional"), [("ddpm_mnist", False), ("ddpm_fashion_mnist", False), ("ddpm_mnist_cfg", True)]
+)
 def test_cpu_experiments_build(name: str, conditional: bool) -> None:
     from lightning_gen.cli.trainer import build_cli
 
-    cli = build_cli(["--config", str(EXPERIMENTS / f"{name}.yaml"), "--run.wandb=disabled", "--trainer.accelerator=cpu"], run=False)
+    cli = build_cli(
+        ["--config", str(EXPERIMENTS / f"{name}.yaml"), "--run.wandb=disabled", "--trainer.accelerator=cpu"], run=False
+    )
     assert cli.model.image_shape == (1, 28, 28)
     assert cli.model.num_classes == (10 if conditional else None)
-    assert yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())["trainer"]["callbacks"][0]["class_path"] == "lightning_gen.callbacks.SampleGrid"
+    assert (
+        yaml.safe_load((EXPERIMENTS / f"{name}.yaml").read_text())["trainer"]["callbacks"][0]["class_path"]
+        == "lightning_gen.callbacks.SampleGrid"
+    )
 
 
 FIT_ARGS = [
@@ -306,7 +356,10 @@ def test_cli_fit_of_ddpm_mnist_leaves_checkpoint_metrics_and_grids(mnist_run: Pa
     assert [int(r["step"]) for r in rows if r.get("train/loss")] == [0, 1, 2, 3]
     val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
     assert len(val) == 2 and all(0 < v < 10 for v in val)
-    assert sorted(p.name for p in (mnist_run / "samples").glob("*.png")) == ["samples_step0000002.png", "samples_step0000004.png"]
+    assert sorted(p.name for p in (mnist_run / "samples").glob("*.png")) == [
+        "samples_step0000002.png",
+        "samples_step0000004.png",
+    ]
     ckpt = torch.load(mnist_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["global_step"] == 4 and any(k.startswith("ema.module.") for k in ckpt["state_dict"])
 
@@ -330,9 +383,18 @@ def test_bad_unet_for_the_image_size_is_one_paragraph(tmp_path: Path, capsys: py
     from lightning_gen.__main__ import main
 
     with pytest.raises(SystemExit) as exc:
-        main([*FIT_ARGS, "--model.init_args.unet.widths=[8,16,16,16]", "--model.init_args.unet.attention=[false,false,false,false]"])
+        main(
+            [
+                *FIT_ARGS,
+                "--model.init_args.unet.widths=[8,16,16,16]",
+                "--model.init_args.unet.attention=[false,false,false,false]",
+            ]
+        )
     err = capsys.readouterr().err
     assert exc.value.code == 1
-    assert "lightning-gen: error: `model.init_args.unet.widths` has 4 levels" in err and "Use at most 3 levels for 28x28 images." in err
+    assert (
+        "lightning-gen: error: `model.init_args.unet.widths` has 4 levels" in err
+        and "Use at most 3 levels for 28x28 images." in err
+    )
     assert "Traceback" not in err
     assert not list(tmp_path.rglob("*.ckpt"))

@@ -4,6 +4,7 @@ The resume runs are a tiny class-conditional diffusion model (dropout and label 
 both the global RNG and the model's keyed training noise matter) on synthetic blobs, 2 epochs x 8
 steps, ``last.ckpt`` every 2 steps, with a SampleGrid sampling at every validation.
 """
+
 from __future__ import annotations
 
 import random
@@ -113,5 +114,8 @@ def test_ddpm_mnist_under_two_process_ddp(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = tmp_path / "runs" / "debug" / "ddpm_mnist" / "ddp"
     assert logged_steps(train_rows(run_dir / "metrics.csv")) == list(range(6))
-    assert sorted(p.name for p in (run_dir / "samples").glob("*.png")) == ["samples_step0000003.png", "samples_step0000006.png"]
+    assert sorted(p.name for p in (run_dir / "samples").glob("*.png")) == [
+        "samples_step0000003.png",
+        "samples_step0000006.png",
+    ]
     assert torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 6

@@ -1,4 +1,5 @@
 """Classifier-based metrics (FD-classifier, IS-classifier) and ``lightning-gen evaluate`` on small images."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,8 @@ import yaml
 from PIL import Image
 
 from datamodules.synthetic import SyntheticImageDataModule
-from lightning_gen.callbacks import ClassifierFD, ClassifierIS, InceptionScore
 from gen_common.errors import ConfigError
+from lightning_gen.callbacks import ClassifierFD, ClassifierIS, InceptionScore
 from lightning_gen.metrics.cache import FeatureCache
 from lightning_gen.metrics.classifier import EXTRACTOR_NAME, build_classifier_extractor, ensure_classifier
 from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator
@@ -23,7 +24,9 @@ SHAPE = (1, 16, 16)
 
 
 def datamodule() -> SyntheticImageDataModule:
-    return SyntheticImageDataModule(image_shape=SHAPE, num_train=256, num_val=64, num_test=64, num_classes=4, batch_size=32)
+    return SyntheticImageDataModule(
+        image_shape=SHAPE, num_train=256, num_val=64, num_test=64, num_classes=4, batch_size=32
+    )
 
 
 def test_classifier_is_trained_once_cached_and_registered(tmp_path: Path) -> None:
@@ -48,7 +51,9 @@ def test_classifier_metrics_equal_torch_fidelity_and_self_fd_is_zero(tmp_path: P
     fake.setup("test")
     fake_images = fake.test_set.images.clone()
     fams = [ClassifierFDFamily(), ClassifierISFamily(splits=4)]
-    ev = ImageEvaluator(fams, extractor, EvalSettings(num_samples=64, num_real=64, batch_size=10), FeatureCache(tmp_path / "real"))
+    ev = ImageEvaluator(
+        fams, extractor, EvalSettings(num_samples=64, num_real=64, batch_size=10), FeatureCache(tmp_path / "real")
+    )
     ours = ev.evaluate(fake_images.float() / 255.0, dm.test_set, dm.dataset_id).values
 
     class U8(torch.utils.data.Dataset):
@@ -62,15 +67,30 @@ def test_classifier_metrics_equal_torch_fidelity_and_self_fd_is_zero(tmp_path: P
             return self.x[i]
 
     ref = torch_fidelity.calculate_metrics(
-        input1=U8(fake_images), input2=U8(real), fid=True, isc=True, isc_splits=4, feature_extractor=EXTRACTOR_NAME,
-        feature_extractor_weights_path=extractor.weights["path"], cuda=False, cache=False, verbose=False, save_cpu_ram=True, batch_size=64,
+        input1=U8(fake_images),
+        input2=U8(real),
+        fid=True,
+        isc=True,
+        isc_splits=4,
+        feature_extractor=EXTRACTOR_NAME,
+        feature_extractor_weights_path=extractor.weights["path"],
+        cuda=False,
+        cache=False,
+        verbose=False,
+        save_cpu_ram=True,
+        batch_size=64,
     )
     assert ours["fd_classifier"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-4)
     assert ours["is_classifier_mean"] == pytest.approx(ref["inception_score_mean"], rel=1e-4)
     assert 1.0 <= ours["is_classifier_mean"] <= 4.0  # IS is bounded by the number of classes
-    same = ImageEvaluator([ClassifierFDFamily()], extractor, EvalSettings(num_samples=64, num_real=64)).evaluate(real.float() / 255.0, dm.test_set, dm.dataset_id)
+    same = ImageEvaluator([ClassifierFDFamily()], extractor, EvalSettings(num_samples=64, num_real=64)).evaluate(
+        real.float() / 255.0, dm.test_set, dm.dataset_id
+    )
     assert abs(same.values["fd_classifier"]) < 1e-6
-    assert same.cards["fd_classifier"]["extractor"] == EXTRACTOR_NAME and same.cards["fd_classifier"]["weights_test_accuracy"] is not None
+    assert (
+        same.cards["fd_classifier"]["extractor"] == EXTRACTOR_NAME
+        and same.cards["fd_classifier"]["weights_test_accuracy"] is not None
+    )
 
 
 def test_classifier_callbacks_log_named_metrics(tmp_path: Path) -> None:
@@ -79,8 +99,16 @@ def test_classifier_callbacks_log_named_metrics(tmp_path: Path) -> None:
     common = dict(num_samples=32, num_real=32, split="val", cache_dir=str(tmp_path), classifier_epochs=1)
     callbacks = [ClassifierFD(**common), ClassifierIS(splits=2, **common)]
     trainer = L.Trainer(
-        accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, logger=CSVLogger(tmp_path, name="", version=""),
-        callbacks=callbacks, enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False,
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=CSVLogger(tmp_path, name="", version=""),
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
     )
     trainer.fit(VAE(image_shape=SHAPE, latent_dim=4, widths=(8, 16)), datamodule())
     assert callbacks[0].extractor is callbacks[1].extractor  # one extractor, one pass
@@ -88,9 +116,18 @@ def test_classifier_callbacks_log_named_metrics(tmp_path: Path) -> None:
     assert "eval/fid" not in trainer.callback_metrics
 
 
-def test_inception_score_callback_fails_at_setup_without_official_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_inception_score_callback_fails_at_setup_without_official_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no official weights there
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=1, logger=False, callbacks=[InceptionScore(weights="offline")], enable_progress_bar=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=1,
+        logger=False,
+        callbacks=[InceptionScore(weights="offline")],
+        enable_progress_bar=False,
+    )
     with pytest.raises(ConfigError, match="Inception Score needs Inception's 1008-way logits"):
         trainer.fit(VAE(image_shape=SHAPE, latent_dim=4, widths=(8, 16)), datamodule())
 
@@ -99,16 +136,49 @@ def test_evaluate_command_on_checkpoint_and_image_folder(tmp_path: Path, capsys:
     from lightning_gen.__main__ import main
 
     model = VAE(image_shape=SHAPE, latent_dim=4, widths=(8, 16))
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=0, logger=False, enable_progress_bar=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, datamodule())
     ckpt = tmp_path / "vae.ckpt"
     trainer.save_checkpoint(ckpt)
     config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({
-        "model": {"class_path": "lightning_gen.models.VAE"},
-        "data": {"class_path": "datamodules.SyntheticImageDataModule", "init_args": {"image_shape": list(SHAPE), "num_train": 256, "num_val": 64, "num_test": 64, "num_classes": 4}},
-    }))
-    common = ["--config", str(config), "--metrics", "fd_classifier", "is_classifier", "--num_real", "40", "--cache_dir", str(tmp_path / "cache"), "--classifier_epochs", "1"]
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "model": {"class_path": "lightning_gen.models.VAE"},
+                "data": {
+                    "class_path": "datamodules.SyntheticImageDataModule",
+                    "init_args": {
+                        "image_shape": list(SHAPE),
+                        "num_train": 256,
+                        "num_val": 64,
+                        "num_test": 64,
+                        "num_classes": 4,
+                    },
+                },
+            }
+        )
+    )
+    common = [
+        "--config",
+        str(config),
+        "--metrics",
+        "fd_classifier",
+        "is_classifier",
+        "--num_real",
+        "40",
+        "--cache_dir",
+        str(tmp_path / "cache"),
+        "--classifier_epochs",
+        "1",
+    ]
     main(["evaluate", "--ckpt", str(ckpt), "--num_samples", "30", "--out", str(tmp_path / "ckpt.json"), *common])
     report = json.loads((tmp_path / "ckpt.json").read_text())
     assert set(report["values"]) == {"fd_classifier", "is_classifier_mean", "is_classifier_std"}

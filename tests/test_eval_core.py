@@ -4,6 +4,7 @@ Inception itself is tested in test_eval_inception.py (few images); here a fixed 
 stands in for it so that the split/gather/cache/callback logic runs in seconds, also under a real
 2-process gloo process group (forked workers: they inherit the imports, so the test takes seconds).
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,8 @@ from torch import Tensor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from datamodules.synthetic import SyntheticImageDataModule
-from lightning_gen.callbacks import FID, KID, PrecisionRecall
 from gen_common.errors import ConfigError
+from lightning_gen.callbacks import FID, KID, PrecisionRecall
 from lightning_gen.metrics import cache as cache_mod
 from lightning_gen.metrics.cache import FeatureCache, atomic_torch_save
 from lightning_gen.metrics.distributed import owned_chunks
@@ -36,7 +37,9 @@ class ProjectionExtractor(FeatureExtractorBase):
 
     def __init__(self, name: str = "projection", features_list: tuple[str, ...] = ("2048",), dim: int = 16) -> None:
         super().__init__(name, list(features_list))
-        self.proj = torch.nn.Parameter(torch.randn(3 * 16, dim, generator=torch.Generator().manual_seed(0)), requires_grad=False)
+        self.proj = torch.nn.Parameter(
+            torch.randn(3 * 16, dim, generator=torch.Generator().manual_seed(0)), requires_grad=False
+        )
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         pooled = torch.nn.functional.adaptive_avg_pool2d(x.float() / 255.0, 4).flatten(1)  # (B, 48)
@@ -49,7 +52,9 @@ class ProjectionExtractor(FeatureExtractorBase):
 
 
 def fake_extractor() -> ImageFeatureExtractor:
-    return ImageFeatureExtractor(ProjectionExtractor(), "projection", {"source": "test", "sha256": "0" * 64}, "none", rgb=True)
+    return ImageFeatureExtractor(
+        ProjectionExtractor(), "projection", {"source": "test", "sha256": "0" * 64}, "none", rgb=True
+    )
 
 
 class BlobSampler:
@@ -82,7 +87,11 @@ def test_owned_chunks_tile_exactly(n: int, chunk: int, world: int) -> None:
 def test_batch_size_does_not_change_results() -> None:
     results = []
     for batch_size in (3, 64):
-        ev = ImageEvaluator(families(), fake_extractor(), EvalSettings(num_samples=30, num_real=40, sample_chunk=7, batch_size=batch_size))
+        ev = ImageEvaluator(
+            families(),
+            fake_extractor(),
+            EvalSettings(num_samples=30, num_real=40, sample_chunk=7, batch_size=batch_size),
+        )
         results.append(ev.evaluate(BlobSampler(), real_dataset(), "synthetic").values)
     assert results[0] == pytest.approx(results[1], rel=1e-9, abs=1e-12)
 
@@ -114,7 +123,9 @@ def test_cache_hit_does_no_real_image_work(tmp_path: Path) -> None:
     assert cache2.hits == 1 and r1.values == r2.values
     # anything in the protocol changes the key: here the number of real images
     third = fake_extractor()
-    ImageEvaluator(families(), third, EvalSettings(num_samples=20, num_real=39, sample_chunk=8), cache2).evaluate(BlobSampler(), real_dataset(), "synthetic")
+    ImageEvaluator(families(), third, EvalSettings(num_samples=20, num_real=39, sample_chunk=8), cache2).evaluate(
+        BlobSampler(), real_dataset(), "synthetic"
+    )
     assert third.calls == 20 + 39
 
 
@@ -147,7 +158,9 @@ def test_settings_errors_name_the_key() -> None:
     with pytest.raises(ConfigError, match="split"):
         EvalSettings(split="validation")
     with pytest.raises(ConfigError, match="num_real"):
-        ImageEvaluator([FIDFamily()], fake_extractor(), EvalSettings(num_samples=4, num_real=41)).evaluate(BlobSampler(), real_dataset(), "s")
+        ImageEvaluator([FIDFamily()], fake_extractor(), EvalSettings(num_samples=4, num_real=41)).evaluate(
+            BlobSampler(), real_dataset(), "s"
+        )
 
 
 # --- 2-process DDP (gloo) ------------------------------------------------------------------------
@@ -164,21 +177,40 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str, cache_dir: str) 
     try:
         extractor = fake_extractor()
         sampler = BlobSampler()
-        ev = ImageEvaluator(families(), extractor, EvalSettings(num_samples=23, num_real=37, sample_chunk=4, batch_size=5), FeatureCache(cache_dir))
+        ev = ImageEvaluator(
+            families(),
+            extractor,
+            EvalSettings(num_samples=23, num_real=37, sample_chunk=4, batch_size=5),
+            FeatureCache(cache_dir),
+        )
         result = ev.evaluate(sampler, real_dataset(), "synthetic")
         # second evaluation: cache warm on rank 0, others do no real work either
         calls_before = extractor.calls
         again = ev.evaluate(sampler, real_dataset(), "synthetic")
-        record = {"values": result.values, "again": again.values, "drawn": sampler.drawn, "calls": calls_before, "calls_second": extractor.calls - calls_before}
+        record = {
+            "values": result.values,
+            "again": again.values,
+            "drawn": sampler.drawn,
+            "calls": calls_before,
+            "calls_second": extractor.calls - calls_before,
+        }
         Path(out_dir, f"rank{rank}.json").write_text(json.dumps(record))
     finally:
         dist.destroy_process_group()
 
 
 def test_two_process_ddp_matches_single_process(tmp_path: Path) -> None:
-    single = ImageEvaluator(families(), fake_extractor(), EvalSettings(num_samples=23, num_real=37, sample_chunk=4, batch_size=5))
+    single = ImageEvaluator(
+        families(), fake_extractor(), EvalSettings(num_samples=23, num_real=37, sample_chunk=4, batch_size=5)
+    )
     reference = single.evaluate(BlobSampler(), real_dataset(), "synthetic").values
-    mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path), str(tmp_path / "cache")), nprocs=2, join=True, start_method="fork")
+    mp.start_processes(
+        _ddp_worker,
+        args=(2, _free_port(), str(tmp_path), str(tmp_path / "cache")),
+        nprocs=2,
+        join=True,
+        start_method="fork",
+    )
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for rec in ranks:
         assert rec["values"] == pytest.approx(reference, rel=1e-9, abs=1e-12)  # same numbers on every rank
@@ -194,16 +226,25 @@ def _trainer_with(callbacks, tmp_path: Path, **kwargs) -> L.Trainer:
     from lightning.pytorch.loggers import CSVLogger
 
     options = dict(
-        accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0,
-        logger=CSVLogger(tmp_path, name="", version=""), callbacks=callbacks, enable_progress_bar=False,
-        enable_checkpointing=False, enable_model_summary=False,
+        accelerator="cpu",
+        max_epochs=1,
+        limit_train_batches=2,
+        limit_val_batches=1,
+        num_sanity_val_steps=0,
+        logger=CSVLogger(tmp_path, name="", version=""),
+        callbacks=callbacks,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        enable_model_summary=False,
     )
     return L.Trainer(**{**options, **kwargs})
 
 
 def test_callbacks_share_one_feature_pass_and_log_protocol(tmp_path: Path) -> None:
     extractor = fake_extractor()
-    common = dict(num_samples=24, num_real=30, split="val", every_n_epochs=1, extractor=extractor, cache_dir=str(tmp_path / "c"))
+    common = dict(
+        num_samples=24, num_real=30, split="val", every_n_epochs=1, extractor=extractor, cache_dir=str(tmp_path / "c")
+    )
     callbacks = [FID(**common), KID(subset_size=10, subsets=5, **common), PrecisionRecall(**common)]
     dm = SyntheticImageDataModule(image_shape=(1, 16, 16), num_train=64, num_val=32, batch_size=16)
     model = VAE(image_shape=(1, 16, 16), latent_dim=4, widths=(8, 16))
@@ -221,7 +262,15 @@ def test_callbacks_share_one_feature_pass_and_log_protocol(tmp_path: Path) -> No
 
 def test_every_n_steps_cadence(tmp_path: Path) -> None:
     extractor = fake_extractor()
-    cb = FID(num_samples=8, num_real=8, split="val", every_n_epochs=None, every_n_steps=2, extractor=extractor, cache_dir=str(tmp_path / "c"))
+    cb = FID(
+        num_samples=8,
+        num_real=8,
+        split="val",
+        every_n_epochs=None,
+        every_n_steps=2,
+        extractor=extractor,
+        cache_dir=str(tmp_path / "c"),
+    )
     dm = SyntheticImageDataModule(image_shape=(1, 16, 16), num_train=96, num_val=16, batch_size=16)
     model = VAE(image_shape=(1, 16, 16), latent_dim=4, widths=(8, 16))
     trainer = _trainer_with([cb], tmp_path, limit_val_batches=0, limit_train_batches=6)
@@ -235,12 +284,21 @@ def test_lightning_ddp_two_cpu_processes_log_the_single_process_numbers(tmp_path
     values = {}
     for devices, strategy in ((1, "auto"), (2, "ddp_fork")):
         extractor = fake_extractor()
-        common = dict(num_samples=25, num_real=30, split="val", extractor=extractor, cache_dir=str(tmp_path / f"c{devices}"), sample_chunk=4)
+        common = dict(
+            num_samples=25,
+            num_real=30,
+            split="val",
+            extractor=extractor,
+            cache_dir=str(tmp_path / f"c{devices}"),
+            sample_chunk=4,
+        )
         callbacks = [FID(**common), KID(subset_size=10, subsets=5, **common)]
         torch.manual_seed(0)
         model = VAE(image_shape=(1, 16, 16), latent_dim=4, widths=(8, 16))
         dm = SyntheticImageDataModule(image_shape=(1, 16, 16), num_train=64, num_val=32, batch_size=16)
-        trainer = _trainer_with(callbacks, tmp_path / str(devices), devices=devices, strategy=strategy, limit_val_batches=2)
+        trainer = _trainer_with(
+            callbacks, tmp_path / str(devices), devices=devices, strategy=strategy, limit_val_batches=2
+        )
         trainer.validate(model, dm)  # no training: both runs evaluate the same weights
         values[devices] = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("eval/")}
     assert set(values[2]) == {"eval/fid", "eval/kid_mean", "eval/kid_std"}

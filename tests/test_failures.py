@@ -3,6 +3,7 @@
 Each case runs ``lightning-gen fit`` in a subprocess on the tiny VAE of ``ops_utils`` (2 epochs of
 8 steps, ``last.ckpt`` every 2 steps), with faults injected at exact points by ``ops_utils.FaultAt``.
 """
+
 from __future__ import annotations
 
 import errno
@@ -15,10 +16,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from lightning_gen.runs.checkpoints import AtomicCheckpointIO, nonfinite_count
-from gen_common.errors import LightningGenError
 from ops_utils import CLI, REPO_ROOT, cli_env_with_tests, fault_at_callback, run_cli, write_tiny_config
+
+from gen_common.errors import LightningGenError
+from lightning_gen.runs.checkpoints import AtomicCheckpointIO, nonfinite_count
 
 ERROR = "lightning-gen: error: "
 
@@ -37,7 +38,15 @@ def _fit_with_fault(tmp_path: Path, step: int, hook: str, action: str, *extra: s
     config = write_tiny_config(tmp_path)
     record = tmp_path / "sha_at_fault.txt"
     proc = run_cli(
-        ["fit", "--config", str(config), "--run.id", "r", "--trainer.callbacks+=" + fault_at_callback(step, hook, action, str(record)), *extra],
+        [
+            "fit",
+            "--config",
+            str(config),
+            "--run.id",
+            "r",
+            "--trainer.callbacks+=" + fault_at_callback(step, hook, action, str(record)),
+            *extra,
+        ],
         tmp_path,
         env=cli_env_with_tests(),
     )
@@ -47,12 +56,20 @@ def _fit_with_fault(tmp_path: Path, step: int, hook: str, action: str, *extra: s
 def test_nonfinite_loss_stops_the_run_with_one_paragraph(tmp_path: Path) -> None:
     """What a user sees with a learning rate that diverges at once: exit 1, no checkpoint at all."""
     config = write_tiny_config(tmp_path)
-    proc = run_cli(["fit", "--config", str(config), "--run.id", "r", "--model.init_args.optimizer.init_args.lr=1e12"], tmp_path)
+    proc = run_cli(
+        ["fit", "--config", str(config), "--run.id", "r", "--model.init_args.optimizer.init_args.lr=1e12"], tmp_path
+    )
     assert proc.returncode == 1, proc.stderr[-3000:]
     message = _error_paragraph(proc.stderr)
-    assert "Training stopped after" in message and "the training loss became NaN or infinite at step 1 (the `step` of metrics.csv)." in message
+    assert (
+        "Training stopped after" in message
+        and "the training loss became NaN or infinite at step 1 (the `step` of metrics.csv)." in message
+    )
     assert "No checkpoint had been saved yet" in message
-    assert "Lower the learning rate (`--model.init_args.optimizer.init_args.lr`), clip gradients (`--trainer.gradient_clip_val=1.0`)" in message
+    assert (
+        "Lower the learning rate (`--model.init_args.optimizer.init_args.lr`), clip gradients (`--trainer.gradient_clip_val=1.0`)"
+        in message
+    )
     assert "Traceback" not in proc.stderr
     assert not list((tmp_path / "runs" / "tiny" / "r").glob("checkpoints/*.ckpt"))
 
@@ -64,8 +81,12 @@ def test_nonfinite_weights_never_replace_the_last_good_checkpoint(tmp_path: Path
     assert proc.returncode == 1, proc.stderr[-3000:]
     last = run_dir / "checkpoints" / "last.ckpt"
     message = _error_paragraph(proc.stderr)
-    assert message.startswith(f"{ERROR}Training stopped after 6 steps: the model's weights became NaN or infinite (1 value).")
-    assert "The last good checkpoint is runs/tiny/r/checkpoints/last.ckpt (no non-finite checkpoint was saved)." in message
+    assert message.startswith(
+        f"{ERROR}Training stopped after 6 steps: the model's weights became NaN or infinite (1 value)."
+    )
+    assert (
+        "The last good checkpoint is runs/tiny/r/checkpoints/last.ckpt (no non-finite checkpoint was saved)." in message
+    )
     assert _sha(last) == record.read_text()  # unchanged since before the fault
     ckpt = torch.load(last, weights_only=False)
     assert ckpt["global_step"] == 4 and nonfinite_count(ckpt["state_dict"]) == 0
@@ -88,8 +109,24 @@ def test_sigterm_ends_a_run_stuck_in_c_code_after_the_grace_period(tmp_path: Pat
     """The main thread blocks forever at step 5 (as in a collective whose peer died): the signal
     cannot reach a batch end, so the watchdog ends the process ``stop_grace_s`` after SIGTERM."""
     config = write_tiny_config(tmp_path)
-    args = ["fit", "--config", str(config), "--run.id", "r", "--run.stop_grace_s=2", "--trainer.callbacks+=" + fault_at_callback(5, "on_train_batch_start", "block")]
-    proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env_with_tests(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    args = [
+        "fit",
+        "--config",
+        str(config),
+        "--run.id",
+        "r",
+        "--run.stop_grace_s=2",
+        "--trainer.callbacks+=" + fault_at_callback(5, "on_train_batch_start", "block"),
+    ]
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        cwd=tmp_path,
+        env=cli_env_with_tests(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         csv_path = tmp_path / "runs" / "tiny" / "r" / "metrics.csv"
         deadline = time.time() + 300
@@ -112,7 +149,10 @@ def test_sigterm_ends_a_run_stuck_in_c_code_after_the_grace_period(tmp_path: Pat
         "lightning-gen: received SIGTERM but the process did not stop within 2 s (a batch longer than that, or stuck, "
         "e.g. in a collective waiting for another rank): exiting now with status 143; resume with `--ckpt_path last` ("
     ) in out
-    assert torch.load(tmp_path / "runs" / "tiny" / "r" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 4
+    assert (
+        torch.load(tmp_path / "runs" / "tiny" / "r" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+        == 4
+    )
 
 
 def test_stuck_message_says_whether_there_is_a_checkpoint_to_resume_from(tmp_path: Path) -> None:
@@ -125,7 +165,9 @@ def test_stuck_message_says_whether_there_is_a_checkpoint_to_resume_from(tmp_pat
     assert f"this run has no {tmp_path / 'last.ckpt'} yet" in none_yet and "`--run.stop_grace_s` above it" in none_yet
     (tmp_path / "last.ckpt").write_bytes(b"x")
     saved = stuck_message(signal.SIGINT, 2, str(tmp_path / "last.ckpt"))
-    assert saved.endswith(f"status 130; resume with `--ckpt_path last` ({tmp_path / 'last.ckpt'}, saved before the signal).")
+    assert saved.endswith(
+        f"status 130; resume with `--ckpt_path last` ({tmp_path / 'last.ckpt'}, saved before the signal)."
+    )
 
 
 @pytest.mark.slow
@@ -133,12 +175,31 @@ def test_second_ctrl_c_aborts_at_once_without_saving(tmp_path: Path) -> None:
     """First Ctrl-C: "saving at the end of this batch"; the batch never ends (blocked); a second
     Ctrl-C aborts through Lightning's KeyboardInterrupt shutdown (exit 1) and saves nothing."""
     config = write_tiny_config(tmp_path)
-    args = ["fit", "--config", str(config), "--run.id", "r", "--trainer.callbacks+=" + fault_at_callback(5, "on_train_batch_start", "block")]
-    proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env_with_tests(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    args = [
+        "fit",
+        "--config",
+        str(config),
+        "--run.id",
+        "r",
+        "--trainer.callbacks+=" + fault_at_callback(5, "on_train_batch_start", "block"),
+    ]
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        cwd=tmp_path,
+        env=cli_env_with_tests(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         csv_path = tmp_path / "runs" / "tiny" / "r" / "metrics.csv"
         deadline = time.time() + 300
-        while time.time() < deadline and proc.poll() is None and not (csv_path.exists() and "\n0,4," in csv_path.read_text()):
+        while (
+            time.time() < deadline
+            and proc.poll() is None
+            and not (csv_path.exists() and "\n0,4," in csv_path.read_text())
+        ):
             time.sleep(0.1)
         time.sleep(1.0)
         last = tmp_path / "runs" / "tiny" / "r" / "checkpoints" / "last.ckpt"
@@ -152,7 +213,9 @@ def test_second_ctrl_c_aborts_at_once_without_saving(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert proc.returncode == 1, out[-3000:]
-    assert "Ctrl-C: saving checkpoints/last.ckpt at the end of this batch" in out and "Detected KeyboardInterrupt" in out
+    assert (
+        "Ctrl-C: saving checkpoints/last.ckpt at the end of this batch" in out and "Detected KeyboardInterrupt" in out
+    )
     assert _sha(last) == before and "preempted at step" not in out
 
 
@@ -161,15 +224,28 @@ def test_gan_nonfinite_loss_names_the_network(tmp_path: Path) -> None:
     """Manual optimization (two optimizers): the message names the network whose loss diverged."""
     proc = run_cli(
         [
-            "fit", "--config", str(REPO_ROOT / "experiments" / "dcgan_mnist.yaml"), "--config", str(REPO_ROOT / "experiments" / "debug.yaml"),
-            "--run.root", str(tmp_path / "runs"), "--run.id", "g", "--model.init_args.discriminator_optimizer.init_args.lr=1e12",
+            "fit",
+            "--config",
+            str(REPO_ROOT / "experiments" / "dcgan_mnist.yaml"),
+            "--config",
+            str(REPO_ROOT / "experiments" / "debug.yaml"),
+            "--run.root",
+            str(tmp_path / "runs"),
+            "--run.id",
+            "g",
+            "--model.init_args.discriminator_optimizer.init_args.lr=1e12",
         ],
         tmp_path,
     )
     assert proc.returncode == 1, proc.stderr[-3000:]
     message = _error_paragraph(proc.stderr)
-    assert "the loss of `discriminator` (optimizer 2 of 2) became NaN or infinite at step 1 (the `step` of metrics.csv)." in message
-    assert "Lower the learning rate (`--model.init_args.discriminator_optimizer.init_args.lr`) or train in fp32" in message
+    assert (
+        "the loss of `discriminator` (optimizer 2 of 2) became NaN or infinite at step 1 (the `step` of metrics.csv)."
+        in message
+    )
+    assert (
+        "Lower the learning rate (`--model.init_args.discriminator_optimizer.init_args.lr`) or train in fp32" in message
+    )
 
 
 def test_checkpoint_io_refuses_nonfinite_weights_and_keeps_the_old_file(tmp_path: Path) -> None:
@@ -177,7 +253,9 @@ def test_checkpoint_io_refuses_nonfinite_weights_and_keeps_the_old_file(tmp_path
     io = AtomicCheckpointIO()
     io.save_checkpoint({"state_dict": {"w": torch.ones(3)}}, path)
     before = path.read_bytes()
-    with pytest.raises(LightningGenError, match=r"Refusing to save .*last.ckpt: the model's weights hold 2 NaN or infinite values"):
+    with pytest.raises(
+        LightningGenError, match=r"Refusing to save .*last.ckpt: the model's weights hold 2 NaN or infinite values"
+    ):
         io.save_checkpoint({"state_dict": {"w": torch.tensor([1.0, float("nan"), float("inf")])}}, path)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]
 
@@ -195,6 +273,10 @@ def test_checkpoint_io_full_disk_is_one_paragraph(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(torch, "save", full)
     what = "the disk is full" if code == errno.ENOSPC else "the disk quota is exceeded"
-    with pytest.raises(LightningGenError, match=rf"Could not save checkpoint .*last.ckpt: {what} \(.* free in .*\); the partial file was removed and the previous last.ckpt is intact"):
+    with pytest.raises(
+        LightningGenError,
+        match=rf"Could not save checkpoint .*last.ckpt: {what} \(.* free in .*\); the partial file was removed and "
+        rf"the previous last.ckpt is intact",
+    ):
         io.save_checkpoint({"state_dict": {"w": torch.zeros(3)}}, path)
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]

@@ -1,4 +1,5 @@
 """GAN experiments through ``lightning-gen``: configs instantiate, CIFAR-10 fails clearly, fit + export end to end."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -47,9 +48,19 @@ def test_sngan_protocol_schedule_decays_linearly_to_zero() -> None:
     assert g_opt.param_groups[0]["lr"] == pytest.approx(1e-4, rel=1e-3)
 
 
-def test_cifar10_experiment_without_data_fails_with_one_paragraph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cifar10_experiment_without_data_fails_with_one_paragraph(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--config", str(EXPERIMENTS / "sngan_cifar10.yaml"), f"--data.init_args.data_dir={tmp_path / 'none'}", "--run.wandb=disabled"])
+        main(
+            [
+                "fit",
+                "--config",
+                str(EXPERIMENTS / "sngan_cifar10.yaml"),
+                f"--data.init_args.data_dir={tmp_path / 'none'}",
+                "--run.wandb=disabled",
+            ]
+        )
     assert exit_info.value.code == 1
     err = capsys.readouterr().err
     assert "No offline copy of CIFAR-10 exists" in err and "Traceback" not in err
@@ -71,7 +82,10 @@ def test_dcgan_mnist_fit_then_export(tmp_path: Path, capsys: pytest.CaptureFixtu
         ]
     )  # fmt: skip
     run_dir = tmp_path / "runs" / "debug" / "dcgan_mnist" / "t"
-    assert sorted(p.name for p in (run_dir / "samples").glob("*.png")) == ["samples_step0000002.png", "samples_step0000004.png"]
+    assert sorted(p.name for p in (run_dir / "samples").glob("*.png")) == [
+        "samples_step0000002.png",
+        "samples_step0000004.png",
+    ]
     last = run_dir / "checkpoints" / "last.ckpt"
     main(["export", "--ckpt", str(last), "--out", str(tmp_path / "G.pt")])
     assert "exported EMA generator" in capsys.readouterr().out

@@ -1,4 +1,5 @@
 """GAN datamodules: CIFAR-10's missing-data error, the image-folder datamodule on real photos."""
+
 from __future__ import annotations
 
 import re
@@ -14,7 +15,6 @@ from PIL import Image
 from datamodules import CIFAR10DataModule, ImageFolderDataModule
 from gen_common.errors import ConfigError, DataNotFoundError
 from lightning_gen.models.gan import GAN
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -93,7 +93,9 @@ def test_gan_trains_on_the_photo_folder(photo_folder, tmp_path: Path) -> None:
     root, _ = photo_folder
     dm = ImageFolderDataModule(root=str(root), image_size=32, val_fraction=0.34, batch_size=2, num_workers=0)
     model = GAN(image_shape=dm.image_shape, latent_dim=8, g_width=4, d_width=4)
-    trainer = L.Trainer(max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=str(tmp_path))
+    trainer = L.Trainer(
+        max_steps=2, logger=False, enable_checkpointing=False, enable_progress_bar=False, default_root_dir=str(tmp_path)
+    )
     trainer.fit(model, dm)
     assert trainer.global_step == 2 and torch.isfinite(trainer.callback_metrics["train/g_loss"])
 
@@ -129,6 +131,9 @@ def test_corrupt_image_is_one_paragraph_naming_it_also_from_workers(tmp_path: Pa
                 pass
     message = str(err.value)
     assert "Traceback" not in message and "\n" not in message
-    assert re.match(rf"Image {re.escape(str(tmp_path))}/[35]\.jpg cannot be decoded \((UnidentifiedImageError|OSError): .*\)\. Fix: re-encode", message)
+    assert re.match(
+        rf"Image {re.escape(str(tmp_path))}/[35]\.jpg cannot be decoded \((UnidentifiedImageError|OSError): .*\)\. Fix: re-encode",
+        message,
+    )
     assert [p.name for p, _ in unreadable_images(sorted(tmp_path.glob("*.jpg")))] == ["3.jpg", "5.jpg"]
     assert check_images([str(tmp_path)]) == 1

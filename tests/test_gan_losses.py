@@ -1,4 +1,5 @@
 """GAN losses against hand computations; the gradient penalty against an autograd reference."""
+
 from __future__ import annotations
 
 import math
@@ -91,5 +92,6 @@ def test_gradient_penalty_grad_scale_is_transparent() -> None:
     critic = nn.Sequential(nn.Flatten(), nn.Linear(4, 1), nn.Flatten(0))
     real, fake, alpha = torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2), torch.rand(3)
     torch.testing.assert_close(
-        gradient_penalty(critic, real, fake, alpha=alpha, grad_scale=65536.0), gradient_penalty(critic, real, fake, alpha=alpha)
+        gradient_penalty(critic, real, fake, alpha=alpha, grad_scale=65536.0),
+        gradient_penalty(critic, real, fake, alpha=alpha),
     )

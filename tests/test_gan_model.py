@@ -1,4 +1,5 @@
 """The GAN LightningModule: step counting with n_critic, EMA, bf16, clipping, learning, resume, export."""
+
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,8 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_gen.commands.export import export_generator, load_generator
 from gen_common.errors import ConfigError
+from lightning_gen.commands.export import export_generator, load_generator
 from lightning_gen.models.gan import GAN
 
 SHAPE = (1, 28, 28)
@@ -188,7 +189,13 @@ def two_mode_loader(n: int = 512, batch_size: int = 32) -> DataLoader:
     g = torch.Generator().manual_seed(0)
     level = torch.where(torch.rand(n, generator=g) < 0.5, 0.15, 0.85)
     x = (level.view(n, 1, 1, 1) + 0.02 * torch.randn(n, *SHAPE, generator=g)).clamp(0, 1)
-    return DataLoader(TensorDataset(x, torch.zeros(n, dtype=torch.int64)), batch_size=batch_size, shuffle=True, drop_last=True, generator=g)
+    return DataLoader(
+        TensorDataset(x, torch.zeros(n, dtype=torch.int64)),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        generator=g,
+    )
 
 
 def mode_error(images: torch.Tensor) -> tuple[float, float]:
@@ -219,7 +226,15 @@ def params_and_state(model: GAN) -> dict[str, torch.Tensor]:
 def resumable_run(tmp_path: Path, max_epochs: int, ckpt_path: str | None = None) -> tuple[GAN, L.Trainer]:
     L.seed_everything(0)
     sched = partial(torch.optim.lr_scheduler.LinearLR, start_factor=1.0, end_factor=0.1, total_iters=8)
-    model = tiny_gan(n_critic=2, loss="wgan_gp", d_norm="none", ema_decay=0.9, ema_start=1, generator_scheduler=sched, discriminator_scheduler=sched)
+    model = tiny_gan(
+        n_critic=2,
+        loss="wgan_gp",
+        d_norm="none",
+        ema_decay=0.9,
+        ema_start=1,
+        generator_scheduler=sched,
+        discriminator_scheduler=sched,
+    )
     ckpt = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
     t = trainer(tmp_path, max_epochs=max_epochs, enable_checkpointing=True, callbacks=[ckpt], limit_val_batches=0)
     t.fit(model, loader(64, batch_size=16), ckpt_path=ckpt_path)  # 4 iterations per epoch
@@ -230,7 +245,9 @@ def test_resume_from_checkpoint_equals_unbroken_run(tmp_path: Path) -> None:
     unbroken, t_full = resumable_run(tmp_path / "full", max_epochs=2)
     _, t_half = resumable_run(tmp_path / "half", max_epochs=1)
     assert t_half.global_step == 4
-    resumed, t_resumed = resumable_run(tmp_path / "resumed", max_epochs=2, ckpt_path=str(tmp_path / "half" / "ckpt" / "last.ckpt"))
+    resumed, t_resumed = resumable_run(
+        tmp_path / "resumed", max_epochs=2, ckpt_path=str(tmp_path / "half" / "ckpt" / "last.ckpt")
+    )
     assert t_full.global_step == t_resumed.global_step == 8
     full, again = params_and_state(unbroken), params_and_state(resumed)
     assert full.keys() == again.keys()
@@ -245,7 +262,11 @@ def test_export_generator_alone_and_sample(tmp_path: Path) -> None:
     out = export_generator(tmp_path / "ckpt" / "last.ckpt", tmp_path / "G.pt")
     generator = load_generator(out)
     payload = torch.load(out, weights_only=True)
-    assert payload["ema"] and payload["global_step"] == 4 and payload["builder"] == "lightning_gen.nets.gan.build_generator"
+    assert (
+        payload["ema"]
+        and payload["global_step"] == 4
+        and payload["builder"] == "lightning_gen.nets.gan.build_generator"
+    )
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     torch.testing.assert_close(generator.sample(5, generator=gen()), model.sample(5, generator=gen()))
     raw = load_generator(export_generator(tmp_path / "ckpt" / "last.ckpt", tmp_path / "G_raw.pt", use_ema=False))
@@ -257,7 +278,9 @@ def test_checkpoint_from_before_the_contract_loads(tmp_path: Path) -> None:
     """A checkpoint whose EMA sits under ``generator_ema.*`` (before the contract) loads, EMA included."""
     model, _ = resumable_run(tmp_path, max_epochs=1)
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=False)
-    ckpt["state_dict"] = {k.replace("ema.", "generator_ema.", 1) if k.startswith("ema.") else k: v for k, v in ckpt["state_dict"].items()}
+    ckpt["state_dict"] = {
+        k.replace("ema.", "generator_ema.", 1) if k.startswith("ema.") else k: v for k, v in ckpt["state_dict"].items()
+    }
     assert any(k.startswith("generator_ema.module.") for k in ckpt["state_dict"])
     old = tmp_path / "old.ckpt"
     torch.save(ckpt, old)
@@ -314,11 +337,24 @@ def test_fp16_gradscaler_path_steps_every_optimizer_and_clips_unscaled_grads(tmp
 
     clip = 1e-3
     sgd = partial(torch.optim.SGD, lr=1.0)
-    model = tiny_gan(loss="wgan_gp", d_norm="none", n_critic=2, gradient_clip_val=clip, generator_optimizer=sgd, discriminator_optimizer=sgd)
+    model = tiny_gan(
+        loss="wgan_gp",
+        d_norm="none",
+        n_critic=2,
+        gradient_clip_val=clip,
+        generator_optimizer=sgd,
+        discriminator_optimizer=sgd,
+    )
     scaler = CountingGradScaler("cpu", init_scale=2.0**10)
     record = RecordDtypes()
     g0 = torch.cat([p.detach().flatten().clone() for p in model.generator.parameters()])
-    t = trainer(tmp_path, max_steps=2, plugins=[MixedPrecision("16-mixed", "cpu", scaler)], callbacks=[record], limit_val_batches=0)
+    t = trainer(
+        tmp_path,
+        max_steps=2,
+        plugins=[MixedPrecision("16-mixed", "cpu", scaler)],
+        callbacks=[record],
+        limit_val_batches=0,
+    )
     t.fit(model, loader(64, batch_size=16))
     assert torch.float16 in record.dtypes
     assert t.global_step == 2 and scaler.steps == 2 * 2 + 2  # n_critic D steps + 1 G step per iteration
@@ -336,7 +372,9 @@ def mid_epoch_run(root: Path, ckpt_path: str | None = None, max_steps: int = -1)
     model = tiny_gan(n_critic=2, noise_seed=None)  # the noise seed comes from the global RNG
     dm = SyntheticImageDataModule(image_shape=SHAPE, num_train=128, batch_size=32)  # shuffled, 4 iterations per epoch
     ckpt = ModelCheckpoint(dirpath=root / "ckpt", save_last=True, every_n_train_steps=1)
-    t = trainer(root, max_epochs=2, max_steps=max_steps, enable_checkpointing=True, callbacks=[ckpt], limit_val_batches=0)
+    t = trainer(
+        root, max_epochs=2, max_steps=max_steps, enable_checkpointing=True, callbacks=[ckpt], limit_val_batches=0
+    )
     t.fit(model, dm, ckpt_path=ckpt_path)
     return model, t
 

@@ -1,4 +1,5 @@
 """End to end: ``lightning-gen fit`` a tiny GPT on a text file, then ``lightning-gen sample`` from its checkpoint."""
+
 from __future__ import annotations
 
 import csv
@@ -8,9 +9,10 @@ import pytest
 import yaml
 
 from lightning_gen.__main__ import main
+
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
-TEXT = ("ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n" * 80)
+TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n" * 80
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -22,31 +24,66 @@ def test_experiment_files_parse() -> None:
         assert config["model"]["class_path"] == "lightning_gen.models.GPT"
         assert config["data"]["init_args"]["block_size"] == config["model"]["init_args"]["block_size"]
     gpu = yaml.safe_load((EXPERIMENTS / "gpt_shakespeare_char_gpu.yaml").read_text())
-    assert (gpu["model"]["init_args"]["n_layer"], gpu["model"]["init_args"]["n_embd"], gpu["trainer"]["max_steps"]) == (6, 384, 5000)
+    assert (gpu["model"]["init_args"]["n_layer"], gpu["model"]["init_args"]["n_embd"], gpu["trainer"]["max_steps"]) == (
+        6,
+        384,
+        5000,
+    )
 
 
 def test_fit_logs_text_metrics_and_sample_prints_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "corpus.txt").write_text(TEXT)
-    small_eval = {"trainer": {"callbacks": [{
-        "class_path": "lightning_gen.callbacks.TextMetrics",
-        "init_args": {"num_prompts": 8, "prompt_tokens": 8, "reference_tokens": 12},
-    }]}}
+    small_eval = {
+        "trainer": {
+            "callbacks": [
+                {
+                    "class_path": "lightning_gen.callbacks.TextMetrics",
+                    "init_args": {"num_prompts": 8, "prompt_tokens": 8, "reference_tokens": 12},
+                }
+            ]
+        }
+    }
     (tmp_path / "small_eval.yaml").write_text(yaml.safe_dump(small_eval))
-    main([
-        "fit", "--config", str(EXPERIMENTS / "gpt_shakespeare_char.yaml"), "--config", str(tmp_path / "small_eval.yaml"),
-        "--data.init_args.text_path", str(tmp_path / "corpus.txt"),
-        "--data.init_args.block_size=16", "--model.init_args.block_size=16",
-        "--model.init_args.n_layer=1", "--model.init_args.n_embd=32", "--model.init_args.n_head=2",
-        "--model.init_args.warmup_steps=2", "--model.init_args.decay_steps=30",
-        "--data.init_args.train_batches_per_epoch=15", "--data.init_args.val_batches=2",
-        "--trainer.max_steps=30", "--trainer.log_every_n_steps=5",
-        "--run.root", str(tmp_path / "runs"), "--run.id", "t1",
-    ])
+    main(
+        [
+            "fit",
+            "--config",
+            str(EXPERIMENTS / "gpt_shakespeare_char.yaml"),
+            "--config",
+            str(tmp_path / "small_eval.yaml"),
+            "--data.init_args.text_path",
+            str(tmp_path / "corpus.txt"),
+            "--data.init_args.block_size=16",
+            "--model.init_args.block_size=16",
+            "--model.init_args.n_layer=1",
+            "--model.init_args.n_embd=32",
+            "--model.init_args.n_head=2",
+            "--model.init_args.warmup_steps=2",
+            "--model.init_args.decay_steps=30",
+            "--data.init_args.train_batches_per_epoch=15",
+            "--data.init_args.val_batches=2",
+            "--trainer.max_steps=30",
+            "--trainer.log_every_n_steps=5",
+            "--run.root",
+            str(tmp_path / "runs"),
+            "--run.id",
+            "t1",
+        ]
+    )
     run = tmp_path / "runs" / "gpt_shakespeare_char" / "t1"
     with open(run / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     logged = {k for row in rows for k, v in row.items() if v}
-    assert {"train/loss", "train/tokens_per_s", "val/loss", "val/ppl", "text/bleu", "text/rougeL", "text/self_bleu", "text/ppl"} <= logged
+    assert {
+        "train/loss",
+        "train/tokens_per_s",
+        "val/loss",
+        "val/ppl",
+        "text/bleu",
+        "text/rougeL",
+        "text/self_bleu",
+        "text/ppl",
+    } <= logged
     val = [float(r["val/loss"]) for r in rows if r.get("val/loss")]
     assert len(val) == 2 and val[-1] < val[0] < 4.0  # two validations (every 15 steps); loss falls
     tables = sorted((run / "samples").glob("text_samples_step*.csv"))
@@ -74,11 +111,19 @@ def test_lstm_baseline_is_chosen_in_yaml(tmp_path: Path) -> None:
     from lightning_gen.nets.lstm import LSTMDecoder
 
     (tmp_path / "corpus.txt").write_text(TEXT)
-    cli = build_cli([
-        "--config", str(EXPERIMENTS / "gpt_shakespeare_char.yaml"),
-        "--data.init_args.text_path", str(tmp_path / "corpus.txt"),
-        "--model.init_args.architecture=lstm", "--model.init_args.n_layer=1",
-        "--run.wandb=disabled", "--run.root", str(tmp_path / "runs"),
-    ], run=False)
+    cli = build_cli(
+        [
+            "--config",
+            str(EXPERIMENTS / "gpt_shakespeare_char.yaml"),
+            "--data.init_args.text_path",
+            str(tmp_path / "corpus.txt"),
+            "--model.init_args.architecture=lstm",
+            "--model.init_args.n_layer=1",
+            "--run.wandb=disabled",
+            "--run.root",
+            str(tmp_path / "runs"),
+        ],
+        run=False,
+    )
     assert isinstance(cli.model.net, LSTMDecoder)
     assert cli.model.hparams.vocab_size == cli.datamodule.vocab_size == len(set(TEXT))  # linked from the data

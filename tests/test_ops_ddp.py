@@ -1,4 +1,5 @@
 """DDP on CPU (gloo, 2 processes): one run dir, and a killed DDP run resumes into the same run."""
+
 from __future__ import annotations
 
 import signal
@@ -6,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ops_utils import logged_steps, run_cli, start_and_signal, train_rows, wandb_segments, write_tiny_config
 
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
@@ -28,7 +28,9 @@ def test_ddp_two_processes_write_one_run_dir(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_ddp_killed_then_resumed_into_the_same_run(tmp_path: Path) -> None:
     config = write_tiny_config(tmp_path, epochs=4)
-    killed = start_and_signal(["fit", "--config", str(config), *DDP], tmp_path, "runs/tiny/*/metrics.csv", 7, signal.SIGKILL, group=True)
+    killed = start_and_signal(
+        ["fit", "--config", str(config), *DDP], tmp_path, "runs/tiny/*/metrics.csv", 7, signal.SIGKILL, group=True
+    )
     assert killed.returncode == -signal.SIGKILL
     resumed = run_cli(["fit", "--config", str(config), *DDP, "--ckpt_path", "last"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -53,9 +55,13 @@ def test_ddp_strategy_names_get_the_collective_timeout_and_the_models_unused_par
     assert isinstance(ddp, DDPStrategy) and ddp._timeout == timedelta(minutes=2.5) and ddp._start_method == "popen"
     assert ddp._ddp_kwargs == {"find_unused_parameters": False}
     assert ddp_strategy("ddp_spawn", 1, GAN)._ddp_kwargs == {"find_unused_parameters": True}  # the GAN asks for it
-    assert ddp_strategy("ddp_find_unused_parameters_false", 1, GAN)._ddp_kwargs == {"find_unused_parameters": False}  # the name wins
+    assert ddp_strategy("ddp_find_unused_parameters_false", 1, GAN)._ddp_kwargs == {
+        "find_unused_parameters": False
+    }  # the name wins
     assert ddp_strategy("ddp_fork", 1)._start_method == "fork"
-    assert isinstance(ddp_strategy("auto", 1, devices=2, accelerator="cpu"), DDPStrategy)  # Lightning would pick DDP too
+    assert isinstance(
+        ddp_strategy("auto", 1, devices=2, accelerator="cpu"), DDPStrategy
+    )  # Lightning would pick DDP too
     assert ddp_strategy("auto", 1, devices=1) == "auto" and ddp_strategy("auto", 1, devices="auto") == "auto"
     assert ddp_strategy("deepspeed", 1) == "deepspeed"
     given = DDPStrategy()
@@ -92,9 +98,24 @@ def test_a_rank_waiting_for_a_stuck_peer_fails_after_the_collective_timeout(tmp_
 
     (tmp_path / "stall.py").write_text(STALL)  # `python -m` puts the cwd on sys.path
     config = write_tiny_config(tmp_path, epochs=1)
-    args = ["fit", "--config", str(config), *DDP, "--run.collective_timeout_min=0.5", "--trainer.callbacks+=stall.Stall"]
+    args = [
+        "fit",
+        "--config",
+        str(config),
+        *DDP,
+        "--run.collective_timeout_min=0.5",
+        "--trainer.callbacks+=stall.Stall",
+    ]
     start = time.monotonic()
-    proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [*CLI, *args],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         returncode = proc.wait(timeout=170)  # rank 0; the stuck rank 1 would keep a pipe open until it wakes
         elapsed = time.monotonic() - start
@@ -104,4 +125,7 @@ def test_a_rank_waiting_for_a_stuck_peer_fails_after_the_collective_timeout(tmp_
     assert returncode not in (0, None), out[-3000:]
     assert "timed out" in out.lower() or "timeout" in out.lower(), out[-3000:]
     assert elapsed < 170
-    assert "waiting for clients" not in out and "train/loss" in (next((tmp_path / "runs" / "tiny").iterdir()) / "metrics.csv").read_text()  # at the stall, not at start-up
+    assert (
+        "waiting for clients" not in out
+        and "train/loss" in (next((tmp_path / "runs" / "tiny").iterdir()) / "metrics.csv").read_text()
+    )  # at the stall, not at start-up

@@ -3,6 +3,7 @@
 Each run is a tiny VAE on synthetic blobs (2 epochs x 8 steps, ``last.ckpt`` every 2 steps) in a
 subprocess, so a kill lands at a random point of a real ``lightning-gen fit``.
 """
+
 from __future__ import annotations
 
 import random
@@ -12,15 +13,14 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from ops_utils import (
     assert_bitwise_equal,
+    cli_env_with_tests,
     fault_at_callback,
     logged_steps,
     run_cli,
     start_and_signal,
     state_dict,
-    cli_env_with_tests,
     train_rows,
     wandb_segments,
     write_tiny_config,
@@ -50,13 +50,19 @@ def _kill_and_resume(tmp_path: Path, kill_step: int, sig: int) -> tuple[Path, ob
 def _kill_at(tmp_path: Path, step: int, hook: str) -> Path:
     """Run until ``global_step == step`` in ``hook``, kill -9 there (exact point), return the run dir."""
     config = write_tiny_config(tmp_path)
-    killed = run_cli(["fit", "--config", str(config), "--run.id", "k", "--trainer.callbacks+=" + fault_at_callback(step, hook)], tmp_path, env=cli_env_with_tests())
+    killed = run_cli(
+        ["fit", "--config", str(config), "--run.id", "k", "--trainer.callbacks+=" + fault_at_callback(step, hook)],
+        tmp_path,
+        env=cli_env_with_tests(),
+    )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     return tmp_path / "runs" / "tiny" / "k"
 
 
 def _resume(tmp_path: Path) -> None:
-    resumed = run_cli(["fit", "--config", str(tmp_path / "tiny.yaml"), "--run.id", "k", "--ckpt_path", "last"], tmp_path)
+    resumed = run_cli(
+        ["fit", "--config", str(tmp_path / "tiny.yaml"), "--run.id", "k", "--ckpt_path", "last"], tmp_path
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
 
 
@@ -65,7 +71,9 @@ def _assert_same_as_unbroken(run_dir: Path, unbroken: Path, check_wandb: bool = 
     steps = logged_steps(rows)
     assert steps == sorted(set(steps)), steps  # strictly increasing, no duplicate
     assert rows == ref_rows  # every logged value, bit for bit (as printed by the CSV logger)
-    assert_bitwise_equal(state_dict(run_dir / "checkpoints" / "last.ckpt"), state_dict(unbroken / "checkpoints" / "last.ckpt"))
+    assert_bitwise_equal(
+        state_dict(run_dir / "checkpoints" / "last.ckpt"), state_dict(unbroken / "checkpoints" / "last.ckpt")
+    )
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
     ref = torch.load(unbroken / "checkpoints" / "last.ckpt", weights_only=False)
     for a, b in zip(ckpt["optimizer_states"][0]["state"].values(), ref["optimizer_states"][0]["state"].values()):
@@ -86,10 +94,14 @@ def _assert_same_as_unbroken(run_dir: Path, unbroken: Path, check_wandb: bool = 
 def _wandb_train_rows(segment: Path) -> list[tuple[int, float]]:
     from lightning_gen.loggers.wandb import read_offline_history
 
-    return [(int(r["trainer/global_step"]), r["train/loss"]) for r in read_offline_history(segment) if "train/loss" in r]
+    return [
+        (int(r["trainer/global_step"]), r["train/loss"]) for r in read_offline_history(segment) if "train/loss" in r
+    ]
 
 
-def test_kill9_after_a_row_past_the_epoch_end_checkpoint_then_resume_equals_unbroken(tmp_path: Path, unbroken: Path) -> None:
+def test_kill9_after_a_row_past_the_epoch_end_checkpoint_then_resume_equals_unbroken(
+    tmp_path: Path, unbroken: Path
+) -> None:
     """The point where this test used to be flaky ("step 8 logged twice"): killed after step 8's row,
     before the step-10 checkpoint. The epoch-end ``last.ckpt`` is saved after Lightning's logger step
     moved on to 8, so a step-based cut kept the killed run's row 8 and the resume logged it again."""
@@ -101,7 +113,9 @@ def test_kill9_after_a_row_past_the_epoch_end_checkpoint_then_resume_equals_unbr
 
 
 @pytest.mark.slow
-def test_kill9_between_the_checkpoint_rename_and_its_row_then_resume_equals_unbroken(tmp_path: Path, unbroken: Path) -> None:
+def test_kill9_between_the_checkpoint_rename_and_its_row_then_resume_equals_unbroken(
+    tmp_path: Path, unbroken: Path
+) -> None:
     """Lightning writes a batch's row after the ``on_train_batch_end`` hooks that save step
     checkpoints. A kill between the two (simulated: the row removed, or cut inside its last value)
     used to lose the row; the checkpoint now carries it."""
@@ -154,7 +168,9 @@ def test_kill9_at_a_random_time_then_resume_equals_unbroken(tmp_path: Path, unbr
     ],
     ids=["SIGTERM-mid-epoch", "SIGINT-mid-epoch", "SIGTERM-last-batch", "SIGUSR1-mid-epoch", "SIGINT-last-batch"],
 )
-def test_preemption_signal_saves_checkpoint_and_exits_cleanly_then_resumes(tmp_path: Path, unbroken: Path, sig: int, step: int) -> None:
+def test_preemption_signal_saves_checkpoint_and_exits_cleanly_then_resumes(
+    tmp_path: Path, unbroken: Path, sig: int, step: int
+) -> None:
     """SIGTERM/SIGUSR1 (preemption) exit 0; Ctrl-C (SIGINT) exits 130 (128 + SIGINT, an interrupted command).
 
     The signal is sent from inside the run at the start of training batch ``step`` (8 batches per
@@ -162,10 +178,16 @@ def test_preemption_signal_saves_checkpoint_and_exits_cleanly_then_resumes(tmp_p
     """
     config = write_tiny_config(tmp_path)
     fault = fault_at_callback(step, "on_train_batch_start", f"signal:{signal.Signals(sig).name}")
-    killed = run_cli(["fit", "--config", str(config), "--run.id", "pre", "--trainer.callbacks+=" + fault], tmp_path, env=cli_env_with_tests())
+    killed = run_cli(
+        ["fit", "--config", str(config), "--run.id", "pre", "--trainer.callbacks+=" + fault],
+        tmp_path,
+        env=cli_env_with_tests(),
+    )
     assert killed.returncode == (130 if sig == signal.SIGINT else 0), killed.stderr[-3000:]
     output = killed.stdout + killed.stderr
-    assert f"preempted at step {step + 1}" in output  # saved once this batch (and, at an epoch end, its validation) ended
+    assert (
+        f"preempted at step {step + 1}" in output
+    )  # saved once this batch (and, at an epoch end, its validation) ended
     if sig == signal.SIGINT:
         assert "lightning-gen: Ctrl-C: saving checkpoints/last.ckpt at the end of this batch, then stopping" in output
         assert "KeyboardInterrupt" not in output
@@ -193,19 +215,25 @@ def _copy_run(unbroken: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("explicit", [False, True])
-def test_truncated_checkpoint_is_one_clear_error_and_nothing_is_written(tmp_path: Path, unbroken: Path, capsys: pytest.CaptureFixture, explicit: bool) -> None:
+def test_truncated_checkpoint_is_one_clear_error_and_nothing_is_written(
+    tmp_path: Path, unbroken: Path, capsys: pytest.CaptureFixture, explicit: bool
+) -> None:
     config = write_tiny_config(tmp_path)
     run_dir = _copy_run(unbroken, tmp_path)
     last = run_dir / "checkpoints" / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2])
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-    code, err = _main_in_process(["fit", "--config", str(config), "--ckpt_path", str(last) if explicit else "last"], capsys)
+    code, err = _main_in_process(
+        ["fit", "--config", str(config), "--ckpt_path", str(last) if explicit else "last"], capsys
+    )
     assert code == 1 and "truncated or corrupt" in err and err.startswith("lightning-gen: error:")
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before  # nothing written or touched
 
 
-def test_checkpoint_of_another_model_class_is_one_clear_error(tmp_path: Path, unbroken: Path, capsys: pytest.CaptureFixture) -> None:
+def test_checkpoint_of_another_model_class_is_one_clear_error(
+    tmp_path: Path, unbroken: Path, capsys: pytest.CaptureFixture
+) -> None:
     config = write_tiny_config(tmp_path)
     run_dir = _copy_run(unbroken, tmp_path)
     last = run_dir / "checkpoints" / "last.ckpt"
@@ -214,7 +242,11 @@ def test_checkpoint_of_another_model_class_is_one_clear_error(tmp_path: Path, un
     torch.save(ckpt, last)
     before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
     code, err = _main_in_process(["fit", "--config", str(config), "--ckpt_path", str(last)], capsys)
-    assert code == 1 and "holds a torch.nn.Linear but the config's model is" in err and err.startswith("lightning-gen: error:")
+    assert (
+        code == 1
+        and "holds a torch.nn.Linear but the config's model is" in err
+        and err.startswith("lightning-gen: error:")
+    )
     assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
 
 

@@ -1,4 +1,5 @@
 """Sweeps: W&B sweep files checked up front; an Optuna sweep killed and restarted finishes its trials once each."""
+
 from __future__ import annotations
 
 import os
@@ -8,10 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from lightning_gen.commands.sweep import load_sweep, trial_command
-from gen_common.errors import ConfigError
 from ops_utils import CLI, cli_env, logged_steps, run_cli, train_rows, write_tiny_config
+
+from gen_common.errors import ConfigError
+from lightning_gen.commands.sweep import load_sweep, trial_command
 
 GOOD = """\
 method: random
@@ -42,13 +43,21 @@ def test_sweep_file_maps_to_cli_arguments(tmp_path: Path) -> None:
     [
         ("method: bayes\nparameters: [1, 2\n", "not valid YAML"),
         (GOOD.replace("method: random", "method: genetic"), "`method` must be one of"),
-        (GOOD.replace("metric: {{name: val/elbo, goal: maximize}}", "metric: {{goal: maximize}}"), "`metric.name` is required"),
+        (
+            GOOD.replace("metric: {{name: val/elbo, goal: maximize}}", "metric: {{goal: maximize}}"),
+            "`metric.name` is required",
+        ),
         (GOOD.replace("log_uniform_values, min: 1.0e-4", "log_uniform_values, min: 0"), "need 0 < min < max"),
-        (GOOD.replace("distribution: log_uniform_values", "distribution: beta"), "distribution 'beta' is not supported"),
+        (
+            GOOD.replace("distribution: log_uniform_values", "distribution: beta"),
+            "distribution 'beta' is not supported",
+        ),
         (GOOD.replace("  - ${{args}}\n", ""), "must be a list containing ${args}"),
     ],
 )
-def test_bad_sweep_file_is_one_clear_error_and_nothing_is_written(tmp_path: Path, capsys: pytest.CaptureFixture, text: str, message: str) -> None:
+def test_bad_sweep_file_is_one_clear_error_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture, text: str, message: str
+) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(text.format(config="tiny.yaml"))
     with pytest.raises(ConfigError, match=message.replace("$", r"\$").replace("(", r"\(")):
@@ -65,7 +74,9 @@ def test_bad_sweep_file_is_one_clear_error_and_nothing_is_written(tmp_path: Path
 @pytest.mark.slow
 def test_sweep_with_unknown_cli_key_fails_before_any_trial(tmp_path: Path) -> None:
     config = write_tiny_config(tmp_path, epochs=1, wandb="disabled")
-    (tmp_path / "s.yaml").write_text(GOOD.format(config=config).replace("model.init_args.latent_dim", "model.init_args.latent_dims"))
+    (tmp_path / "s.yaml").write_text(
+        GOOD.format(config=config).replace("model.init_args.latent_dim", "model.init_args.latent_dims")
+    )
     proc = run_cli(["sweep", "s.yaml", "--backend", "optuna", "--trials", "1"], tmp_path)
     assert proc.returncode == 1 and "the trial command is rejected by the CLI" in proc.stderr
     assert not (tmp_path / "runs").exists()
@@ -79,7 +90,9 @@ def test_optuna_sweep_killed_and_restarted_finishes_planned_trials_once(tmp_path
     config = write_tiny_config(tmp_path, epochs=2, wandb="disabled")
     (tmp_path / "s.yaml").write_text(GOOD.format(config=config))
     args = ["sweep", "s.yaml", "--backend", "optuna", "--trials", "3", "--heartbeat", "1", "--no-check"]
-    proc = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     target = tmp_path / "runs" / "s" / "trial-0001" / "metrics.csv"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:

@@ -1,4 +1,5 @@
 """Fast unit tests of the operations pieces: resumable loader, CSV truncation, run ids, compare, progress."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,8 +9,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from datamodules.resumable import ResumableDataLoader
-from lightning_gen.commands.compare import flatten, load_run, summarize
 from gen_common.errors import ConfigError
+from lightning_gen.commands.compare import flatten, load_run, summarize
 from lightning_gen.loggers.resumable_csv import truncate_metrics_csv
 from lightning_gen.runs.env import RUN_ID as RUN_ID_ENV
 from lightning_gen.runs.layout import new_run_id
@@ -74,8 +75,12 @@ def test_compare_table_has_final_best_and_differing_config(tmp_path: Path) -> No
     for name, lr, values in (("a", 0.1, [-5.0, -3.0, -4.0]), ("b", 0.01, [-6.0, -2.0, -2.5])):
         run = tmp_path / "exp" / name
         run.mkdir(parents=True)
-        run.joinpath("metrics.csv").write_text("epoch,step,val/elbo\n" + "".join(f"{i},{i},{v}\n" for i, v in enumerate(values)))
-        run.joinpath("config.yaml").write_text(f"model:\n  init_args:\n    lr: {lr}\n    width: 8\nrun:\n  id: {name}\n")
+        run.joinpath("metrics.csv").write_text(
+            "epoch,step,val/elbo\n" + "".join(f"{i},{i},{v}\n" for i, v in enumerate(values))
+        )
+        run.joinpath("config.yaml").write_text(
+            f"model:\n  init_args:\n    lr: {lr}\n    width: 8\nrun:\n  id: {name}\n"
+        )
     runs = [load_run(tmp_path / "exp" / n) for n in ("a", "b")]
     header, rows, differing = summarize(runs, ["val/elbo"], maximize={"val/elbo"})
     assert differing == ["model.init_args.lr"]  # width is equal, run.id is ignored

@@ -1,4 +1,5 @@
 """Progress outside the Trainer: silent (and transparent) in CI, pipes and on ranks other than 0."""
+
 import sys
 
 from gen_common import progress

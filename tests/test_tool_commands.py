@@ -1,5 +1,6 @@
 """Tool commands (evaluate, sample, export, compare, sweep): one typed source of options, a light
 ``--help``, and the helpers they share (atomic write, ranks, tokenizer lookup, class import)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -65,7 +66,10 @@ def test_defaults_come_from_one_source() -> None:
 
 def test_flags_are_spelled_one_way() -> None:
     """The same concept has the same flag in every command that takes it."""
-    fields = {cls: {f.name for f in dataclasses.fields(cls)} for cls in (EvaluateOptions, SampleOptions, ExportOptions, CompareOptions, SweepOptions)}
+    fields = {
+        cls: {f.name for f in dataclasses.fields(cls)}
+        for cls in (EvaluateOptions, SampleOptions, ExportOptions, CompareOptions, SweepOptions)
+    }
     assert {"ckpt"} <= fields[EvaluateOptions] & fields[SampleOptions] & fields[ExportOptions]
     assert {"seed"} <= fields[EvaluateOptions] & fields[SampleOptions] & fields[SweepOptions]
     assert {"num_samples", "device"} <= fields[EvaluateOptions] & fields[SampleOptions]
@@ -75,13 +79,31 @@ def test_flags_are_spelled_one_way() -> None:
 
 
 def test_shell_spellings_parse_into_the_dataclass() -> None:
-    args = parse_options(EvaluateOptions, ["--fake", "f/", "--real", "r/", "--metrics", "fid", "kid", "--compare_torch_fidelity", "--num_real", "5"], "t", aliases={"--fake": "--images"})
-    assert (args.images, args.real, args.metrics, args.compare_torch_fidelity, args.num_real) == ("f/", "r/", ["fid", "kid"], True, 5)
-    assert parse_options(EvaluateOptions, ["--metrics", "[fid,pr]", "--compare_torch_fidelity", "false"], "t").metrics == ["fid", "pr"]
+    args = parse_options(
+        EvaluateOptions,
+        ["--fake", "f/", "--real", "r/", "--metrics", "fid", "kid", "--compare_torch_fidelity", "--num_real", "5"],
+        "t",
+        aliases={"--fake": "--images"},
+    )
+    assert (args.images, args.real, args.metrics, args.compare_torch_fidelity, args.num_real) == (
+        "f/",
+        "r/",
+        ["fid", "kid"],
+        True,
+        5,
+    )
+    assert parse_options(
+        EvaluateOptions, ["--metrics", "[fid,pr]", "--compare_torch_fidelity", "false"], "t"
+    ).metrics == ["fid", "pr"]
     args = parse_options(CompareOptions, ["a", "b", "--maximize", "--metrics", "val/x"], "t", positional="runs")
     assert (args.runs, args.maximize, args.metrics) == (["a", "b"], [], ["val/x"])
-    args = parse_options(SweepOptions, ["s.yaml", "--no-check", "--sweep-id", "abc", "--seed", "-3"], "t", positional="file",
-                         aliases={"--sweep-id": "--sweep_id", "--no-check": "--no_check"})
+    args = parse_options(
+        SweepOptions,
+        ["s.yaml", "--no-check", "--sweep-id", "abc", "--seed", "-3"],
+        "t",
+        positional="file",
+        aliases={"--sweep-id": "--sweep_id", "--no-check": "--no_check"},
+    )
     assert (args.file, args.check, args.sweep_id, args.seed) == ("s.yaml", False, "abc", -3)
     assert parse_options(SampleOptions, ["--ckpt", "c", "--prompt", "ROMEO:", "--top_k", "null"], "t").top_k is None
     with pytest.raises(SystemExit):
@@ -93,7 +115,8 @@ def test_evaluate_needs_exactly_one_source(capsys: pytest.CaptureFixture) -> Non
         main(["evaluate", "--metrics", "fid"])
     assert exc.value.code == 1
     assert capsys.readouterr().err.strip() == (
-        "lightning-gen: error: Give exactly one of `--ckpt CKPT` (a checkpoint to sample) and `--images DIR` (`--fake DIR`: generated images)."
+        "lightning-gen: error: Give exactly one of `--ckpt CKPT` (a checkpoint to sample) and `--images DIR` "
+        "(`--fake DIR`: generated images)."
     )
 
 
@@ -117,7 +140,9 @@ def test_compare_reads_the_monitor_from_the_contract_class(tmp_path: Path, capsy
     assert "0.001" in row_a  # the differing config key
 
 
-def test_compare_of_an_unimportable_class_falls_back_to_val_metrics(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_compare_of_an_unimportable_class_falls_back_to_val_metrics(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     a = _fake_run(tmp_path / "a" / "r1", "nowhere.Model", [1.0, 2.0], 1.0)
     main(["compare", str(a), "--plot", ""])
     out = capsys.readouterr().out
@@ -135,7 +160,12 @@ def _contract_checkpoint(path: Path, ema: bool) -> tuple[Path, dict[str, torch.T
     state = {f"net.{k}": v for k, v in weights.items()}
     if ema:
         state |= {f"ema.module.{k}": v + 1 for k, v in weights.items() if v.is_floating_point()}
-    spec = ExportSpec(builder="lightning_gen.nets.dcgan.DCGANGenerator", kwargs=kwargs, module="net", ema_module="ema.module" if ema else None)
+    spec = ExportSpec(
+        builder="lightning_gen.nets.dcgan.DCGANGenerator",
+        kwargs=kwargs,
+        module="net",
+        ema_module="ema.module" if ema else None,
+    )
     torch.save({"state_dict": state, "global_step": 3, EXPORT_KEY: dataclasses.asdict(spec)}, path)
     return path, weights
 
@@ -162,7 +192,9 @@ def test_export_takes_the_ema_weights_by_default(tmp_path: Path) -> None:
     assert torch.equal(net.state_dict()[name], weights[name] + 1)
 
 
-def test_export_of_a_family_without_export_entry_is_one_paragraph(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_export_of_a_family_without_export_entry_is_one_paragraph(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "vae.ckpt")
     with pytest.raises(SystemExit):
         main(["export", "--ckpt", str(tmp_path / "vae.ckpt"), "--out", str(tmp_path / "x.pt")])
@@ -183,7 +215,13 @@ def test_atomic_write_keeps_the_old_file_on_error(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("env", "rank"),
-    [({}, 0), ({"RANK": "3"}, 3), ({"LOCAL_RANK": "1"}, 1), ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, 1), ({"SLURM_PROCID": "2"}, 2)],
+    [
+        ({}, 0),
+        ({"RANK": "3"}, 3),
+        ({"LOCAL_RANK": "1"}, 1),
+        ({"LOCAL_RANK": "0", "NODE_RANK": "1"}, 1),
+        ({"SLURM_PROCID": "2"}, 2),
+    ],
 )
 def test_global_rank_from_the_launcher_env(monkeypatch: pytest.MonkeyPatch, env: dict[str, str], rank: int) -> None:
     for key in ("RANK", "LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "SLURM_PROCID", "JSM_NAMESPACE_RANK"):
@@ -202,7 +240,11 @@ def test_tokenizer_lookup_is_shared_by_sample_and_the_datamodule(tmp_path: Path)
     tokenizer = CharTokenizer.from_text("abc ROMEO:")
     checkpoint = {"state_dict": {}, "TextDataModule": {"tokenizer": tokenizer.to_dict()}}
     torch.save(checkpoint, tmp_path / "last.ckpt")
-    for found in (tokenizer_in_checkpoint(checkpoint), load_tokenizer(tmp_path / "last.ckpt"), tokenizer_for(checkpoint, tmp_path / "last.ckpt")):
+    for found in (
+        tokenizer_in_checkpoint(checkpoint),
+        load_tokenizer(tmp_path / "last.ckpt"),
+        tokenizer_for(checkpoint, tmp_path / "last.ckpt"),
+    ):
         assert found.encode("ROMEO:") == tokenizer.encode("ROMEO:")
     assert tokenizer_in_checkpoint({"state_dict": {}}) is None
 
@@ -215,7 +257,9 @@ def test_export_of_a_gan_checkpoint_from_before_the_contract(tmp_path: Path) -> 
     kwargs = {k: v for k, v in config.items() if k != "architecture"}
     torch.manual_seed(0)
     weights = build_generator("dcgan", **kwargs).state_dict()
-    state = {f"generator_ema.module.{k}": v for k, v in weights.items()} | {f"generator.{k}": v for k, v in weights.items()}
+    state = {f"generator_ema.module.{k}": v for k, v in weights.items()} | {
+        f"generator.{k}": v for k, v in weights.items()
+    }
     torch.save({"state_dict": state, "global_step": 7, "gan_generator_config": config}, tmp_path / "old.ckpt")
     main(["export", "--ckpt", str(tmp_path / "old.ckpt"), "--out", str(tmp_path / "G.pt")])
     generator = load_generator(tmp_path / "G.pt")

@@ -1,4 +1,5 @@
 """VAE terms against closed forms and torch.distributions on tiny tensors."""
+
 import math
 
 import pytest

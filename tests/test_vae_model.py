@@ -1,4 +1,5 @@
 """The VAE LightningModule: learning, generation API, IWAE bound, configuration errors."""
+
 import lightning as L
 import pytest
 import torch
@@ -10,8 +11,13 @@ from lightning_gen.models import VAE
 
 def _fit(model: VAE, data: SyntheticImageDataModule, epochs: int) -> L.Trainer:
     trainer = L.Trainer(
-        max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu", num_sanity_val_steps=0,
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        num_sanity_val_steps=0,
     )
     trainer.fit(model, data)
     return trainer
@@ -79,9 +85,23 @@ def test_ema_on_samples_from_the_average_and_sits_in_the_checkpoint(tmp_path):
     """``ema_decay`` set: sample/reconstruct use the averaged nets, which the checkpoint holds under ``ema.module.*``."""
     L.seed_everything(0)
     data = SyntheticImageDataModule(image_shape=(1, 16, 16), num_train=128, num_val=32, batch_size=32, binarize=True)
-    model = VAE(image_shape=(1, 16, 16), latent_dim=4, widths=(8, 16), ema_decay=0.5, optimizer=lambda p: torch.optim.Adam(p, lr=3e-3))
-    trainer = L.Trainer(max_steps=6, logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
-                        num_sanity_val_steps=0, limit_val_batches=0, default_root_dir=tmp_path)
+    model = VAE(
+        image_shape=(1, 16, 16),
+        latent_dim=4,
+        widths=(8, 16),
+        ema_decay=0.5,
+        optimizer=lambda p: torch.optim.Adam(p, lr=3e-3),
+    )
+    trainer = L.Trainer(
+        max_steps=6,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        num_sanity_val_steps=0,
+        limit_val_batches=0,
+        default_root_dir=tmp_path,
+    )
     trainer.fit(model, data)
     gen = lambda: torch.Generator().manual_seed(3)  # noqa: E731
     ema_samples = model.sample(5, generator=gen())
@@ -100,7 +120,9 @@ def test_checkpoint_from_before_the_contract_loads(tmp_path):
     """Checkpoints with top-level ``encoder.*``/``decoder.*``/``log_scale`` (before ``net``) still load."""
     torch.manual_seed(0)
     model = VAE(image_shape=(1, 16, 16), latent_dim=4, widths=(8, 16), likelihood="gaussian")
-    trainer = L.Trainer(max_steps=0, logger=False, enable_progress_bar=False, accelerator="cpu", default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=0, logger=False, enable_progress_bar=False, accelerator="cpu", default_root_dir=tmp_path
+    )
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "new.ckpt")
     ckpt = torch.load(tmp_path / "new.ckpt", weights_only=False)
@@ -118,7 +140,9 @@ def test_export_rebuilds_the_sampling_module_without_lightning(tmp_path):
 
     torch.manual_seed(0)
     model = VAE(image_shape=(1, 16, 16), latent_dim=4, widths=(8, 16), likelihood="gaussian")
-    trainer = L.Trainer(max_steps=0, logger=False, enable_progress_bar=False, accelerator="cpu", default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=0, logger=False, enable_progress_bar=False, accelerator="cpu", default_root_dir=tmp_path
+    )
     trainer.strategy.connect(model)
     trainer.save_checkpoint(tmp_path / "m.ckpt")
     checkpoint = torch.load(tmp_path / "m.ckpt", weights_only=True)

@@ -1,4 +1,5 @@
 """W&B decides online/offline by itself, in seconds, and never prompts."""
+
 import http.server
 import socket
 import threading
@@ -84,7 +85,10 @@ def test_online_with_unreachable_server_fails_fast_with_one_paragraph(no_wandb_e
     url = f"http://127.0.0.1:{closed_port()}"
     monkeypatch.setenv("WANDB_BASE_URL", url)
     start = time.monotonic()
-    with pytest.raises(LightningGenError, match=rf"cannot reach its server {url} \(Connection refused\).*--run.wandb=offline.*--run.wandb=auto.*WANDB_BASE_URL"):
+    with pytest.raises(
+        LightningGenError,
+        match=rf"cannot reach its server {url} \(Connection refused\).*--run.wandb=offline.*--run.wandb=auto.*WANDB_BASE_URL",
+    ):
         resolve_wandb_mode("online")
     assert time.monotonic() - start < 2.0
 

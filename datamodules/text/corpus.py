@@ -7,6 +7,7 @@ does not install) and convert them to the plain form of nanoGPT's tiny-shakespea
     ROMEO:
     But, soft! what light through yonder window breaks?
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -98,7 +99,9 @@ def shakespeare_corpus(plays: Sequence[str] | None = None, exclude_plays: Sequen
             )
     chosen = [f for name, f in available.items() if (plays is None or name in plays) and name not in exclude_plays]
     if not chosen:
-        raise ConfigError("`data.init_args.plays` minus `data.init_args.exclude_plays` leaves no play; keep at least one.")
+        raise ConfigError(
+            "`data.init_args.plays` minus `data.init_args.exclude_plays` leaves no play; keep at least one."
+        )
     return Corpus("shakespeare", "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8")) for f in chosen))
 
 
@@ -110,9 +113,13 @@ def text_path_corpus(path: str | os.PathLike) -> Corpus:
     elif root.is_dir():
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
         if not files:
-            raise DataNotFoundError(f"`data.init_args.text_path` {root} holds no text files ({', '.join(TEXT_SUFFIXES)}).")
+            raise DataNotFoundError(
+                f"`data.init_args.text_path` {root} holds no text files ({', '.join(TEXT_SUFFIXES)})."
+            )
     else:
-        raise DataNotFoundError(f"`data.init_args.text_path` {root} does not exist; pass a text file or a folder of them.")
+        raise DataNotFoundError(
+            f"`data.init_args.text_path` {root} does not exist; pass a text file or a folder of them."
+        )
     texts = []
     for f in files:
         try:

@@ -7,6 +7,7 @@ the corpus hash and the tokenizer fingerprint (a change of either builds a new f
 fresh draw every epoch, seeded by ``seed``, epoch and rank), fixed evenly spaced windows for
 validation (the same every time, so validation losses are comparable across a run).
 """
+
 from __future__ import annotations
 
 import os
@@ -19,11 +20,17 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from datamodules.text.corpus import Corpus, shakespeare_corpus, text_path_corpus
+from datamodules.text.tokenizers import (
+    ByteLevelBPETokenizer,
+    CharTokenizer,
+    Tokenizer,
+    bpe_tokenizer,
+    tokenizer_from_dict,
+)
 from gen_common.atomic import atomic_write
 from gen_common.errors import ConfigError
 from gen_common.ranks import rank_and_world
-from datamodules.text.corpus import Corpus, shakespeare_corpus, text_path_corpus
-from datamodules.text.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer, bpe_tokenizer, tokenizer_from_dict
 
 
 def default_cache_dir(text_path: str | None) -> Path:
@@ -64,7 +71,9 @@ def check_char_coverage(text: str, tokenizer: Tokenizer) -> None:
         return
     unknown = sorted(set(text) - tokenizer.stoi.keys())
     if unknown:
-        listed = ", ".join(f"{c!r} ({text.count(c)} times)" for c in unknown[:20]) + (", ..." if len(unknown) > 20 else "")
+        listed = ", ".join(f"{c!r} ({text.count(c)} times)" for c in unknown[:20]) + (
+            ", ..." if len(unknown) > 20 else ""
+        )
         raise ConfigError(
             f"The text has {len(unknown)} character(s) that the character tokenizer of `data.init_args.tokenizer_path` "
             f"({tokenizer.vocab_size} symbols) never saw: {listed}. Remove or replace them in the text, or use a "
@@ -131,7 +140,9 @@ def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
     except Exception as err:  # truncated zip, garbage bytes, pickle errors
-        raise ConfigError(f"`data.init_args.tokenizer_path` {path} is neither a tokenizer.json nor a readable checkpoint ({type(err).__name__}).") from None
+        raise ConfigError(
+            f"`data.init_args.tokenizer_path` {path} is neither a tokenizer.json nor a readable checkpoint ({type(err).__name__})."
+        ) from None
     tokenizer = tokenizer_in_checkpoint(checkpoint)
     if tokenizer is None:
         raise ConfigError(
@@ -199,7 +210,12 @@ class TextDataModule(L.LightningDataModule):
         super().__init__()
         if tokenizer not in ("char", "bpe"):
             raise ConfigError(f"`data.init_args.tokenizer` must be 'char' or 'bpe', got {tokenizer!r}.")
-        for name, value in (("block_size", block_size), ("batch_size", batch_size), ("train_batches_per_epoch", train_batches_per_epoch), ("val_batches", val_batches)):
+        for name, value in (
+            ("block_size", block_size),
+            ("batch_size", batch_size),
+            ("train_batches_per_epoch", train_batches_per_epoch),
+            ("val_batches", val_batches),
+        ):
             if value < 1:
                 raise ConfigError(f"`data.init_args.{name}` must be >= 1, got {value}.")
         if not 0.0 < val_fraction < 1.0:
@@ -251,7 +267,9 @@ class TextDataModule(L.LightningDataModule):
             elif self.tokenizer_kind == "char":
                 self._tokenizer = CharTokenizer.from_text(self.corpus.text)
             else:
-                self._tokenizer = bpe_tokenizer(self.corpus.text, self.bpe_encoding, self.bpe_vocab_size, self.cache_dir)
+                self._tokenizer = bpe_tokenizer(
+                    self.corpus.text, self.bpe_encoding, self.bpe_vocab_size, self.cache_dir
+                )
         return self._tokenizer
 
     @property
@@ -292,8 +310,12 @@ class TextDataModule(L.LightningDataModule):
                     f"The {split} split has {len(ids)} tokens, too few for `data.init_args.block_size`={self.block_size}: "
                     "use more text, a smaller block_size, or change `val_fraction`."
                 )
-        self.train_set = RandomWindows(self.train_tokens, self.block_size, self.batch_size, self.train_batches_per_epoch, self.seed)
-        self.val_set = FixedWindows(self.val_tokens, self.block_size, self.batch_size, self.val_batches * self.batch_size)
+        self.train_set = RandomWindows(
+            self.train_tokens, self.block_size, self.batch_size, self.train_batches_per_epoch, self.seed
+        )
+        self.val_set = FixedWindows(
+            self.val_tokens, self.block_size, self.batch_size, self.val_batches * self.batch_size
+        )
 
     def train_dataloader(self) -> DataLoader:
         train_set = self._require(self.train_set)

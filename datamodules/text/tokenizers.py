@@ -9,6 +9,7 @@
 Every tokenizer serialises to one JSON document (``to_dict``/``save``), so a checkpoint or a run
 directory can carry it and ``lightning-gen sample`` can rebuild it with :func:`tokenizer_from_dict`.
 """
+
 from __future__ import annotations
 
 import concurrent.futures

@@ -12,6 +12,7 @@ and read them through :class:`Cadence`:
 Both may be set (the callback then runs at both moments, at most once per moment).
 (The *logging* cadence of training metrics is :mod:`lightning_gen.models.cadence`.)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -20,6 +20,7 @@ Real-image features come from the on-disk cache after the first time.
         - class_path: lightning_gen.callbacks.KID   # same settings: shares FID's feature pass
           init_args: {num_samples: 10000, every_n_epochs: 5}
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from lightning_gen.callbacks.cadence import Cadence
 from gen_common.errors import ConfigError, LightningGenError
+from lightning_gen.callbacks.cadence import Cadence
 from lightning_gen.metrics.cache import FeatureCache
 from lightning_gen.metrics.distributed import broadcast_object, rank_and_world
 from lightning_gen.metrics.evaluator import EvalResult, EvalSettings, ImageEvaluator, split_dataset
@@ -102,13 +103,25 @@ class ImageMetricCallback(Callback):
 
     # --- grouping: callbacks with the same key share one feature pass -------------------------------
     def group_key(self) -> tuple:
-        return (self.family.extractor_kind, self.settings, self.every_n_epochs, self.every_n_steps, self.weights, self.cache_dir, self.prefix, id(self.extractor) if self.extractor else None, self._extractor_recipe())
+        return (
+            self.family.extractor_kind,
+            self.settings,
+            self.every_n_epochs,
+            self.every_n_steps,
+            self.weights,
+            self.cache_dir,
+            self.prefix,
+            id(self.extractor) if self.extractor else None,
+            self._extractor_recipe(),
+        )
 
     def _extractor_recipe(self) -> tuple:
         return ()
 
     def _peers(self, trainer: L.Trainer) -> list[ImageMetricCallback]:
-        return [c for c in trainer.callbacks if isinstance(c, ImageMetricCallback) and c.group_key() == self.group_key()]
+        return [
+            c for c in trainer.callbacks if isinstance(c, ImageMetricCallback) and c.group_key() == self.group_key()
+        ]
 
     def _build_extractor(self, trainer: L.Trainer, layers: list[str]) -> ImageFeatureExtractor:
         return build_inception_extractor(layers, self.weights, self.cache_dir)
@@ -123,7 +136,9 @@ class ImageMetricCallback(Callback):
         if self.extractor is not None:
             return
         peers = self._peers(trainer)
-        layers = sorted({p.family.fake_layer for p in peers} | {p.family.real_layer for p in peers if p.family.real_layer})
+        layers = sorted(
+            {p.family.fake_layer for p in peers} | {p.family.real_layer for p in peers if p.family.real_layer}
+        )
         rank, _ = rank_and_world()
         extractor, error = None, None
         if rank == 0:  # rank 0 converts / trains once; the others then read the cached files
@@ -146,7 +161,9 @@ class ImageMetricCallback(Callback):
         if self.cadence.at_validation_end(trainer):
             self._maybe_run(trainer, pl_module, ("epoch", trainer.current_epoch, trainer.global_step))
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: ImageGenerator, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: ImageGenerator, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if self.cadence.at_train_batch_end(trainer):
             self._maybe_run(trainer, pl_module, ("step", trainer.global_step))
 
@@ -157,7 +174,10 @@ class ImageMetricCallback(Callback):
         result = self.evaluate(trainer, pl_module, [p.family for p in peers])
         for peer in peers:
             peer._done = when
-            peer.last_result = EvalResult({k: result.values[k] for k in result.cards[peer.family.key]["keys"]}, {peer.family.key: result.cards[peer.family.key]})
+            peer.last_result = EvalResult(
+                {k: result.values[k] for k in result.cards[peer.family.key]["keys"]},
+                {peer.family.key: result.cards[peer.family.key]},
+            )
         for key, value in result.values.items():
             pl_module.log(f"{self.prefix}/{key}", float(value), sync_dist=False, rank_zero_only=False)
         self._log_cards(trainer, result)
@@ -175,7 +195,9 @@ class ImageMetricCallback(Callback):
         dataset = split_dataset(datamodule, self.settings.split) if needs_real else None
         dataset_id = getattr(datamodule, "dataset_id", type(datamodule).__name__) if datamodule is not None else None
         with pl_module.eval_mode(), torch.no_grad():
-            return evaluator.evaluate(lambda n, g: pl_module.sample(n, generator=g), dataset, dataset_id, pl_module.device)
+            return evaluator.evaluate(
+                lambda n, g: pl_module.sample(n, generator=g), dataset, dataset_id, pl_module.device
+            )
 
     def _log_cards(self, trainer: L.Trainer, result: EvalResult) -> None:
         """Protocol cards into every logger's hyperparameters (W&B config), when new or changed."""
@@ -265,8 +287,12 @@ class _ClassifierMetricCallback(ImageMetricCallback):
         from lightning_gen.metrics.classifier import build_classifier_extractor
 
         if trainer.datamodule is None:
-            raise ConfigError(f"{type(self).__name__} trains its classifier on the datamodule's train split: run it with a datamodule.")
-        return build_classifier_extractor(trainer.datamodule, layers, self.cache_dir, self.classifier_epochs, self.classifier_seed)
+            raise ConfigError(
+                f"{type(self).__name__} trains its classifier on the datamodule's train split: run it with a datamodule."
+            )
+        return build_classifier_extractor(
+            trainer.datamodule, layers, self.cache_dir, self.classifier_epochs, self.classifier_seed
+        )
 
 
 class ClassifierFD(_ClassifierMetricCallback):

@@ -1,4 +1,5 @@
 """Fixed-seed sample (and reconstruction) grids, logged to whichever logger is active."""
+
 from __future__ import annotations
 
 import lightning as L
@@ -6,8 +7,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from lightning_gen.callbacks.cadence import Cadence
 from gen_common.errors import ConfigError
+from lightning_gen.callbacks.cadence import Cadence
 from lightning_gen.loggers.images import log_image_grid
 from lightning_gen.models.base import ImageGenerator
 
@@ -56,7 +57,9 @@ class SampleGrid(Callback):
         self._inputs: Tensor | None = None
         self.last_paths: dict[str, str] = {}
 
-    def on_validation_batch_start(self, trainer: L.Trainer, pl_module: ImageGenerator, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_start(
+        self, trainer: L.Trainer, pl_module: ImageGenerator, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if self._inputs is None and batch_idx == 0 and dataloader_idx == 0 and self.num_reconstructions > 0:
             self._inputs = batch[0][: self.num_reconstructions].detach().clone()
 
@@ -80,7 +83,9 @@ class SampleGrid(Callback):
                 inputs = self._inputs[: len(self._inputs) // nrow * nrow].to(pl_module.device)
                 recon = pl_module.reconstruct(inputs)
                 # (rows, 2, nrow, C, H, W): each row of inputs directly above its reconstructions
-                pairs = torch.stack([inputs.view(-1, nrow, *inputs.shape[1:]), recon.view(-1, nrow, *recon.shape[1:])], 1)
+                pairs = torch.stack(
+                    [inputs.view(-1, nrow, *inputs.shape[1:]), recon.view(-1, nrow, *recon.shape[1:])], 1
+                )
                 self._record("reconstructions", log_image_grid(trainer, "reconstructions", pairs.flatten(0, 2), nrow))
 
     def _record(self, key: str, path: str | None) -> None:

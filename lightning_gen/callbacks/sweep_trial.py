@@ -6,6 +6,7 @@ command line). It passes the trial through :data:`lightning_gen.runs.env.OPTUNA_
 :class:`OptunaTrialReporter`, which reports after each validation, records the run dir and
 the last value, and asks the study's pruner whether to stop.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from lightning_gen.runs import env
+
 
 class OptunaTrialReporter(Callback):
     """Report ``metric`` to Optuna trial ``trial_id`` after every validation; stop if pruned.

@@ -20,6 +20,7 @@ numbers of a 1-process run), then logs with ``sync_dist`` so each rank holds exa
 (a ``ModelCheckpoint``/``EarlyStopping`` monitoring ``text/bleu`` decides alike on every rank); only
 rank 0 writes the sample table, to a plain path (never ``trainer.log_dir``, a collective).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -31,15 +32,17 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torchmetrics.functional.text import perplexity, rouge_score, sacre_bleu_score
 
-from lightning_gen.callbacks.cadence import Cadence
 from gen_common.errors import ConfigError
+from lightning_gen.callbacks.cadence import Cadence
 from lightning_gen.loggers.tables import log_text_table
 from lightning_gen.models.base import TextGenerator
 
 BleuSmoothing = Literal["none", "exp"]
 
 
-def corpus_bleu(samples: Sequence[str], references: Sequence[str], tokenize: str = "13a", smoothing: BleuSmoothing = "none") -> float:
+def corpus_bleu(
+    samples: Sequence[str], references: Sequence[str], tokenize: str = "13a", smoothing: BleuSmoothing = "none"
+) -> float:
     """Corpus BLEU (0-100) of ``samples`` against one reference each, as ``sacrebleu.corpus_bleu``.
 
     ``smoothing="none"``: torchmetrics' SacreBLEU (= sacrebleu with ``smooth_method="none"``); it is
@@ -66,7 +69,9 @@ def _sacrebleu(samples: list[str], reference_streams: list[list[str]], tokenize:
     try:
         from sacrebleu.metrics import BLEU
     except ImportError:
-        raise ConfigError("Smoothed BLEU needs sacrebleu (`pip install lightning-gen[text]`), or set `bleu_smoothing: none`.") from None
+        raise ConfigError(
+            "Smoothed BLEU needs sacrebleu (`pip install lightning-gen[text]`), or set `bleu_smoothing: none`."
+        ) from None
     return float(BLEU(tokenize=tokenize, smooth_method=smoothing).corpus_score(samples, reference_streams).score)
 
 
@@ -161,12 +166,16 @@ class TextMetrics(Callback):
         return windows[:, : self.prompt_tokens], windows[:, self.prompt_tokens :]
 
     @torch.no_grad()
-    def evaluate(self, pl_module: TextGenerator, val_tokens: np.ndarray, tokenizer) -> tuple[dict[str, float], list[list[str]]]:
+    def evaluate(
+        self, pl_module: TextGenerator, val_tokens: np.ndarray, tokenizer
+    ) -> tuple[dict[str, float], list[list[str]]]:
         """Metrics and ``(prompt, sample, reference)`` rows for ``pl_module`` on these validation ids."""
         prompts, references = self.prompts_and_references(val_tokens)
         with pl_module.eval_mode():
             generator = torch.Generator(device="cpu").manual_seed(self.seed)
-            out = pl_module.generate(prompts, self.reference_tokens, self.temperature, self.top_k, self.top_p, generator=generator)
+            out = pl_module.generate(
+                prompts, self.reference_tokens, self.temperature, self.top_k, self.top_p, generator=generator
+            )
             generated = out[:, self.prompt_tokens :].cpu()
             # perplexity of the references given the prompts; the context is cropped to the model's window
             full = torch.cat([prompts, references], dim=1).to(pl_module.device)  # (K, P + R)
@@ -194,7 +203,9 @@ class TextMetrics(Callback):
     def _log(self, trainer: L.Trainer, pl_module: TextGenerator) -> None:
         datamodule = trainer.datamodule
         if datamodule is None or not hasattr(datamodule, "val_tokens") or not hasattr(datamodule, "tokenizer"):
-            raise ConfigError("TextMetrics needs a text datamodule (with `val_tokens` and `tokenizer`), e.g. datamodules.text.TextDataModule.")
+            raise ConfigError(
+                "TextMetrics needs a text datamodule (with `val_tokens` and `tokenizer`), e.g. datamodules.text.TextDataModule."
+            )
         metrics, rows = self.evaluate(pl_module, datamodule.val_tokens, datamodule.tokenizer)
         for key, value in metrics.items():  # every rank, same order: the sync is a matched collective
             pl_module.log(key, value, sync_dist=True)

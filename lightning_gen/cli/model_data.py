@@ -4,6 +4,7 @@ The CLI links what a datamodule knows (``image_shape``, ``vocab_size``) into the
 whose constructor takes one of these needs a datamodule that provides it: a GPT needs token ids,
 a VAE or GAN needs images. Without this check a mismatch surfaces as jsonargparse's traceback.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -14,8 +15,18 @@ from lightning_gen.utils.imports import import_object
 
 # linked value -> (what the data is, an example datamodule, its experiment file, models for it)
 DATA_KINDS: dict[str, tuple[str, str, str, str]] = {
-    "image_shape": ("images", "datamodules.MNISTDataModule", "experiments/vae_mnist.yaml", "an image model (lightning_gen.models.VAE or GAN)"),
-    "vocab_size": ("token ids", "datamodules.text.TextDataModule", "experiments/gpt_shakespeare_char.yaml", "a text model (lightning_gen.models.GPT)"),
+    "image_shape": (
+        "images",
+        "datamodules.MNISTDataModule",
+        "experiments/vae_mnist.yaml",
+        "an image model (lightning_gen.models.VAE or GAN)",
+    ),
+    "vocab_size": (
+        "token ids",
+        "datamodules.text.TextDataModule",
+        "experiments/gpt_shakespeare_char.yaml",
+        "a text model (lightning_gen.models.GPT)",
+    ),
 }
 
 

@@ -183,7 +183,9 @@ class LightningGenCLI(LightningCLI):
         os.environ.update(plan.env)
         if plan.require_empty_dir:
             check_new_run_dir(identity.run_dir)
-        lock = self._lock_run_dir(identity.run_dir, options.lock_wait_s) if plan.lock else None  # DDP: ranks write under it
+        lock = (
+            self._lock_run_dir(identity.run_dir, options.lock_wait_s) if plan.lock else None
+        )  # DDP: ranks write under it
         kwargs.update(plan.trainer_kwargs())
         if lock is not None:
             kwargs["callbacks"] = [*kwargs["callbacks"], RunLockRelease(lock)]

@@ -10,6 +10,7 @@ one column per config key whose value differs between the runs. The PNG has one 
 metric, one curve per run, against the logged step. W&B dashboards stay the online way to
 compare (runs are grouped by experiment and sweep).
 """
+
 from __future__ import annotations
 
 import csv
@@ -107,7 +108,9 @@ def sweep_runs(name: str, storage: str | None, root: str) -> list[Path]:
         try:
             study = optuna.load_study(study_name=name, storage=db)
         except KeyError:
-            raise ConfigError(f"No sweep {name!r} in {db}; list studies with `optuna studies --storage {db}`.") from None
+            raise ConfigError(
+                f"No sweep {name!r} in {db}; list studies with `optuna studies --storage {db}`."
+            ) from None
         dirs = [t.user_attrs.get("run_dir") for t in study.get_trials(deepcopy=False)]
         paths = [Path(d) for d in dict.fromkeys(dirs) if d and Path(d, "metrics.csv").is_file()]
         if paths:
@@ -132,13 +135,12 @@ def monitor_of(run: RunRecord) -> tuple[str | None, str] | None:
     return metric, mode
 
 
-def summarize(runs: list[RunRecord], metrics: list[str], maximize: set[str]) -> tuple[list[str], list[list[str]], list[str]]:
+def summarize(
+    runs: list[RunRecord], metrics: list[str], maximize: set[str]
+) -> tuple[list[str], list[list[str]], list[str]]:
     """Header, rows and the differing config keys of the comparison table."""
     keys = sorted({k for r in runs for k in r.config})
-    differing = [
-        k for k in keys
-        if not k.startswith(_IGNORED_KEYS) and len({repr(r.config.get(k)) for r in runs}) > 1
-    ]
+    differing = [k for k in keys if not k.startswith(_IGNORED_KEYS) and len({repr(r.config.get(k)) for r in runs}) > 1]
     header = ["run", *(k.replace(".init_args", "") for k in differing)]  # model.optimizer.lr
     for m in metrics:
         header += [f"{m} final", f"{m} best"]
@@ -220,7 +222,11 @@ def main(argv: list[str]) -> None:
     maximize = set(args.maximize)
     monitors = {m for r in runs if (m := monitor_of(r)) and m[0]}
     maximize |= {name for name, mode in monitors if mode == "max"}
-    metrics = args.metrics or sorted({name for name, _ in monitors}) or sorted({k for r in runs for k in r.history if k.startswith("val/")})
+    metrics = (
+        args.metrics
+        or sorted({name for name, _ in monitors})
+        or sorted({k for r in runs for k in r.history if k.startswith("val/")})
+    )
     if not metrics:
         raise ConfigError("No metrics to compare; name some with --metrics.")
     missing = [m for m in metrics if not any(m in r.history for r in runs)]

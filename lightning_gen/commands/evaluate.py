@@ -16,6 +16,7 @@ fd_classifier is_classifier``. Prints a table, writes JSON (values + a protocol 
 ``--compare_torch_fidelity`` also runs ``torch_fidelity.calculate_metrics`` on the very same images
 (generated ones stay in memory) with the same weights and prints the relative difference.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,6 +34,7 @@ from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.options import parse_options
 
 Tensor = Any  # torch.Tensor; torch loads when a command runs, not for --help (jsonargparse would import a TYPE_CHECKING block)
+
 
 @dataclass
 class EvaluateOptions:
@@ -88,7 +90,9 @@ def parse_args(argv: list[str]) -> EvaluateOptions:
     """``argv`` -> options; exactly one of ``--ckpt`` and ``--images``/``--fake``."""
     args = parse_options(EvaluateOptions, argv, "lightning-gen evaluate", aliases={"--fake": "--images"})
     if (args.ckpt is None) == (args.images is None):
-        raise ConfigError("Give exactly one of `--ckpt CKPT` (a checkpoint to sample) and `--images DIR` (`--fake DIR`: generated images).")
+        raise ConfigError(
+            "Give exactly one of `--ckpt CKPT` (a checkpoint to sample) and `--images DIR` (`--fake DIR`: generated images)."
+        )
     return args
 
 
@@ -101,7 +105,10 @@ def load_config(args: EvaluateOptions) -> dict[str, Any]:
     if path is None and args.real:
         return {}
     if path is None:
-        raise ConfigError("No real images: pass `--real DIR` (a folder of real images) or `--config` (an experiment YAML or a run's config.yaml with a `data:` section).")
+        raise ConfigError(
+            "No real images: pass `--real DIR` (a folder of real images) or `--config` (an experiment YAML or a run's "
+            "config.yaml with a `data:` section)."
+        )
     if not Path(path).is_file():
         raise ConfigError(f"`--config` {path} does not exist.")
     config = yaml.safe_load(Path(path).read_text()) or {}
@@ -118,7 +125,9 @@ def build_datamodule(config: dict[str, Any]) -> Any:
 def load_model(args: EvaluateOptions, config: dict[str, Any]) -> Any:
     class_path = args.model_class or (config.get("model") or {}).get("class_path")
     if not class_path:
-        raise ConfigError("Unknown model class: pass `--model_class` (e.g. lightning_gen.models.VAE) or a config with `model.class_path`.")
+        raise ConfigError(
+            "Unknown model class: pass `--model_class` (e.g. lightning_gen.models.VAE) or a config with `model.class_path`."
+        )
     cls = import_object(class_path, "model class")
     ckpt = Path(args.ckpt)
     if not ckpt.is_file():
@@ -130,7 +139,10 @@ def load_model(args: EvaluateOptions, config: dict[str, Any]) -> Any:
     from lightning_gen.models.base import ImageGenerator
 
     if not isinstance(model, ImageGenerator):
-        raise ConfigError(f"{class_path} is not an image generator (lightning_gen.models.base.ImageGenerator); only image models can be evaluated with `--ckpt`.")
+        raise ConfigError(
+            f"{class_path} is not an image generator (lightning_gen.models.base.ImageGenerator); only image models "
+            f"can be evaluated with `--ckpt`."
+        )
     return model.eval()
 
 
@@ -160,9 +172,18 @@ def warn_shapes(fake_scan: Any, real_scan: Any, datamodule: Any) -> list[str]:
     sets += [(f"--real {real_scan.folder}", real_scan.shape)] if real_scan else []
     if datamodule is not None and real_scan is not None:
         sets.append((f"the dataset of --config ({datamodule.dataset_id})", tuple(datamodule.image_shape)))
-    warnings = [shape_mismatch(a, b, name_a, name_b) for i, (name_a, a) in enumerate(sets) for name_b, b in sets[i + 1 :]]
+    warnings = [
+        shape_mismatch(a, b, name_a, name_b) for i, (name_a, a) in enumerate(sets) for name_b, b in sets[i + 1 :]
+    ]
     if datamodule is not None and real_scan is None and fake_scan is not None:
-        warnings.append(shape_mismatch(fake_scan.shape, tuple(datamodule.image_shape), f"{fake_flag} {fake_scan.folder}", f"the dataset of --config ({datamodule.dataset_id})"))
+        warnings.append(
+            shape_mismatch(
+                fake_scan.shape,
+                tuple(datamodule.image_shape),
+                f"{fake_flag} {fake_scan.folder}",
+                f"the dataset of --config ({datamodule.dataset_id})",
+            )
+        )
     lines = [w for w in warnings if w]
     for line in lines:
         print(line, file=sys.stderr)
@@ -196,9 +217,17 @@ def run(args: EvaluateOptions) -> dict[str, Any]:
         raise ConfigError(f"`--metrics` {unknown} unknown; choose from {sorted(FAMILIES)}.")
     config = load_config(args)
     datamodule = build_datamodule(config) if config else None
-    families: list[MetricFamily] = [(KIDFamily() if args.kid_subset_size is None else KIDFamily(subset_size=args.kid_subset_size)) if m == "kid" else FAMILIES[m]() for m in args.metrics]
+    families: list[MetricFamily] = [
+        (KIDFamily() if args.kid_subset_size is None else KIDFamily(subset_size=args.kid_subset_size))
+        if m == "kid"
+        else FAMILIES[m]()
+        for m in args.metrics
+    ]
     if datamodule is None and any(f.extractor_kind == "classifier" for f in families):
-        raise ConfigError("`fd_classifier`/`is_classifier` use a classifier trained on a dataset: pass `--config` with its `data:` section, or drop them from `--metrics`.")
+        raise ConfigError(
+            "`fd_classifier`/`is_classifier` use a classifier trained on a dataset: pass `--config` with its `data:` section, "
+            "or drop them from `--metrics`."
+        )
     fake_scan, real_scan = scan_folders(args)
     warnings = warn_shapes(fake_scan, real_scan, datamodule)
     fake_channels = datamodule.image_shape[0] if (datamodule is not None and real_scan is None) else None
@@ -238,8 +267,11 @@ def run(args: EvaluateOptions) -> dict[str, Any]:
         cards.update(result.cards)
     report: dict[str, Any] = {
         "source": {
-            "ckpt": args.ckpt, "images": args.images, "real": args.real,
-            "datamodule": config["data"]["class_path"] if config else None, "dataset_id": dataset_id,
+            "ckpt": args.ckpt,
+            "images": args.images,
+            "real": args.real,
+            "datamodule": config["data"]["class_path"] if config else None,
+            "dataset_id": dataset_id,
         },
         "values": values,
         "cards": cards,
@@ -247,7 +279,11 @@ def run(args: EvaluateOptions) -> dict[str, Any]:
         "warnings": warnings,
     }
     if args.compare_torch_fidelity:
-        fake = images.stack() if images is not None else generated_images(model, num_samples, args.sample_chunk, args.seed, args.device)
+        fake = (
+            images.stack()
+            if images is not None
+            else generated_images(model, num_samples, args.sample_chunk, args.seed, args.device)
+        )
         real = dataset.stack() if real_scan is not None else None
         report["torch_fidelity"] = compare_with_torch_fidelity(fake, dataset, settings, args, values, real)
     return report
@@ -295,13 +331,28 @@ def compare_with_torch_fidelity(
         return {}
     start = time.perf_counter()
     ref = torch_fidelity.calculate_metrics(
-        input1=uint8_rgb_dataset(fake), input2=uint8_rgb_dataset(real), fid="fid" in want, kid="kid" in want, prc="pr" in want,
-        feature_extractor="inception-v3-compat", feature_extractor_weights_path=weights.path,
-        kid_subset_size=min(args.kid_subset_size or KIDFamily.subset_size, len(fake), len(real)), batch_size=args.batch_size,
-        cuda=args.device.startswith("cuda"), cache=False, verbose=False, save_cpu_ram=True,
+        input1=uint8_rgb_dataset(fake),
+        input2=uint8_rgb_dataset(real),
+        fid="fid" in want,
+        kid="kid" in want,
+        prc="pr" in want,
+        feature_extractor="inception-v3-compat",
+        feature_extractor_weights_path=weights.path,
+        kid_subset_size=min(args.kid_subset_size or KIDFamily.subset_size, len(fake), len(real)),
+        batch_size=args.batch_size,
+        cuda=args.device.startswith("cuda"),
+        cache=False,
+        verbose=False,
+        save_cpu_ram=True,
     )
-    names = {"frechet_inception_distance": "fid", "kernel_inception_distance_mean": "kid_mean", "kernel_inception_distance_std": "kid_std",
-             "precision": "precision", "recall": "recall", "f_score": "f_score"}
+    names = {
+        "frechet_inception_distance": "fid",
+        "kernel_inception_distance_mean": "kid_mean",
+        "kernel_inception_distance_std": "kid_std",
+        "precision": "precision",
+        "recall": "recall",
+        "f_score": "f_score",
+    }
     rows = {names[k]: float(v) for k, v in ref.items() if k in names}
     rel = {k: abs(ours[k] - v) / max(abs(v), 1e-12) for k, v in rows.items() if k in ours}
     return {"values": rows, "relative_difference": rel, "seconds": time.perf_counter() - start}
@@ -321,10 +372,21 @@ def print_report(report: dict[str, Any]) -> None:
     card_of = {key: card for card in report["cards"].values() for key in card["keys"]}
     for key, value in report["values"].items():
         card = card_of[key]
-        row = [key, f"{value:.6g}", card["extractor"], f"{card['weights_source']} {str(card['weights_sha256'])[:10]}", str(card["n_fake"]), str(card["n_real"] or "-"), str(card["split"] or "-")]
+        row = [
+            key,
+            f"{value:.6g}",
+            card["extractor"],
+            f"{card['weights_source']} {str(card['weights_sha256'])[:10]}",
+            str(card["n_fake"]),
+            str(card["n_real"] or "-"),
+            str(card["split"] or "-"),
+        ]
         if tf:
             ref = tf["values"].get(key)
-            row += [f"{ref:.6g}" if ref is not None else "-", f"{tf['relative_difference'][key]:.1e}" if ref is not None else "-"]
+            row += [
+                f"{ref:.6g}" if ref is not None else "-",
+                f"{tf['relative_difference'][key]:.1e}" if ref is not None else "-",
+            ]
         table.add_row(*row)
     console = Console()
     if not console.is_terminal:
@@ -336,7 +398,11 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     report = run(args)
     print_report(report)
-    out = Path(args.out) if args.out else (Path(args.ckpt).parent / "evaluation.json" if args.ckpt else Path("evaluation.json"))
+    out = (
+        Path(args.out)
+        if args.out
+        else (Path(args.ckpt).parent / "evaluation.json" if args.ckpt else Path("evaluation.json"))
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=str))
     print(f"wrote {out}")

@@ -13,6 +13,7 @@ contract (``gan_generator_config``) still export, in their old format. In Python
     G = load_generator("G.pt")                        # the sampling module, in eval mode
     images = G.sample(16, generator=torch.Generator().manual_seed(0))  # (16, C, H, W) in [0, 1]
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,7 +52,9 @@ def export_generator(ckpt_path: str | Path, out_path: str | Path, use_ema: bool 
 
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
-        raise LightningGenError(f"Checkpoint '{ckpt_path}' does not exist. Fix: pass `--ckpt` a file from runs/<name>/<id>/checkpoints/.")
+        raise LightningGenError(
+            f"Checkpoint '{ckpt_path}' does not exist. Fix: pass `--ckpt` a file from runs/<name>/<id>/checkpoints/."
+        )
     checkpoint = load_checkpoint_checked(ckpt_path, flag="--ckpt")  # truncated or corrupt: one paragraph
     if EXPORT_KEY in checkpoint or "gan_generator_config" not in checkpoint:
         payload = export_payload(checkpoint, use_ema=use_ema, source=str(ckpt_path))
@@ -71,15 +74,22 @@ def _legacy_gan_payload(checkpoint: dict[str, Any], ckpt_path: Path, use_ema: bo
     state = checkpoint["state_dict"]
     ema_prefix, plain_prefix = "generator_ema.module.", "generator."
     if use_ema and not any(k.startswith(ema_prefix) for k in state):
-        raise LightningGenError(f"'{ckpt_path}' has no EMA generator (trained with ema_decay: null). Fix: add `--no-ema`.")
+        raise LightningGenError(
+            f"'{ckpt_path}' has no EMA generator (trained with ema_decay: null). Fix: add `--no-ema`."
+        )
     prefix = ema_prefix if use_ema else plain_prefix
     weights = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     config = dict(checkpoint["gan_generator_config"])
     architecture = config.pop("architecture")
     build_generator(architecture, **config).load_state_dict(weights)  # refuse to write a file that cannot be loaded
     return {
-        "format": LEGACY_GAN_FORMAT, "architecture": architecture, "kwargs": config, "ema": use_ema,
-        "global_step": checkpoint.get("global_step"), "source_checkpoint": str(ckpt_path), "state_dict": weights,
+        "format": LEGACY_GAN_FORMAT,
+        "architecture": architecture,
+        "kwargs": config,
+        "ema": use_ema,
+        "global_step": checkpoint.get("global_step"),
+        "source_checkpoint": str(ckpt_path),
+        "state_dict": weights,
     }
 
 
@@ -107,7 +117,9 @@ def _legacy_gan_generator(payload: dict[str, Any]) -> Any:
         def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
             """``n`` images ``(n, C, H, W)`` in ``[0, 1]``; conditional nets default to ``labels = arange(n) % num_classes``."""
             device = next(self.parameters()).device
-            z = torch.randn(n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device).to(device)
+            z = torch.randn(
+                n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device
+            ).to(device)
             if self.num_classes is not None and labels is None:
                 labels = torch.arange(n, device=device) % self.num_classes
             return ((self.net(z, labels) + 1.0) / 2.0).clamp(0.0, 1.0)

@@ -5,6 +5,7 @@
 The tokenizer comes from the checkpoint (the text datamodule stores it there), or from
 ``--tokenizer PATH`` (a ``tokenizer.json``). Sampling defaults: :class:`~lightning_gen.utils.sampling.SamplingOptions`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -88,7 +89,12 @@ def main(argv: list[str]) -> None:
         raise ConfigError("`--prompt` encodes to no tokens; give at least one character.")
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     out = model.generate(
-        prompt.expand(args.num_samples, -1), args.max_new_tokens, args.temperature, args.top_k, args.top_p, generator=generator
+        prompt.expand(args.num_samples, -1),
+        args.max_new_tokens,
+        args.temperature,
+        args.top_k,
+        args.top_p,
+        generator=generator,
     )
     for i, row in enumerate(out.tolist()):
         if args.num_samples > 1:

@@ -15,6 +15,7 @@ Trials of a killed sweep are found by Optuna's heartbeat, re-queued with the sam
 *resumed* from their ``last.ckpt`` (same run id). ``early_terminate: hyperband`` becomes Optuna's
 ``HyperbandPruner`` on the sweep metric; ``--workers N`` runs N trials at once.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -37,7 +38,15 @@ from lightning_gen.runs import env as run_env
 from lightning_gen.utils.options import parse_options
 
 _METHODS = ("random", "bayes", "grid")
-_DISTRIBUTIONS = ("categorical", "constant", "uniform", "int_uniform", "log_uniform_values", "q_uniform", "q_log_uniform_values")
+_DISTRIBUTIONS = (
+    "categorical",
+    "constant",
+    "uniform",
+    "int_uniform",
+    "log_uniform_values",
+    "q_uniform",
+    "q_log_uniform_values",
+)
 
 
 @dataclass
@@ -59,7 +68,9 @@ class SweepSpec:
 
 
 def _bad(path: Path, what: str) -> ConfigError:
-    return ConfigError(f"Sweep file {path}: {what} (W&B sweep format: method, metric {{name, goal}}, parameters, command with ${{args}}).")
+    return ConfigError(
+        f"Sweep file {path}: {what} (W&B sweep format: method, metric {{name, goal}}, parameters, command with ${{args}})."
+    )
 
 
 def load_sweep(path: str | os.PathLike) -> SweepSpec:
@@ -93,14 +104,25 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
             raise _bad(path, f"method 'grid' needs `values` for parameter {key!r}")
     command = raw.get("command")
     if not isinstance(command, list) or "${args}" not in command:
-        raise _bad(path, "`command` must be a list containing ${args}, e.g. [lightning-gen, fit, --config, X.yaml, ${args}]")
+        raise _bad(
+            path, "`command` must be a list containing ${args}, e.g. [lightning-gen, fit, --config, X.yaml, ${args}]"
+        )
     early = raw.get("early_terminate")
     min_iter = None
     if early:
         if not isinstance(early, dict) or early.get("type") != "hyperband":
             raise _bad(path, "`early_terminate.type` must be 'hyperband'")
         min_iter = int(early.get("min_iter", 1))
-    return SweepSpec(path.stem if not raw.get("name") else str(raw["name"]), raw, method, metric["name"], goal, params, command, min_iter)
+    return SweepSpec(
+        path.stem if not raw.get("name") else str(raw["name"]),
+        raw,
+        method,
+        metric["name"],
+        goal,
+        params,
+        command,
+        min_iter,
+    )
 
 
 def _distribution(path: Path, key: str, p: dict[str, Any]) -> str:
@@ -139,7 +161,9 @@ def suggest(trial: Any, spec: SweepSpec) -> dict[str, Any]:
         elif dist == "int_uniform":
             values[key] = trial.suggest_int(key, int(p["min"]), int(p["max"]))
         elif dist in ("uniform", "q_uniform"):
-            values[key] = trial.suggest_float(key, float(p["min"]), float(p["max"]), step=p.get("q") if dist == "q_uniform" else None)
+            values[key] = trial.suggest_float(
+                key, float(p["min"]), float(p["max"]), step=p.get("q") if dist == "q_uniform" else None
+            )
         else:  # log_uniform_values, q_log_uniform_values (q ignored: Optuna has no log+step)
             values[key] = trial.suggest_float(key, float(p["min"]), float(p["max"]), log=True)
     return values
@@ -181,7 +205,9 @@ def check_command(spec: SweepSpec, values: dict[str, Any], extra: list[str], tim
     proc = subprocess.run([*cmd, "--print_config"], capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
         tail = " ".join(proc.stderr.strip().splitlines()[-3:])
-        raise ConfigError(f"Sweep {spec.name}: the trial command is rejected by the CLI: {tail} (command: {shlex.join(cmd)}). Nothing was run.")
+        raise ConfigError(
+            f"Sweep {spec.name}: the trial command is rejected by the CLI: {tail} (command: {shlex.join(cmd)}). Nothing was run."
+        )
 
 
 def _first_values(spec: SweepSpec) -> dict[str, Any]:
@@ -196,7 +222,9 @@ def _first_values(spec: SweepSpec) -> dict[str, Any]:
     return out
 
 
-def run_optuna(spec: SweepSpec, trials: int, storage: str, workers: int, heartbeat_s: int, seed: int, extra: list[str]) -> Any:
+def run_optuna(
+    spec: SweepSpec, trials: int, storage: str, workers: int, heartbeat_s: int, seed: int, extra: list[str]
+) -> Any:
     """Run (or continue) the study until ``trials`` trials are complete or pruned; returns it."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -215,14 +243,18 @@ def run_optuna(spec: SweepSpec, trials: int, storage: str, workers: int, heartbe
         pass
     samplers = {"random": optuna.samplers.RandomSampler, "bayes": optuna.samplers.TPESampler}
     if spec.method == "grid":
-        sampler = optuna.samplers.GridSampler({k: p["values"] if "values" in p else [p["value"]] for k, p in spec.parameters.items()}, seed=seed)
+        sampler = optuna.samplers.GridSampler(
+            {k: p["values"] if "values" in p else [p["value"]] for k, p in spec.parameters.items()}, seed=seed
+        )
     else:
         sampler = samplers[spec.method](seed=seed)
     if spec.hyperband_min_iter is not None:
         pruner: optuna.pruners.BasePruner = optuna.pruners.HyperbandPruner(min_resource=spec.hyperband_min_iter)
     else:
         pruner = optuna.pruners.NopPruner()
-    study = optuna.create_study(study_name=spec.name, storage=rdb, sampler=sampler, pruner=pruner, direction=spec.direction, load_if_exists=True)
+    study = optuna.create_study(
+        study_name=spec.name, storage=rdb, sampler=sampler, pruner=pruner, direction=spec.direction, load_if_exists=True
+    )
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
     optuna.storages.fail_stale_trials(study)  # a killed sweep's trials: failed, then re-queued by the callback
 
@@ -232,13 +264,23 @@ def run_optuna(spec: SweepSpec, trials: int, storage: str, workers: int, heartbe
         number = trial.number if original is None else original
         values = suggest(trial, spec)
         run_id = f"trial-{number:04d}"
-        run_args = [f"--run.name={spec.name}", f"--run.id={run_id}", f"--run.group=sweep-{spec.name}", f"--run.tags=[sweep:{spec.name}]"]
+        run_args = [
+            f"--run.name={spec.name}",
+            f"--run.id={run_id}",
+            f"--run.group=sweep-{spec.name}",
+            f"--run.tags=[sweep:{spec.name}]",
+        ]
         if original is not None:
-            run_args += ["--ckpt_path=last", "--run.lock_wait_s=120"]  # continue the interrupted trial's run, once its process has saved and exited
+            run_args += [
+                "--ckpt_path=last",
+                "--run.lock_wait_s=120",
+            ]  # continue the interrupted trial's run, once its process has saved and exited
         cmd = trial_command(spec, values, run_args + extra)
         env = dict(os.environ)
 
-        env[run_env.OPTUNA_TRIAL] = json.dumps({"storage": storage, "study": spec.name, "trial_id": trial._trial_id, "metric": spec.metric})
+        env[run_env.OPTUNA_TRIAL] = json.dumps(
+            {"storage": storage, "study": spec.name, "trial_id": trial._trial_id, "metric": spec.metric}
+        )
         env.pop(run_env.RUN_ID, None)
         trial.set_user_attr("run_id", run_id)
         trial.set_user_attr("command", shlex.join(cmd))
@@ -249,7 +291,9 @@ def run_optuna(spec: SweepSpec, trials: int, storage: str, workers: int, heartbe
         if attrs.get("pruned"):
             raise optuna.TrialPruned()
         if "last_value" not in attrs or not math.isfinite(attrs["last_value"]):
-            raise LightningGenError(f"trial {number} ({run_id}) logged no {spec.metric}; is it a validation metric of this model?")
+            raise LightningGenError(
+                f"trial {number} ({run_id}) logged no {spec.metric}; is it a validation metric of this model?"
+            )
         return float(attrs["last_value"])
 
     done = sum(t.state in done_states for t in study.get_trials(deepcopy=False))
@@ -272,7 +316,7 @@ class _SweepProgress:
     def __init__(self, trials: int, done: int) -> None:
         self.trials, self.done, self._progress, self._task = trials, done, None, None
 
-    def __enter__(self) -> "_SweepProgress":
+    def __enter__(self) -> _SweepProgress:
         if interactive():
             from rich.progress import Progress
 
@@ -342,8 +386,14 @@ def main(argv: list[str]) -> None:
     if "--" in argv:
         argv, extra = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     epilog = "Arguments after `--` are appended to every trial's command (e.g. `-- --config experiments/debug.yaml`)."
-    args = parse_options(SweepOptions, argv, "lightning-gen sweep", positional="file", epilog=epilog,
-                         aliases={"--sweep-id": "--sweep_id", "--no-check": "--no_check"})
+    args = parse_options(
+        SweepOptions,
+        argv,
+        "lightning-gen sweep",
+        positional="file",
+        epilog=epilog,
+        aliases={"--sweep-id": "--sweep_id", "--no-check": "--no_check"},
+    )
     spec = load_sweep(args.file)
     trials = args.trials or int(spec.raw.get("run_cap") or 10)
     if trials < 1 or args.workers < 1 or args.heartbeat < 1:
@@ -361,7 +411,7 @@ def main(argv: list[str]) -> None:
         return
     storage = args.storage or f"sqlite:///{Path(args.root, 'sweeps', spec.name + '.db').resolve()}"
     if storage.startswith("sqlite:///"):
-        Path(storage[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
     study = run_optuna(spec, trials, storage, args.workers, args.heartbeat, args.seed, extra)
     _print_summary(study, spec, storage)
 
@@ -374,5 +424,7 @@ def _print_summary(study: Any, spec: SweepSpec, storage: str) -> None:
     print(f"sweep {spec.name}: {len(complete)} complete, {len(done) - len(complete)} pruned (storage {storage})")
     if complete:
         best = study.best_trial
-        print(f"best: trial {best.number} {spec.metric}={best.value:.6g} {best.params} run {best.user_attrs.get('run_dir', '?')}")
+        print(
+            f"best: trial {best.number} {spec.metric}={best.value:.6g} {best.params} run {best.user_attrs.get('run_dir', '?')}"
+        )
     print(f"compare: lightning-gen compare --sweep {spec.name} --storage {storage}")

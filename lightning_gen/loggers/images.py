@@ -2,6 +2,7 @@
 
 Callbacks call :func:`log_image_grid`; this is the one place that knows logger types.
 """
+
 from __future__ import annotations
 
 import os

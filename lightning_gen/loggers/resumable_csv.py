@@ -15,6 +15,7 @@ kill between the checkpoint rename and the row write loses nothing). Counting ro
 comparing steps makes the cut independent of where Lightning saved (batch end, validation end,
 epoch end, where the logger step differs by one).
 """
+
 from __future__ import annotations
 
 import csv
@@ -136,7 +137,9 @@ class ResumableCSVLogger(CSVLogger):
             kept = on_disk[:rows]
             if pending is not None and len(on_disk) > rows:
                 following = on_disk[rows]
-                if _row_step(following) == pending["step"] and all(following.get(k) not in (None, "") for k in pending["metrics"]):
+                if _row_step(following) == pending["step"] and all(
+                    following.get(k) not in (None, "") for k in pending["metrics"]
+                ):
                     kept.append(following)
                     pending = None
             _rewrite(path, header, kept)

@@ -3,6 +3,7 @@
 Callbacks call :func:`log_text_table`; this (with :mod:`lightning_gen.loggers.images`) is the one
 place that knows logger types.
 """
+
 from __future__ import annotations
 
 import csv

@@ -5,6 +5,7 @@ no network blocks for minutes. :func:`resolve_wandb_mode` decides first (environ
 a time-boxed probe of the server W&B will really dial) and the logger tells the user in one line where an
 offline run lives and how to upload it.
 """
+
 from __future__ import annotations
 
 import netrc
@@ -34,7 +35,9 @@ def wandb_base_url() -> str:
     from wandb import Settings
 
     settings = Settings(silent=True)
-    settings.settings_system = str(Path(os.environ.get("WANDB_CONFIG_DIR", "~/.config/wandb")).expanduser() / "settings")
+    settings.settings_system = str(
+        Path(os.environ.get("WANDB_CONFIG_DIR", "~/.config/wandb")).expanduser() / "settings"
+    )
     settings.update_from_system_settings()
     settings.update_from_env_vars(dict(os.environ))
     return settings.base_url
@@ -73,7 +76,11 @@ def probe(url: str, timeout_s: float) -> str | None:
         except TimeoutError:
             outcome.append(silent)
         except urllib.error.URLError as err:
-            outcome.append(silent if isinstance(err.reason, TimeoutError) else str(getattr(err.reason, "strerror", None) or err.reason))
+            outcome.append(
+                silent
+                if isinstance(err.reason, TimeoutError)
+                else str(getattr(err.reason, "strerror", None) or err.reason)
+            )
         except Exception as err:  # noqa: BLE001 - timeouts, resets, bad URLs: all mean "not reachable"
             outcome.append(f"{type(err).__name__}: {err}")
 
@@ -175,7 +182,9 @@ class WandbLogger(_LightningWandbLogger):
     def _announce(self, run: Any) -> None:
         if self.offline and getattr(run, "dir", None):
             run_dir = os.path.dirname(run.dir)
-            print(f"W&B offline ({self.mode_reason}): run saved in {run_dir}; upload it later with `wandb sync {run_dir}`")
+            print(
+                f"W&B offline ({self.mode_reason}): run saved in {run_dir}; upload it later with `wandb sync {run_dir}`"
+            )
 
 
 def read_offline_history(run_path: str | os.PathLike, timeout_s: float = 60.0) -> list[dict[str, Any]]:
@@ -192,7 +201,10 @@ def read_offline_history(run_path: str | os.PathLike, timeout_s: float = 60.0) -
     wandb_bin = shutil.which("wandb") or os.path.join(os.path.dirname(sys.executable), "wandb")
     out = subprocess.run(
         [wandb_bin, "leet", "inspect", "--json", os.fspath(run_path)],
-        capture_output=True, text=True, timeout=timeout_s, check=True,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=True,
     ).stdout
     rows = []
     for line in out.splitlines():
@@ -201,7 +213,9 @@ def read_offline_history(run_path: str | os.PathLike, timeout_s: float = 60.0) -
     return rows
 
 
-def wandb_resume_kwargs(mode: str, project: str, run_id: str, log_step: int | None, rewind: bool = True) -> dict[str, Any]:
+def wandb_resume_kwargs(
+    mode: str, project: str, run_id: str, log_step: int | None, rewind: bool = True
+) -> dict[str, Any]:
     """``wandb.init`` arguments that continue run ``run_id`` (``mode``: ``run.wandb``; ``log_step``: the checkpoint's).
 
     Online: ``resume_from="<id>?_step=<k>"`` (W&B rewind) where ``k`` is the run's first row with
@@ -245,5 +259,7 @@ def first_wandb_row_after(project: str, run_id: str, log_step: int, timeout_s: f
             if row["trainer/global_step"] > log_step:
                 return int(row["_step"])
     except Exception as err:  # noqa: BLE001 - any API failure means "resume without rewind"
-        print(f"lightning-gen: W&B rewind point unknown ({type(err).__name__}); resuming run {run_id} with resume='must'.")
+        print(
+            f"lightning-gen: W&B rewind point unknown ({type(err).__name__}); resuming run {run_id} with resume='must'."
+        )
     return None

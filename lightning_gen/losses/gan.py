@@ -3,6 +3,7 @@
 ``d_real``/``d_fake`` are the discriminator's raw outputs (logits or critic values), shape ``(B,)``.
 Each ``*_d`` returns the discriminator loss, each ``*_g`` the generator loss (scalars, minimised).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,4 +1,5 @@
 """VAE terms in nats, one value per example (summed over pixels / latent dims)."""
+
 from __future__ import annotations
 
 import math

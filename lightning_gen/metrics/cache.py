@@ -5,6 +5,7 @@ changes them (dataset identity and split, number of images, resize protocol, ext
 weights checksum, library versions). A file appears only complete (temp file + ``os.replace``),
 so an interrupted write never leaves a partial entry behind.
 """
+
 from __future__ import annotations
 
 import hashlib

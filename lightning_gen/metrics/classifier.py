@@ -9,6 +9,7 @@ too (``feature_extractor="lightning-gen-classifier"``, ``feature_extractor_weigh
 These numbers are comparable only between runs that use the same classifier file (its SHA-256
 is in every protocol card), never with FID.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,9 +54,18 @@ class SmallClassifier(nn.Module):
         super().__init__()
         c, w = config.image_shape[0], config.width
         self.body = nn.Sequential(
-            nn.Conv2d(c, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.AdaptiveAvgPool2d(4), nn.Flatten(),
+            nn.Conv2d(c, w, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(w, w, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.AdaptiveAvgPool2d(4),
+            nn.Flatten(),
         )  # (B, 2w * 16)
         self.penultimate = nn.Sequential(nn.Linear(2 * w * 16, config.feature_dim), nn.ReLU())
         self.head = nn.Linear(config.feature_dim, config.num_classes)
@@ -69,12 +79,18 @@ class SmallClassifier(nn.Module):
 class FeatureExtractorClassifier(FeatureExtractorBase):
     """torch-fidelity wrapper: uint8 ``(B, C, H, W)`` -> ``penultimate`` and/or ``logits``."""
 
-    def __init__(self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self, name: str, features_list: list[str], feature_extractor_weights_path: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(name, features_list)
         if feature_extractor_weights_path is None:
-            raise ConfigError(f"Feature extractor {EXTRACTOR_NAME!r} needs `feature_extractor_weights_path` (a file written by train_classifier).")
+            raise ConfigError(
+                f"Feature extractor {EXTRACTOR_NAME!r} needs `feature_extractor_weights_path` (a file written by train_classifier)."
+            )
         checkpoint = torch.load(feature_extractor_weights_path, map_location="cpu", weights_only=False)
-        self.config = ClassifierConfig(**{**checkpoint["config"], "image_shape": tuple(checkpoint["config"]["image_shape"])})
+        self.config = ClassifierConfig(
+            **{**checkpoint["config"], "image_shape": tuple(checkpoint["config"]["image_shape"])}
+        )
         self.net = SmallClassifier(self.config)
         self.net.load_state_dict(checkpoint["state_dict"])
         self.requires_grad_(False)
@@ -82,7 +98,9 @@ class FeatureExtractorClassifier(FeatureExtractorBase):
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         if x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != self.config.image_shape:
-            raise ValueError(f"{EXTRACTOR_NAME} expects uint8 images of shape (B, {self.config.image_shape}), got {x.dtype} {tuple(x.shape)}.")
+            raise ValueError(
+                f"{EXTRACTOR_NAME} expects uint8 images of shape (B, {self.config.image_shape}), got {x.dtype} {tuple(x.shape)}."
+            )
         penultimate, logits = self.net(x.float() / 255.0)
         features = {"penultimate": penultimate, "logits": logits}
         return tuple(features[k].float() for k in self.features_list)
@@ -118,12 +136,16 @@ def _accuracy(net: SmallClassifier, dataset: Any, batch_size: int = 512) -> floa
     return correct / max(total, 1)
 
 
-def train_classifier(train_set: Any, test_set: Any | None, config: ClassifierConfig, path: str | Path, log: Any = print) -> dict[str, Any]:
+def train_classifier(
+    train_set: Any, test_set: Any | None, config: ClassifierConfig, path: str | Path, log: Any = print
+) -> dict[str, Any]:
     """Train the classifier (plain PyTorch loop, CPU-friendly) and write its checkpoint atomically."""
     torch.manual_seed(config.seed)
     net = SmallClassifier(config)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed))
+    loader = DataLoader(
+        train_set, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.seed)
+    )
     start = time.perf_counter()
     for epoch in range(config.epochs):
         net.train()
@@ -145,7 +167,9 @@ def train_classifier(train_set: Any, test_set: Any | None, config: ClassifierCon
     return checkpoint
 
 
-def ensure_classifier(datamodule: Any, cache_dir: str | Path | None = None, epochs: int = 1, seed: int = 0, log: Any = print) -> tuple[Path, dict[str, Any]]:
+def ensure_classifier(
+    datamodule: Any, cache_dir: str | Path | None = None, epochs: int = 1, seed: int = 0, log: Any = print
+) -> tuple[Path, dict[str, Any]]:
     """The cached classifier of this datamodule (trained on its train split on first use).
 
     Under DDP only rank 0 trains; the caller makes the other ranks wait (the callbacks' ``setup``
@@ -153,8 +177,12 @@ def ensure_classifier(datamodule: Any, cache_dir: str | Path | None = None, epoc
     """
     num_classes = getattr(datamodule, "num_classes", None)
     if not num_classes:
-        raise ConfigError(f"Classifier metrics need a labelled datamodule (`num_classes`); {type(datamodule).__name__} has none. Use FID/KID instead.")
-    config = ClassifierConfig(image_shape=tuple(datamodule.image_shape), num_classes=int(num_classes), epochs=epochs, seed=seed)
+        raise ConfigError(
+            f"Classifier metrics need a labelled datamodule (`num_classes`); {type(datamodule).__name__} has none. Use FID/KID instead."
+        )
+    config = ClassifierConfig(
+        image_shape=tuple(datamodule.image_shape), num_classes=int(num_classes), epochs=epochs, seed=seed
+    )
     key = cache_key({"dataset_id": datamodule.dataset_id, **asdict(config), **library_versions()})
     path = Path(cache_dir or default_cache_dir()) / "classifiers" / f"classifier-{key}.pt"
     rank, _ = rank_and_world()
@@ -165,18 +193,33 @@ def ensure_classifier(datamodule: Any, cache_dir: str | Path | None = None, epoc
         log(f"Training the {datamodule.dataset_id} classifier for FD-classifier/IS-classifier (once; cached in {path})")
         train_classifier(datamodule.train_set, getattr(datamodule, "test_set", None), config, path, log)
     if not path.is_file():
-        raise LightningGenError(f"Rank {rank}: the classifier {path} does not exist; rank 0 trains it first (is the cache dir shared by all ranks?).")
+        raise LightningGenError(
+            f"Rank {rank}: the classifier {path} does not exist; rank 0 trains it first (is the cache dir shared by all ranks?)."
+        )
     meta = torch.load(path, map_location="cpu", weights_only=False)
     return path, {"test_accuracy": meta.get("test_accuracy"), "config": meta["config"]}
 
 
 def build_classifier_extractor(
-    datamodule: Any, features: list[str] | tuple[str, ...] = ("penultimate", "logits"), cache_dir: str | Path | None = None, epochs: int = 1, seed: int = 0
+    datamodule: Any,
+    features: list[str] | tuple[str, ...] = ("penultimate", "logits"),
+    cache_dir: str | Path | None = None,
+    epochs: int = 1,
+    seed: int = 0,
 ) -> ImageFeatureExtractor:
     """The dataset classifier as an :class:`ImageFeatureExtractor` (trains it on first use)."""
     from torch_fidelity.utils import create_feature_extractor
 
     path, meta = ensure_classifier(datamodule, cache_dir, epochs, seed)
-    module = create_feature_extractor(EXTRACTOR_NAME, list(features), cuda=False, feature_extractor_weights_path=str(path), verbose=False)
-    weights = {"source": f"classifier:{datamodule.dataset_id}", "sha256": file_sha256(path), "test_accuracy": meta["test_accuracy"], "path": str(path)}
-    return ImageFeatureExtractor(module, EXTRACTOR_NAME, weights, resize="none (native resolution), uint8 round(x*255)", rgb=False)
+    module = create_feature_extractor(
+        EXTRACTOR_NAME, list(features), cuda=False, feature_extractor_weights_path=str(path), verbose=False
+    )
+    weights = {
+        "source": f"classifier:{datamodule.dataset_id}",
+        "sha256": file_sha256(path),
+        "test_accuracy": meta["test_accuracy"],
+        "path": str(path),
+    }
+    return ImageFeatureExtractor(
+        module, EXTRACTOR_NAME, weights, resize="none (native resolution), uint8 round(x*255)", rgb=False
+    )

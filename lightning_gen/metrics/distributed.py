@@ -5,6 +5,7 @@ chunks ``c % W == r``. Chunk ``c`` of generated samples always uses the same noi
 ``(seed, c)``), and gathered rows are put back in item order, so the features - and every metric -
 are the same for any world size and any batch size. Works without ``torch.distributed`` (W = 1).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,18 +17,20 @@ from torch import Tensor
 from gen_common.ranks import rank_and_world  # noqa: F401 (defined there, used here and re-exported)
 
 
-
-
 def owned_chunks(n: int, chunk: int, rank: int, world: int) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` of the chunks rank ``rank`` processes; over all ranks they tile ``[0, n)`` once."""
     if n < 0 or chunk < 1 or not 0 <= rank < world:
-        raise ValueError(f"owned_chunks: need n >= 0, chunk >= 1, 0 <= rank < world (got {n}, {chunk}, {rank}, {world}).")
+        raise ValueError(
+            f"owned_chunks: need n >= 0, chunk >= 1, 0 <= rank < world (got {n}, {chunk}, {rank}, {world})."
+        )
     return [(start, min(start + chunk, n)) for start in range(rank * chunk, n, world * chunk)]
 
 
 def chunk_seed(seed: int, start: int) -> int:
     """The noise seed of the chunk starting at item ``start`` (independent of rank and world size)."""
-    return int.from_bytes(hashlib.sha256(f"lightning_gen:{seed}:{start}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
+    return int.from_bytes(hashlib.sha256(f"lightning_gen:{seed}:{start}".encode()).digest()[:8], "little") & (
+        (1 << 63) - 1
+    )
 
 
 def gather_rows(x: Tensor, device: torch.device | None = None) -> Tensor:
@@ -37,7 +40,9 @@ def gather_rows(x: Tensor, device: torch.device | None = None) -> Tensor:
     """
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return x
-    device = device or (torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu"))
+    device = device or (
+        torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    )
     world = dist.get_world_size()
     local = x.to(device).contiguous()
     shape = torch.tensor(list(local.shape), device=device, dtype=torch.long)
@@ -55,8 +60,12 @@ def gather_rows(x: Tensor, device: torch.device | None = None) -> Tensor:
 def gather_in_order(rows: dict[str, Tensor], index: Tensor, n: int) -> dict[str, Tensor]:
     """Gather each rank's rows and their item indices, and return all ``n`` rows sorted by index."""
     all_index = gather_rows(index)
-    if all_index.numel() != n or not torch.equal(torch.sort(all_index).values, torch.arange(n, device=all_index.device)):
-        raise RuntimeError(f"gather_in_order: ranks returned {all_index.numel()} rows for {n} items (the split is not exact).")
+    if all_index.numel() != n or not torch.equal(
+        torch.sort(all_index).values, torch.arange(n, device=all_index.device)
+    ):
+        raise RuntimeError(
+            f"gather_in_order: ranks returned {all_index.numel()} rows for {n} items (the split is not exact)."
+        )
     order = torch.argsort(all_index)
     return {k: gather_rows(v)[order] for k, v in rows.items()}
 

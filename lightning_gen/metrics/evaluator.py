@@ -6,6 +6,7 @@ features from the on-disk cache (or computes them once, split across ranks, and 
 cache atomically while the others wait), and computes each family on rank 0. Callbacks and
 ``lightning-gen evaluate`` both drive it; no image is ever written to disk.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from gen_common.errors import ConfigError
+from gen_common.progress import track
 from lightning_gen.metrics.cache import FeatureCache, library_versions
 from lightning_gen.metrics.distributed import (
     barrier,
@@ -30,7 +32,6 @@ from lightning_gen.metrics.distributed import (
 from lightning_gen.metrics.extractors import ImageFeatureExtractor
 from lightning_gen.metrics.fidelity import MetricFamily, fid_statistics
 from lightning_gen.metrics.settings import EvalSettings  # noqa: F401 (defined there, re-exported)
-from gen_common.progress import track
 
 Sampler = Callable[[int, torch.Generator], Tensor]  # (n, generator) -> (n, C, H, W) images in [0, 1]
 
@@ -63,14 +64,19 @@ def prefetch(items: Iterable[Any]) -> Iterator[Any]:
 def split_dataset(datamodule: Any, split: str) -> Dataset:
     """The datamodule's ``<split>_set`` after ``setup`` (the :class:`ImageDataModule` contract)."""
     if split == "folder":
-        raise ConfigError("`split: folder` means real images given as a folder (`lightning-gen evaluate --real DIR`); a datamodule has train, val and test.")
+        raise ConfigError(
+            "`split: folder` means real images given as a folder (`lightning-gen evaluate --real DIR`); "
+            "a datamodule has train, val and test."
+        )
     stage = {"train": "fit", "val": "validate", "test": "test"}[split]
     dataset = getattr(datamodule, f"{split}_set", None)
     if dataset is None:
         datamodule.setup(stage)
         dataset = getattr(datamodule, f"{split}_set", None)
     if dataset is None:
-        raise ConfigError(f"{type(datamodule).__name__} has no `{split}_set` after setup('{stage}'); choose another `split`.")
+        raise ConfigError(
+            f"{type(datamodule).__name__} has no `{split}_set` after setup('{stage}'); choose another `split`."
+        )
     return dataset
 
 
@@ -84,7 +90,13 @@ class ImageEvaluator:
         cache: Real-feature cache (``None``: no cache, always recompute).
     """
 
-    def __init__(self, families: Sequence[MetricFamily], extractor: ImageFeatureExtractor, settings: EvalSettings, cache: FeatureCache | None = None) -> None:
+    def __init__(
+        self,
+        families: Sequence[MetricFamily],
+        extractor: ImageFeatureExtractor,
+        settings: EvalSettings,
+        cache: FeatureCache | None = None,
+    ) -> None:
         if not families:
             raise ValueError("ImageEvaluator needs at least one metric family.")
         self.families = list(families)
@@ -122,7 +134,9 @@ class ImageEvaluator:
             index.append(torch.arange(start, stop))
         return self._gather(rows, index, n, self.fake_layers)
 
-    def image_features(self, images: Tensor | Dataset, layers: list[str] | None = None, n: int | None = None) -> dict[str, Tensor]:
+    def image_features(
+        self, images: Tensor | Dataset, layers: list[str] | None = None, n: int | None = None
+    ) -> dict[str, Tensor]:
         """Features of the first ``n`` images of a tensor or an ``(image, label)`` dataset, split across ranks."""
         layers = layers or self.fake_layers
         rank, world = rank_and_world()
@@ -177,7 +191,9 @@ class ImageEvaluator:
         rank, _ = rank_and_world()
         n_real = len(dataset) if self.settings.num_real is None else self.settings.num_real
         if n_real > len(dataset):
-            raise ConfigError(f"`num_real`={n_real} exceeds the {len(dataset)} images of split '{self.settings.split}'; lower it or use another split.")
+            raise ConfigError(
+                f"`num_real`={n_real} exceeds the {len(dataset)} images of split '{self.settings.split}'; lower it or use another split."
+            )
         key = self.real_key(dataset_id, n_real)
         entry = self.cache.load(key) if (self.cache is not None and rank == 0) else None
         hit = broadcast_object(entry is not None)
@@ -187,7 +203,10 @@ class ImageEvaluator:
         entry = None
         if rank == 0:
             # tensors, not numpy arrays: torch.save pickles numpy as latin-1 text (1.5x larger, slower)
-            stats = {k: {name: torch.from_numpy(a) for name, a in fid_statistics(v, with_sqrt=True).items()} for k, v in features.items()}
+            stats = {
+                k: {name: torch.from_numpy(a) for name, a in fid_statistics(v, with_sqrt=True).items()}
+                for k, v in features.items()
+            }
             entry = {"features": features, "stats": stats, "n": n_real}
             if self.cache is not None:
                 self.cache.store(key, entry)
@@ -195,7 +214,9 @@ class ImageEvaluator:
         return entry
 
     # --- metrics ----------------------------------------------------------------------------------
-    def compute(self, fake: dict[str, Tensor], real: dict[str, Any] | None, n_real: int | None, dataset_id: str | None) -> EvalResult:
+    def compute(
+        self, fake: dict[str, Tensor], real: dict[str, Any] | None, n_real: int | None, dataset_id: str | None
+    ) -> EvalResult:
         """Each family's numbers and protocol card (call on rank 0)."""
         values: dict[str, float] = {}
         cards: dict[str, dict[str, Any]] = {}
@@ -222,7 +243,11 @@ class ImageEvaluator:
         return EvalResult(values, cards)
 
     def evaluate(
-        self, sample: Sampler | Tensor | Dataset, dataset: Dataset | Tensor | None, dataset_id: str | None, device: torch.device | str = "cpu"
+        self,
+        sample: Sampler | Tensor | Dataset,
+        dataset: Dataset | Tensor | None,
+        dataset_id: str | None,
+        device: torch.device | str = "cpu",
     ) -> EvalResult:
         """Full evaluation; every rank must call it; every rank gets rank 0's result.
 
@@ -233,7 +258,9 @@ class ImageEvaluator:
         if self.real_layers and dataset is None:
             raise ConfigError("These metrics compare with real images: a datamodule (dataset) is required.")
         real = self.real_features(dataset, dataset_id or "unknown") if self.real_layers else None
-        fake = self.image_features(sample) if isinstance(sample, (Tensor, Dataset)) else self.fake_features(sample, device)
+        fake = (
+            self.image_features(sample) if isinstance(sample, (Tensor, Dataset)) else self.fake_features(sample, device)
+        )
         result = None
         if rank == 0:
             n_real = real["n"] if real is not None else None

@@ -15,6 +15,7 @@ torch-fidelity's contiguous run by float32 rounding only, FID by < 1e-5 relative
 GPU): faster on hardware with bf16 units, but the features, hence FID, change; the deviation
 measured here is written on every protocol card (:data:`BF16_FID_DEVIATION`).
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -92,7 +93,9 @@ class ImageFeatureExtractor:
 
     def describe(self) -> dict[str, Any]:
         """The extractor's part of a protocol card and of a cache key."""
-        extra = {f"weights_{k}": v for k, v in self.weights.items() if k not in ("source", "sha256", "path", "has_logits")}
+        extra = {
+            f"weights_{k}": v for k, v in self.weights.items() if k not in ("source", "sha256", "path", "has_logits")
+        }
         return {
             "extractor": self.name,
             "weights_source": self.weights.get("source"),
@@ -117,7 +120,10 @@ class ImageFeatureExtractor:
 
 
 def build_inception_extractor(
-    features: list[str] | tuple[str, ...] = ("2048",), weights: str = "auto", cache_dir: str | None = None, precision: Precision = "fp32"
+    features: list[str] | tuple[str, ...] = ("2048",),
+    weights: str = "auto",
+    cache_dir: str | None = None,
+    precision: Precision = "fp32",
 ) -> ImageFeatureExtractor:
     """torch-fidelity's Inception (``inception-v3-compat``) with resolved weights (see :mod:`.inception`), ``channels_last``.
 
@@ -141,4 +147,12 @@ def build_inception_extractor(
     module = create_feature_extractor(
         "inception-v3-compat", list(features), cuda=False, feature_extractor_weights_path=info.path, verbose=False
     )
-    return ImageFeatureExtractor(module, "inception-v3-compat", info.describe(), INCEPTION_RESIZE, rgb=True, precision=precision, channels_last=True)
+    return ImageFeatureExtractor(
+        module,
+        "inception-v3-compat",
+        info.describe(),
+        INCEPTION_RESIZE,
+        rgb=True,
+        precision=precision,
+        channels_last=True,
+    )

@@ -18,6 +18,7 @@ family              extractor / layer          logged keys
 ``is_classifier``   classifier logits          ``is_classifier_mean``, ``is_classifier_std``
 ==================  =========================  ====================================================
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,7 +52,9 @@ def _numpy(stats: dict[str, Any]) -> dict[str, np.ndarray]:
     return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in stats.items()}
 
 
-def frechet_distance(stats_fake: dict[str, np.ndarray], stats_real: dict[str, np.ndarray], features_fake: Tensor | None = None) -> float:
+def frechet_distance(
+    stats_fake: dict[str, np.ndarray], stats_real: dict[str, np.ndarray], features_fake: Tensor | None = None
+) -> float:
     """Fréchet distance between two Gaussians, as torch-fidelity defines it.
 
     Without ``sqrt_sigma`` in ``stats_real`` this is torch-fidelity's own function (a general
@@ -124,14 +127,24 @@ class KIDFamily(MetricFamily):
 
     def settings(self) -> dict[str, Any]:
         size = self._used_subset_size or self.subset_size
-        return {"kid_subsets": self.subsets, "kid_subset_size": size, "kid_kernel": "poly3", "rng_seed": TORCH_FIDELITY_RNG_SEED}
+        return {
+            "kid_subsets": self.subsets,
+            "kid_subset_size": size,
+            "kid_kernel": "poly3",
+            "rng_seed": TORCH_FIDELITY_RNG_SEED,
+        }
 
     def compute(self, fake: dict[str, Tensor], real: dict[str, Any] | None) -> dict[str, float]:
         assert real is not None
         f_fake, f_real = fake[self.fake_layer].double(), real["features"][self.real_layer].double()
         self._used_subset_size = min(self.subset_size, len(f_fake), len(f_real))
         out = kid_features_to_metric(
-            f_fake, f_real, kid_subsets=self.subsets, kid_subset_size=self._used_subset_size, rng_seed=TORCH_FIDELITY_RNG_SEED, verbose=False
+            f_fake,
+            f_real,
+            kid_subsets=self.subsets,
+            kid_subset_size=self._used_subset_size,
+            rng_seed=TORCH_FIDELITY_RNG_SEED,
+            verbose=False,
         )
         return {"kid_mean": out["kernel_inception_distance_mean"], "kid_std": out["kernel_inception_distance_std"]}
 
@@ -153,7 +166,10 @@ class PrecisionRecallFamily(MetricFamily):
     def compute(self, fake: dict[str, Tensor], real: dict[str, Any] | None) -> dict[str, float]:
         assert real is not None
         out = prc_features_to_metric(
-            fake[self.fake_layer].double(), real["features"][self.real_layer].double(), prc_neighborhood=self.neighborhood, verbose=False
+            fake[self.fake_layer].double(),
+            real["features"][self.real_layer].double(),
+            prc_neighborhood=self.neighborhood,
+            verbose=False,
         )
         return {"precision": out["precision"], "recall": out["recall"], "f_score": out["f_score"]}
 
@@ -206,5 +222,6 @@ class ClassifierISFamily(ISFamily):
 
 
 FAMILIES: dict[str, type[MetricFamily]] = {
-    cls.key: cls for cls in (FIDFamily, KIDFamily, PrecisionRecallFamily, ISFamily, ClassifierFDFamily, ClassifierISFamily)
+    cls.key: cls
+    for cls in (FIDFamily, KIDFamily, PrecisionRecallFamily, ISFamily, ClassifierFDFamily, ClassifierISFamily)
 }

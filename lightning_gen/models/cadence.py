@@ -3,6 +3,7 @@
 Each ``self.log`` costs about a millisecond of Lightning bookkeeping on CPU (2-10 % of a small
 model's step), and on-step training metrics are written only every ``log_every_n_steps`` anyway.
 """
+
 from __future__ import annotations
 
 import lightning as L

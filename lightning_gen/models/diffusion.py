@@ -11,6 +11,7 @@ Randomness of training (timesteps, noise, dropped labels) comes from
 the same measurement at every validation. A resumed run therefore draws exactly what the unbroken
 run drew (the UNet's dropout uses the global RNG, which the CLI's ``RunState`` restores).
 """
+
 from __future__ import annotations
 
 from typing import Any, ClassVar
@@ -21,7 +22,15 @@ from torch import Tensor
 
 from gen_common.errors import ConfigError
 from lightning_gen.models.base import ExportSpec, ImageGenerator, MonitorMode
-from lightning_gen.nets.diffusion import DenoisingDiffusion, NoiseSchedule, SamplerName, SamplingConfig, UNetConfig, as_config, config_dict
+from lightning_gen.nets.diffusion import (
+    DenoisingDiffusion,
+    NoiseSchedule,
+    SamplerName,
+    SamplingConfig,
+    UNetConfig,
+    as_config,
+    config_dict,
+)
 
 _TRAIN_NOISE, _EVAL_NOISE = 0, 1  # noise streams of noise_generator
 
@@ -79,7 +88,11 @@ class Diffusion(ImageGenerator):
                 ``torch.optim.lr_scheduler.LinearLR`` for DDPM's 5000-step warm-up).
         """
         # checkpoints hold the configs as dicts (weights_only loads): accept both
-        unet, schedule, sampling = as_config(UNetConfig, unet), as_config(NoiseSchedule, schedule), as_config(SamplingConfig, sampling)
+        unet, schedule, sampling = (
+            as_config(UNetConfig, unet),
+            as_config(NoiseSchedule, schedule),
+            as_config(SamplingConfig, sampling),
+        )
         if conditional and not num_classes:
             raise ConfigError("`conditional: true` needs labelled data: the datamodule reports no `num_classes`.")
         if not 0.0 <= cond_drop_prob < 1.0:

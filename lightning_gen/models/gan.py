@@ -49,6 +49,7 @@ step) is updated on every rank from identical weights. Each rank draws its own n
 the single-process stream, rank r a seed derived from it), and the checkpoint holds every
 rank's noise state, so a resumed DDP run continues every rank's stream.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -156,7 +157,9 @@ class GAN(ImageGenerator):
         if critic_batches not in ("split", "reuse"):
             raise ConfigError(f"`model.init_args.critic_batches` must be 'split' or 'reuse', got {critic_batches!r}.")
         if gradient_clip_algorithm not in ("norm", "value"):
-            raise ConfigError(f"`model.init_args.gradient_clip_algorithm` must be 'norm' or 'value', got {gradient_clip_algorithm!r}.")
+            raise ConfigError(
+                f"`model.init_args.gradient_clip_algorithm` must be 'norm' or 'value', got {gradient_clip_algorithm!r}."
+            )
         self.save_hyperparameters(
             ignore=["generator_optimizer", "discriminator_optimizer", "generator_scheduler", "discriminator_scheduler"]
         )
@@ -214,7 +217,9 @@ class GAN(ImageGenerator):
         return torch.randint(self.num_classes, (n,), generator=self._training_noise(), device=self.device)
 
     # --- generation API (the contract) -----------------------------------------------------------
-    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None, use_ema: bool = True) -> Tensor:
+    def sample(
+        self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None, use_ema: bool = True
+    ) -> Tensor:
         """``n`` images in ``[0, 1]``, ``(n, C, H, W)``, from the EMA generator in eval mode by default.
 
         Conditional models sample ``labels`` (default ``arange(n) % num_classes``).
@@ -269,7 +274,7 @@ class GAN(ImageGenerator):
             d_loss = discriminator_loss(self.loss_name, d_real, d_fake)
             if self.loss_name == "wgan_gp":
                 alpha = torch.rand(n, generator=self._training_noise(), device=self.device)
-                critic = (lambda h: self.discriminator(h, labels)) if cond else self.discriminator
+                critic = (lambda h, y=labels: self.discriminator(h, y)) if cond else self.discriminator
                 gp = gradient_penalty(critic, real, fake, alpha=alpha, grad_scale=self._grad_scale())
                 d_loss = d_loss + self.gp_weight * gp
             d_opt.zero_grad(set_to_none=True)
@@ -280,7 +285,9 @@ class GAN(ImageGenerator):
         n = x.shape[0] if self.critic_batches == "reuse" else x.shape[0] // self.n_critic
         self.toggle_optimizer(g_opt)  # D's parameters need no gradients here
         fake_labels = self._fake_labels(n)
-        g_loss = generator_loss(self.loss_name, self.discriminator(self.generator(self._z(n), fake_labels), fake_labels))
+        g_loss = generator_loss(
+            self.loss_name, self.discriminator(self.generator(self._z(n), fake_labels), fake_labels)
+        )
         g_opt.zero_grad(set_to_none=True)
         self.manual_backward(g_loss)
         g_opt.step()
@@ -306,16 +313,26 @@ class GAN(ImageGenerator):
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         # The precision plugin calls this after unscaling fp16 gradients: the place to clip them.
         if self.gradient_clip_val:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip_val, gradient_clip_algorithm=self.gradient_clip_algorithm)
+            self.clip_gradients(
+                optimizer,
+                gradient_clip_val=self.gradient_clip_val,
+                gradient_clip_algorithm=self.gradient_clip_algorithm,
+            )
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         x = x * 2.0 - 1.0
-        fake_labels = None if self.num_classes is None else torch.randint(self.num_classes, (x.shape[0],), device=self.device)
+        fake_labels = (
+            None if self.num_classes is None else torch.randint(self.num_classes, (x.shape[0],), device=self.device)
+        )
         z = torch.randn(x.shape[0], self.latent_dim, device=self.device)
         d_real = self.discriminator(x, y if self.num_classes is not None else None)
         d_fake = self.discriminator(self.generator(z, fake_labels), fake_labels)
-        self.log_dict({"val/d_real": d_real.float().mean(), "val/d_fake": d_fake.float().mean()}, batch_size=x.shape[0], sync_dist=True)
+        self.log_dict(
+            {"val/d_real": d_real.float().mean(), "val/d_fake": d_fake.float().mean()},
+            batch_size=x.shape[0],
+            sync_dist=True,
+        )
 
     def configure_optimizers(self):
         g_opt = self.generator_optimizer(self.generator.parameters())
@@ -357,11 +374,15 @@ class GAN(ImageGenerator):
         if rank < len(states):
             self._pending_noise_state = states[rank]
         else:
-            self._pending_noise_seed = _rank_seed(int.from_bytes(hashlib.sha256(states[0].numpy().tobytes()).digest()[:7], "little"), rank)
+            self._pending_noise_seed = _rank_seed(
+                int.from_bytes(hashlib.sha256(states[0].numpy().tobytes()).digest()[:7], "little"), rank
+            )
 
 
 def _rank_seed(seed: int, rank: int) -> int:
     """Rank 0 keeps ``seed`` (the single-process stream); rank r > 0 gets an independent seed derived from it."""
     if rank == 0:
         return seed
-    return int.from_bytes(hashlib.sha256(f"lightning_gen.gan:{seed}:{rank}".encode()).digest()[:8], "little") & ((1 << 63) - 1)
+    return int.from_bytes(hashlib.sha256(f"lightning_gen.gan:{seed}:{rank}".encode()).digest()[:8], "little") & (
+        (1 << 63) - 1
+    )

@@ -4,6 +4,7 @@ The recipe is nanoGPT's: AdamW with decoupled weight decay on matrices only (nor
 embeddings are not decayed), linear warm-up then cosine decay to ``min_lr`` (per optimizer step),
 gradient clipping through the Trainer (``trainer.gradient_clip_val``), optional ``torch.compile``.
 """
+
 from __future__ import annotations
 
 import math
@@ -190,12 +191,20 @@ class GPT(TextGenerator):
         if idx.size(1) == 0:
             raise ConfigError("generate() needs a prompt of at least one token.")
         with self.eval_mode():
-            return self._generate(self.sampling_module(use_ema), idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache)
+            return self._generate(
+                self.sampling_module(use_ema), idx, max_new_tokens, temperature, top_k, top_p, generator, use_cache
+            )
 
     @staticmethod
     def _generate(
-        net: nn.Module, idx: Tensor, max_new_tokens: int, temperature: float, top_k: int | None, top_p: float | None,
-        generator: torch.Generator | None, use_cache: bool,
+        net: nn.Module,
+        idx: Tensor,
+        max_new_tokens: int,
+        temperature: float,
+        top_k: int | None,
+        top_p: float | None,
+        generator: torch.Generator | None,
+        use_cache: bool,
     ) -> Tensor:
         max_context = net.max_context
         cache = net.new_cache(idx.size(0), idx.device, next(net.parameters()).dtype) if use_cache else None
@@ -276,7 +285,9 @@ class GPT(TextGenerator):
         max_lr = optimizer.param_groups[0]["lr"]
         decay_steps = self.decay_steps if self.decay_steps is not None else self.trainer.max_steps
         if decay_steps is None or decay_steps < 0:
-            raise ConfigError("Set `--model.init_args.decay_steps` or `--trainer.max_steps` (the cosine schedule needs an end).")
+            raise ConfigError(
+                "Set `--model.init_args.decay_steps` or `--trainer.max_steps` (the cosine schedule needs an end)."
+            )
         if self.min_lr > max_lr:
             raise ConfigError(f"`--model.init_args.min_lr` ({self.min_lr}) is above the optimizer's lr ({max_lr}).")
 

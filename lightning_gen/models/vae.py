@@ -1,4 +1,5 @@
 """Variational autoencoder (Kingma & Welling, 2014) with a beta-weighted KL and KL warm-up."""
+
 from __future__ import annotations
 
 import math
@@ -10,7 +11,6 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from gen_common.errors import ConfigError
-from lightning_gen.utils.modules import eval_mode
 from lightning_gen.losses.vae import (
     Likelihood,
     importance_weighted_bound,
@@ -20,6 +20,7 @@ from lightning_gen.losses.vae import (
 )
 from lightning_gen.models.base import ExportSpec, ImageGenerator, MonitorMode, rename_state_dict_prefix
 from lightning_gen.nets.conv_vae import ConvDecoder, ConvEncoder, ConvVAE
+from lightning_gen.utils.modules import eval_mode
 
 
 class VAE(ImageGenerator):
@@ -106,7 +107,9 @@ class VAE(ImageGenerator):
         """One-sample ``(log p(x|z), KL(q(z|x) || p(z)))`` per example, both ``(B,)``."""
         mu, logvar = self.encoder(x)
         z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation
-        return log_likelihood(x, self.decoder(z), self.likelihood, self.log_scale), kl_diag_gaussian_standard_normal(mu, logvar)
+        return log_likelihood(x, self.decoder(z), self.likelihood, self.log_scale), kl_diag_gaussian_standard_normal(
+            mu, logvar
+        )
 
     @torch.no_grad()
     def importance_weighted_log_likelihood(self, x: Tensor, k: int) -> Tensor:

@@ -1,4 +1,5 @@
 """Convolutional encoder/decoder pair for VAEs on small images (28x28, 32x32, 64x64)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -20,7 +21,9 @@ class ConvEncoder(nn.Module):
     Each width adds a stride-2 4x4 conv (halving H and W, rounding down), then a linear head.
     """
 
-    def __init__(self, image_shape: Sequence[int], widths: Sequence[int], latent_dim: int, activation: str = "relu") -> None:
+    def __init__(
+        self, image_shape: Sequence[int], widths: Sequence[int], latent_dim: int, activation: str = "relu"
+    ) -> None:
         super().__init__()
         channels, height, width = image_shape
         layers: list[nn.Module] = []
@@ -30,7 +33,9 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(in_ch, out_ch, kernel_size=4, stride=2, padding=1), _activation(activation)]
             height, width = height // 2, width // 2
             if height < 1 or width < 1:
-                raise ValueError(f"{len(widths)} stride-2 layers shrink a {tuple(image_shape)} image below 1 pixel; use fewer widths.")
+                raise ValueError(
+                    f"{len(widths)} stride-2 layers shrink a {tuple(image_shape)} image below 1 pixel; use fewer widths."
+                )
             self.feature_sizes.append((height, width))
             in_ch = out_ch
         self.conv = nn.Sequential(*layers)
@@ -50,12 +55,16 @@ class ConvDecoder(nn.Module):
     sizes (28 -> 14 -> 7) come back exactly.
     """
 
-    def __init__(self, image_shape: Sequence[int], widths: Sequence[int], latent_dim: int, activation: str = "relu") -> None:
+    def __init__(
+        self, image_shape: Sequence[int], widths: Sequence[int], latent_dim: int, activation: str = "relu"
+    ) -> None:
         super().__init__()
         probe = ConvEncoder(image_shape, widths, latent_dim)
         self.start_shape = probe.out_shape
         self.target_sizes = list(reversed(probe.feature_sizes[:-1]))
-        self.fc = nn.Sequential(nn.Linear(latent_dim, int(torch.tensor(self.start_shape).prod())), _activation(activation))
+        self.fc = nn.Sequential(
+            nn.Linear(latent_dim, int(torch.tensor(self.start_shape).prod())), _activation(activation)
+        )
         out_widths = list(reversed(widths))[1:] + [image_shape[0]]
         self.deconvs = nn.ModuleList()
         self.acts = nn.ModuleList()
@@ -81,12 +90,23 @@ class ConvVAE(nn.Module):
     """
 
     def __init__(
-        self, image_shape: Sequence[int], widths: Sequence[int], latent_dim: int, activation: str = "relu", likelihood: str = "bernoulli"
+        self,
+        image_shape: Sequence[int],
+        widths: Sequence[int],
+        latent_dim: int,
+        activation: str = "relu",
+        likelihood: str = "bernoulli",
     ) -> None:
         super().__init__()
         if likelihood not in ("bernoulli", "gaussian"):
             raise ValueError(f"likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
-        self.config = {"image_shape": [int(s) for s in image_shape], "widths": [int(w) for w in widths], "latent_dim": int(latent_dim), "activation": activation, "likelihood": likelihood}
+        self.config = {
+            "image_shape": [int(s) for s in image_shape],
+            "widths": [int(w) for w in widths],
+            "latent_dim": int(latent_dim),
+            "activation": activation,
+            "likelihood": likelihood,
+        }
         self.latent_dim = int(latent_dim)
         self.likelihood = likelihood
         self.encoder = ConvEncoder(image_shape, widths, latent_dim, activation)
@@ -105,7 +125,9 @@ class ConvVAE(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """``n`` images in ``[0, 1]`` (the decoder's mean at ``z ~ N(0, I)`` drawn on ``generator``'s device)."""
-        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device)
+        z = torch.randn(
+            n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device
+        )
         return self.decode_mean(z.to(next(self.parameters()).device))
 
     @torch.no_grad()

@@ -5,6 +5,7 @@ size with 4x4 stride-2 transposed convs; widths halve at each step, ending at ``
 before the output conv. The discriminator mirrors it with 4x4 stride-2 convs and LeakyReLU(0.2).
 Both take optional class labels (conditional BN in G, projection in D) when ``num_classes`` is set.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,7 +13,15 @@ from collections.abc import Sequence
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from lightning_gen.nets.gan_layers import ConditionalBatchNorm2d, SamplingGenerator, DNorm, ProjectionHead, check_d_norm, d_norm_layer, maybe_sn
+from lightning_gen.nets.gan_layers import (
+    ConditionalBatchNorm2d,
+    DNorm,
+    ProjectionHead,
+    SamplingGenerator,
+    check_d_norm,
+    d_norm_layer,
+    maybe_sn,
+)
 
 #: spatial size -> (size of the first feature map, number of stride-2 up/down steps)
 DCGAN_SIZES: dict[int, tuple[int, int]] = {28: (7, 2), 32: (4, 3), 64: (4, 4)}
@@ -41,7 +50,9 @@ def _plan(image_shape: Sequence[int]) -> tuple[int, int, int]:
 class DCGANGenerator(SamplingGenerator):
     """``z (B, latent_dim)`` [, ``y (B,)``] -> images ``(B, C, H, W)`` in ``[-1, 1]`` (tanh)."""
 
-    def __init__(self, image_shape: Sequence[int], latent_dim: int = 100, width: int = 64, num_classes: int | None = None) -> None:
+    def __init__(
+        self, image_shape: Sequence[int], latent_dim: int = 100, width: int = 64, num_classes: int | None = None
+    ) -> None:
         super().__init__()
         channels, base, steps = _plan(image_shape)
         self.latent_dim = latent_dim
@@ -73,7 +84,9 @@ class DCGANDiscriminator(nn.Module):
     or ``none`` (required by the gradient penalty, which is per example).
     """
 
-    def __init__(self, image_shape: Sequence[int], width: int = 64, norm: DNorm = "batch", num_classes: int | None = None) -> None:
+    def __init__(
+        self, image_shape: Sequence[int], width: int = 64, norm: DNorm = "batch", num_classes: int | None = None
+    ) -> None:
         super().__init__()
         check_d_norm(norm)
         channels, base, steps = _plan(image_shape)

@@ -14,6 +14,7 @@ Salimans & Ho 2022). Class-conditional nets embed ``num_classes + 1`` labels, th
 diffusers is imported when a net or scheduler is built, not at import time (it costs ~1 s, and
 every family's module is imported whenever one model class is).
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
@@ -45,13 +46,24 @@ class UNetConfig:
 
     def __post_init__(self) -> None:
         if not self.widths or min(self.widths) < 1:
-            raise ConfigError(f"`model.init_args.unet.widths` must be a non-empty list of positive channel counts, got {list(self.widths)}.")
+            raise ConfigError(
+                f"`model.init_args.unet.widths` must be a non-empty list of positive channel counts, got {list(self.widths)}."
+            )
         if len(self.attention) != len(self.widths):
-            raise ConfigError(f"`model.init_args.unet.attention` needs one true/false per level of `model.init_args.unet.widths` ({len(self.widths)}), got {list(self.attention)}.")
+            raise ConfigError(
+                f"`model.init_args.unet.attention` needs one true/false per level of `model.init_args.unet.widths` "
+                f"({len(self.widths)}), got {list(self.attention)}."
+            )
         if any(w % self.norm_num_groups for w in self.widths):
-            raise ConfigError(f"`model.init_args.unet.norm_num_groups` ({self.norm_num_groups}) must divide every width in `model.init_args.unet.widths` {list(self.widths)}.")
+            raise ConfigError(
+                f"`model.init_args.unet.norm_num_groups` ({self.norm_num_groups}) must divide every width in "
+                f"`model.init_args.unet.widths` {list(self.widths)}."
+            )
         if self.layers_per_block < 1 or not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"`model.init_args.unet.layers_per_block` must be >= 1 and `model.init_args.unet.dropout` in [0, 1), got {self.layers_per_block} and {self.dropout}.")
+            raise ConfigError(
+                f"`model.init_args.unet.layers_per_block` must be >= 1 and `model.init_args.unet.dropout` in [0, "
+                f"1), got {self.layers_per_block} and {self.dropout}."
+            )
 
 
 @dataclass(frozen=True)
@@ -59,19 +71,26 @@ class NoiseSchedule:
     """The forward process q(x_t | x_0) and what the net predicts."""
 
     num_train_timesteps: int = 1000  # T
-    beta_schedule: BetaSchedule = "linear"  # linear beta_start..beta_end (Ho et al. 2020), or cosine (Nichol & Dhariwal 2021)
+    beta_schedule: BetaSchedule = (
+        "linear"  # linear beta_start..beta_end (Ho et al. 2020), or cosine (Nichol & Dhariwal 2021)
+    )
     beta_start: float = 1e-4  # first beta of the linear schedule
     beta_end: float = 0.02  # last beta of the linear schedule
     prediction_type: PredictionType = "epsilon"  # the net predicts the noise (epsilon) or v (v_prediction)
 
     def __post_init__(self) -> None:
         if self.beta_schedule not in _DIFFUSERS_BETA_SCHEDULE:
-            raise ConfigError(f"`model.init_args.schedule.beta_schedule` must be 'linear' or 'cosine', got {self.beta_schedule!r}.")
+            raise ConfigError(
+                f"`model.init_args.schedule.beta_schedule` must be 'linear' or 'cosine', got {self.beta_schedule!r}."
+            )
         if self.prediction_type not in ("epsilon", "v_prediction"):
-            raise ConfigError(f"`model.init_args.schedule.prediction_type` must be 'epsilon' or 'v_prediction', got {self.prediction_type!r}.")
+            raise ConfigError(
+                f"`model.init_args.schedule.prediction_type` must be 'epsilon' or 'v_prediction', got {self.prediction_type!r}."
+            )
         if self.num_train_timesteps < 2 or not 0.0 < self.beta_start < self.beta_end < 1.0:
             raise ConfigError(
-                f"`model.init_args.schedule.num_train_timesteps` must be >= 2 and 0 < `model.init_args.schedule.beta_start` < `model.init_args.schedule.beta_end` < 1, "
+                f"`model.init_args.schedule.num_train_timesteps` must be >= 2 and 0 < "
+                f"`model.init_args.schedule.beta_start` < `model.init_args.schedule.beta_end` < 1, "
                 f"got {self.num_train_timesteps}, {self.beta_start}, {self.beta_end}."
             )
 
@@ -99,7 +118,9 @@ class SamplingConfig:
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"`model.init_args.sampling.sampler` must be one of {SAMPLERS}, got {self.sampler!r}.")
         if self.steps < 1 or self.eta < 0:
-            raise ConfigError(f"`model.init_args.sampling.steps` must be >= 1 and `model.init_args.sampling.eta` >= 0, got {self.steps} and {self.eta}.")
+            raise ConfigError(
+                f"`model.init_args.sampling.steps` must be >= 1 and `model.init_args.sampling.eta` >= 0, got {self.steps} and {self.eta}."
+            )
 
 
 def as_config(cls: type, value: Any) -> Any:
@@ -177,7 +198,9 @@ class DenoisingDiffusion(nn.Module):
         self.unet_config: UNetConfig = as_config(UNetConfig, unet)
         self.schedule: NoiseSchedule = as_config(NoiseSchedule, schedule)
         self.sampling: SamplingConfig = as_config(SamplingConfig, sampling)
-        self.net = build_unet(self.image_shape, self.unet_config, self.num_classes)  # (B, C, H, W), t, labels -> (B, C, H, W)
+        self.net = build_unet(
+            self.image_shape, self.unet_config, self.num_classes
+        )  # (B, C, H, W), t, labels -> (B, C, H, W)
         self.noise_scheduler = DDPMScheduler(**self.schedule.diffusers_kwargs())  # forward process (training)
 
     def export_kwargs(self) -> dict[str, Any]:
@@ -282,7 +305,10 @@ class DenoisingDiffusion(nn.Module):
             labels = torch.arange(n, device=device) % self.num_classes if labels is None else labels.to(device).long()
         scheduler = self.make_scheduler(sampler, cfg.steps if steps is None else int(steps), cfg.clip_sample)
         noise_device = "cpu" if generator is None else generator.device
-        x = torch.randn((n, *self.image_shape), generator=generator, device=noise_device).to(device) * scheduler.init_noise_sigma
+        x = (
+            torch.randn((n, *self.image_shape), generator=generator, device=noise_device).to(device)
+            * scheduler.init_noise_sigma
+        )
         step_kwargs: dict[str, Any] = {"generator": generator}
         if sampler == "ddim":
             step_kwargs["eta"] = eta

@@ -1,4 +1,5 @@
 """Building blocks shared by the GAN nets: spectral norm switch, conditional BN, projection head."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -70,7 +71,6 @@ def check_d_norm(norm: str) -> None:
         raise ValueError(f"discriminator norm must be 'batch', 'spectral' or 'none', got {norm!r}.")
 
 
-
 class SamplingGenerator(nn.Module):
     """Base of GAN generators: ``forward(z, y)`` in ``[-1, 1]`` plus the contract's ``sample`` in ``[0, 1]``.
 
@@ -90,7 +90,9 @@ class SamplingGenerator(nn.Module):
         images on any device. Runs in eval mode (batch-norm statistics untouched), mode restored.
         """
         device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device).to(device)
+        z = torch.randn(
+            n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device
+        ).to(device)
         if self.num_classes is not None and labels is None:
             labels = torch.arange(n, device=device) % self.num_classes
         with eval_mode(self):

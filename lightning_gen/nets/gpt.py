@@ -5,6 +5,7 @@ for every position; with a :class:`KVCache` it appends the new keys/values and a
 cached ones, so generation costs one token per step instead of the whole context.
 Shape letters: B batch, T time (tokens), C channels (``n_embd``), nh heads, hs head size, V vocab.
 """
+
 from __future__ import annotations
 
 import math

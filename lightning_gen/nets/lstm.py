@@ -3,6 +3,7 @@
 ``forward(idx, cache)`` returns next-token logits ``(B, T, V)``; the cache is the recurrent state
 ``(h, c)``, so generation feeds one token per step. Context is unbounded (``max_context`` None).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,7 +46,13 @@ class LSTMDecoder(nn.Module):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.lstm = nn.LSTM(config.n_embd, config.n_embd, config.n_layer, batch_first=True, dropout=config.dropout if config.n_layer > 1 else 0.0)
+        self.lstm = nn.LSTM(
+            config.n_embd,
+            config.n_embd,
+            config.n_layer,
+            batch_first=True,
+            dropout=config.dropout if config.n_layer > 1 else 0.0,
+        )
         self.drop = nn.Dropout(config.dropout)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.lm_head.weight = self.wte.weight

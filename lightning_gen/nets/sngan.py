@@ -6,6 +6,7 @@ pooling and a (projection) linear head; every conv/linear layer is spectrally no
 (``spectral_norm=False`` turns that off, e.g. for WGAN-GP). Widths follow Mimicry's SNGAN32:
 ``g_width=256``, ``d_width=128``.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,7 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_gen.nets.gan_layers import ConditionalBatchNorm2d, SamplingGenerator, ProjectionHead, maybe_sn
+from lightning_gen.nets.gan_layers import ConditionalBatchNorm2d, ProjectionHead, SamplingGenerator, maybe_sn
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, sn: bool = False, gain: float = 1.0) -> nn.Module:
@@ -73,7 +74,13 @@ class DBlock(nn.Module):
 class ResNetGenerator32(SamplingGenerator):
     """``z (B, latent_dim)`` [, ``y (B,)``] -> images ``(B, C, 32, 32)`` in ``[-1, 1]``."""
 
-    def __init__(self, image_shape: Sequence[int] = (3, 32, 32), latent_dim: int = 128, width: int = 256, num_classes: int | None = None) -> None:
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (3, 32, 32),
+        latent_dim: int = 128,
+        width: int = 256,
+        num_classes: int | None = None,
+    ) -> None:
         super().__init__()
         channels, height, w = image_shape
         if (height, w) != (32, 32):
@@ -98,11 +105,19 @@ class ResNetGenerator32(SamplingGenerator):
 class ResNetDiscriminator32(nn.Module):
     """Images ``(B, C, 32, 32)`` [, ``y (B,)``] -> logits / critic values ``(B,)``."""
 
-    def __init__(self, image_shape: Sequence[int] = (3, 32, 32), width: int = 128, spectral_norm: bool = True, num_classes: int | None = None) -> None:
+    def __init__(
+        self,
+        image_shape: Sequence[int] = (3, 32, 32),
+        width: int = 128,
+        spectral_norm: bool = True,
+        num_classes: int | None = None,
+    ) -> None:
         super().__init__()
         channels, height, w = image_shape
         if (height, w) != (32, 32):
-            raise ValueError(f"The SN-GAN ResNet discriminator takes 32x32 images, got image_shape {tuple(image_shape)}.")
+            raise ValueError(
+                f"The SN-GAN ResNet discriminator takes 32x32 images, got image_shape {tuple(image_shape)}."
+            )
         self.blocks = nn.Sequential(
             DBlock(channels, width, downsample=True, sn=spectral_norm, optimized=True),  # 32 -> 16
             DBlock(width, width, downsample=True, sn=spectral_norm),  # 16 -> 8
@@ -110,7 +125,9 @@ class ResNetDiscriminator32(nn.Module):
             DBlock(width, width, downsample=False, sn=spectral_norm),
         )
         self.head = ProjectionHead(width, num_classes, spectral_norm)
-        nn.init.xavier_uniform_(self.head.linear.parametrizations.weight.original if spectral_norm else self.head.linear.weight)
+        nn.init.xavier_uniform_(
+            self.head.linear.parametrizations.weight.original if spectral_norm else self.head.linear.weight
+        )
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         h = F.relu(self.blocks(x)).sum(dim=(2, 3))  # global sum pooling: (B, width)

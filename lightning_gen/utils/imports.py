@@ -1,4 +1,5 @@
 """Import an object (class, function) by its dotted path, with one clear error."""
+
 from __future__ import annotations
 
 import importlib
@@ -13,4 +14,6 @@ def import_object(path: str, what: str = "object") -> Any:
     try:
         return getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError, ValueError) as err:
-        raise ConfigError(f"Cannot import {what} {path!r} ({err}); give a full dotted path such as lightning_gen.models.VAE.") from None
+        raise ConfigError(
+            f"Cannot import {what} {path!r} ({err}); give a full dotted path such as lightning_gen.models.VAE."
+        ) from None

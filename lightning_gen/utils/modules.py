@@ -1,4 +1,5 @@
 """Helpers about ``nn.Module`` state that several callers need."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator

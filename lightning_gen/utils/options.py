@@ -7,6 +7,7 @@ jsonargparse lacks are kept: space-separated lists (``--metrics fid kid pr``, al
 ``--metrics [fid,kid,pr]``) and bare booleans (``--compare_torch_fidelity`` means ``true``;
 ``--no_NAME`` means ``--NAME false``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,7 +29,9 @@ def _kind(hint: Any) -> str:
     return "value"
 
 
-def normalize_argv(cls: type, argv: Sequence[str], positional: str | None = None, aliases: Mapping[str, str] | None = None) -> list[str]:
+def normalize_argv(
+    cls: type, argv: Sequence[str], positional: str | None = None, aliases: Mapping[str, str] | None = None
+) -> list[str]:
     """Rewrite shell spellings into jsonargparse's: lists as JSON, bare booleans, ``--no_X``, aliases.
 
     Leading tokens that are not flags become field ``positional`` (a list, or one value).
@@ -75,8 +78,12 @@ def normalize_argv(cls: type, argv: Sequence[str], positional: str | None = None
 
 
 def parse_options(
-    cls: type[T], argv: Sequence[str], prog: str, positional: str | None = None,
-    aliases: Mapping[str, str] | None = None, epilog: str | None = None,
+    cls: type[T],
+    argv: Sequence[str],
+    prog: str,
+    positional: str | None = None,
+    aliases: Mapping[str, str] | None = None,
+    epilog: str | None = None,
 ) -> T:
     """``argv`` -> an instance of dataclass ``cls`` (``--help`` prints the fields' help and exits)."""
     from jsonargparse import ArgumentParser

@@ -1,4 +1,5 @@
 """Text sampling settings, defined once: ``lightning-gen sample`` and text families' ``generate`` read them."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -32,7 +32,9 @@ def _markdown_files() -> list[Path]:
 
 def test_readme_is_short() -> None:
     lines = README.read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines; move detail into docs/ (limit {MAX_README_LINES})"
+    assert len(lines) <= MAX_README_LINES, (
+        f"README.md has {len(lines)} lines; move detail into docs/ (limit {MAX_README_LINES})"
+    )
 
 
 def test_every_relative_link_resolves() -> None:
@@ -50,7 +52,9 @@ def test_every_relative_link_resolves() -> None:
 
 
 def test_every_docs_page_exists_and_is_linked_from_readme() -> None:
-    linked = {(README.parent / t.split("#", 1)[0]).resolve() for t in _links(README) if not t.startswith(("http:", "https:"))}
+    linked = {
+        (README.parent / t.split("#", 1)[0]).resolve() for t in _links(README) if not t.startswith(("http:", "https:"))
+    }
     for page in PAGES:
         path = DOCS / page
         assert path.is_file(), f"docs/{page} is missing"

@@ -64,7 +64,11 @@ def test_no_two_modules_import_each_other() -> None:
 
 def test_datamodules_and_gen_common_import_nothing_of_lightning_gen() -> None:
     graph = import_graph()
-    leaks = {m: sorted(t for t in targets if t.startswith("lightning_gen")) for m, targets in graph.items() if not m.startswith("lightning_gen")}
+    leaks = {
+        m: sorted(t for t in targets if t.startswith("lightning_gen"))
+        for m, targets in graph.items()
+        if not m.startswith("lightning_gen")
+    }
     assert {m: t for m, t in leaks.items() if t} == {}
     assert not any(t.startswith("datamodules") for m, ts in graph.items() if m.startswith("gen_common") for t in ts)
 
