@@ -26,10 +26,10 @@ if [[ "$NNODES" -gt 1 && -z "${RUN_ID:-}" ]]; then
   echo "torchrun.sh: set RUN_ID (the same on every node) so all ranks write one run dir" >&2
   exit 2
 fi
-# every rank must pick the same run dir: lightning_gen.run reads this variable
+# every rank must pick the same run dir: lightning_gen.runs.layout reads this variable (lightning_gen.runs.env.RUN_ID)
 export LIGHTNING_GEN_RUN_ID="${RUN_ID:-$(date +%Y%m%d-%H%M%S)-torchrun}"
 exec "$python" -m torch.distributed.run \
   --nproc-per-node "$NPROC" --nnodes "$NNODES" --node-rank "$NODE_RANK" \
   --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" \
-  -m lightning_gen.cli "$@" \
+  -m lightning_gen "$@" \
   --trainer.devices "$NPROC" --trainer.num_nodes "$NNODES" --trainer.strategy "${STRATEGY:-ddp}"
