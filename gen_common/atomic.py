@@ -17,8 +17,14 @@ from typing import IO, Any
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs: Any) -> Iterator[IO[Any]]:
-    """``with atomic_write(path) as f: torch.save(obj, f)``; ``mode`` ``"w"`` for text (``newline=""`` for CSV)."""
+def atomic_write(
+    path: str | os.PathLike, mode: str = "wb", exclusive: bool = False, **open_kwargs: Any
+) -> Iterator[IO[Any]]:
+    """``with atomic_write(path) as f: torch.save(obj, f)``; ``mode`` ``"w"`` for text (``newline=""`` for CSV).
+
+    ``exclusive``: never replace an existing ``path`` (``FileExistsError``, also when another process
+    created it meanwhile): the finished file is hard-linked onto the name, which fails if it exists.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}.", dir=path.parent)
@@ -28,7 +34,10 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", **open_kwargs: Any) 
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600; these are ordinary files
-        os.replace(tmp, path)
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

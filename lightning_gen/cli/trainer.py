@@ -37,7 +37,14 @@ from lightning_gen.runs.lock import RunLock, acquire_run_lock
 from lightning_gen.runs.options import RunOptions
 from lightning_gen.runs.plan import RunPlan, plan_run
 from lightning_gen.runs.precision import emulated_precision_notice
-from lightning_gen.runs.resume import Resume, check_checkpoint_fits, check_resume_trains, resolve_resume
+from lightning_gen.runs.resume import (
+    Resume,
+    check_checkpoint_fits,
+    check_resume_config,
+    check_resume_trains,
+    keep_config_history,
+    resolve_resume,
+)
 
 
 class LoggerSaveConfigCallback(SaveConfigCallback):
@@ -146,6 +153,7 @@ class LightningGenCLI(LightningCLI):
         if request.init_source is not None:  # a resumed run already holds its weights
             request.init_source.apply(self.model, resuming_from=self._section(self.config, "ckpt_path"))
         if request.resume is not None:
+            check_resume_config(request.resume, self.config[self.subcommand].as_dict())
             check_resume_trains(
                 request.resume,
                 trainer_config.get("max_epochs"),
@@ -183,17 +191,30 @@ class LightningGenCLI(LightningCLI):
         os.environ.update(plan.env)
         if plan.require_empty_dir:
             check_new_run_dir(identity.run_dir)
-        lock = (
-            self._lock_run_dir(identity.run_dir, options.lock_wait_s) if plan.lock else None
-        )  # DDP: ranks write under it
+        lock = self._lock_run_dir(identity.run_dir, options.lock_wait_s) if plan.lock else None  # ranks: under it
+        if lock is not None and request.resume is not None and request.resume.run_id == identity.run_id:
+            keep_config_history(identity.run_dir, request.resume)  # the resume rewrites config.yaml
         kwargs.update(plan.trainer_kwargs())
         if lock is not None:
             kwargs["callbacks"] = [*kwargs["callbacks"], RunLockRelease(lock)]
         trainer = super().instantiate_trainer(**kwargs)
+        self._record_precision(trainer)
         notice = emulated_precision_notice(trainer.precision, isinstance(trainer.accelerator, CPUAccelerator))
         if notice and launching_rank_zero():  # DDP children re-run this CLI: say it once
             print(notice, file=sys.stderr)
         return trainer
+
+    def _record_precision(self, trainer: L.Trainer) -> None:
+        """Make the saved config say the precision that runs (Lightning runs ``16-mixed`` as ``bf16-mixed`` on a CPU)."""
+        trainer_section = self._section(self.config, "trainer")
+        asked, ran = str(trainer_section.get("precision")), str(trainer.precision)
+        if trainer_section.get("precision") is None or asked in (ran, ran.split("-")[0]):
+            return
+        trainer_section.precision = ran
+        if launching_rank_zero():
+            print(
+                f"lightning-gen: `trainer.precision={asked}` runs as {ran} here; the run's config.yaml records {ran}."
+            )
 
     def _lock_run_dir(self, run_dir: Path, wait_s: float) -> RunLock:
         lock = acquire_run_lock(run_dir, command=f"lightning-gen {self.subcommand}", wait_s=wait_s)
@@ -264,4 +285,4 @@ def main(argv: list[str]) -> None:
     """``lightning-gen SUBCOMMAND ...`` (``argv`` starts with the subcommand); run by :mod:`lightning_gen.__main__`."""
     # The CSV logger shares the run dir with W&B by design; its "dir not empty" warning is noise.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
-    build_cli(argv)
+    build_cli(None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv (it warns when given both)

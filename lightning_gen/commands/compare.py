@@ -13,10 +13,11 @@ compare (runs are grouped by experiment and sweep).
 
 from __future__ import annotations
 
-import csv
 import glob
+import json
 import math
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,10 @@ from typing import Any
 import yaml
 
 from gen_common.errors import ConfigError
+from lightning_gen.runs.metrics_csv import read_complete_rows, row_step
 from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.options import parse_options
+from lightning_gen.utils.trees import flatten
 
 _IGNORED_KEYS = ("run.id", "ckpt_path", "config", "trainer.logger", "run.tags", "run.group")
 
@@ -37,65 +40,87 @@ class RunRecord:
     path: Path
     config: dict[str, Any]
     history: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    evaluations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return f"{self.path.parent.name}/{self.path.name}"
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"init_args": {"lr": 1}}}`` -> ``{"model.init_args.lr": 1}`` (lists stay values)."""
-    if not isinstance(tree, dict):
-        return {prefix: tree}
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-    return out
-
-
-def read_history(path: Path) -> dict[str, list[tuple[int, float]]]:
-    """Per-metric ``(step, value)`` lists from a Lightning ``metrics.csv`` (empty cells skipped)."""
+def read_history(path: Path) -> tuple[dict[str, list[tuple[int, float]]], int]:
+    """Per-metric ``(step, value)`` lists from a Lightning ``metrics.csv`` (empty cells skipped), and how
+    many rows were left out because a crash cut them short (a value cut mid-write is no value)."""
+    _, rows, cut = read_complete_rows(str(path))
     history: dict[str, list[tuple[int, float]]] = {}
-    with open(path, newline="") as f:
-        for row in csv.DictReader(f):
+    for row in rows:
+        step = row_step(row)
+        for key, raw in row.items():
+            if key in ("step", "epoch") or raw in (None, ""):
+                continue
             try:
-                step = int(float(row.get("step") or ""))
+                history.setdefault(key, []).append((step, float(raw)))
             except ValueError:
                 continue
-            for key, raw in row.items():
-                if key in ("step", "epoch") or key is None or raw in (None, ""):
-                    continue
-                try:
-                    history.setdefault(key, []).append((step, float(raw)))
-                except ValueError:
-                    continue
-    return history
+    return history, cut
 
 
 def load_run(path: Path) -> RunRecord:
-    """Read one run directory (needs ``metrics.csv``; ``config.yaml`` if present)."""
+    """Read one run directory (needs ``metrics.csv``; ``config.yaml`` and evaluations if present)."""
     metrics = path / "metrics.csv"
     if not metrics.is_file():
         raise ConfigError(f"{path} is not a run directory (no metrics.csv); pass runs/<name>/<id> folders.")
     config_file = path / "config.yaml"
     config = flatten(yaml.safe_load(config_file.read_text()) or {}) if config_file.is_file() else {}
-    return RunRecord(path, config, read_history(metrics))
+    history, cut = read_history(metrics)
+    if cut:
+        print(
+            f"compare: warning: {metrics}: {cut} row(s) cut short or malformed (a crash mid-write) are left out.",
+            file=sys.stderr,
+        )
+    return RunRecord(path, config, history, evaluations(path))
+
+
+def evaluations(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    """The run's ``lightning-gen evaluate`` records, oldest first: ``(record folder, metrics)``."""
+    found = []
+    for record in sorted(run_dir.glob("eval/evaluate-*/evaluation.json")):
+        try:
+            report = json.loads(record.read_text())
+        except (OSError, ValueError):
+            continue
+        found.append((record.parent.name, dict(report.get("values") or {})))
+    return found
+
+
+def _is_run(path: Path) -> bool:
+    return (path / "metrics.csv").is_file()
+
+
+def _runs_under(folder: Path) -> list[Path]:
+    """Training runs at any depth below ``folder`` (an experiment folder or a runs root); evaluation
+    sub-runs (``<run>/eval/<record>``) belong to their run and are left out."""
+    return sorted(m.parent for m in folder.rglob("metrics.csv") if m.parent.parent.name != "eval")
 
 
 def expand(patterns: list[str]) -> list[Path]:
-    """Run dirs named directly or by globs (``**`` allowed); a folder of runs expands to its runs."""
+    """Run dirs named directly or by globs (``**`` allowed); a folder of runs (a runs root too) expands to its runs.
+
+    Matches of a glob that are no run (checkpoint files, ``wandb/``, evaluation sub-runs) are skipped;
+    a path named directly must be a run dir or hold some.
+    """
     found: list[Path] = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern, recursive=True)) or [pattern]
-        for match in matches:
-            p = Path(match)
-            if p.is_dir() and not (p / "metrics.csv").is_file():
-                found += sorted(q.parent for q in p.glob("*/metrics.csv"))
-            else:
-                found.append(p)
+        matches = [Path(m) for m in sorted(glob.glob(pattern, recursive=True))]
+        if not matches or matches == [Path(pattern)]:  # named directly
+            path = Path(pattern)
+            found += [path] if _is_run(path) or not path.is_dir() else _runs_under(path)
+        elif "**" in pattern:  # every run below is matched itself
+            found += [m for m in matches if _is_run(m) and m.parent.name != "eval"]
+        else:
+            found += [r for m in matches if m.is_dir() for r in ([m] if _is_run(m) else _runs_under(m))]
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        raise ConfigError(f"No runs found for {patterns}.")
+        raise ConfigError(f"No runs found for {patterns}: pass run dirs, an experiment folder or a runs root.")
     return unique
 
 
@@ -243,6 +268,16 @@ def main(argv: list[str]) -> None:
         table.add_column(h, justify="left" if h == "run" else "right", overflow="fold", no_wrap=h == "run")
     for row in rows:
         table.add_row(*row)
-    Console(width=max(100, 18 * len(header))).print(table)
+    console = Console(width=max(100, 18 * len(header)))
+    console.print(table)
+    evaluated = [(r, folder, metrics) for r in runs for folder, metrics in r.evaluations]
+    if evaluated:
+        names = sorted({k for _, _, metrics in evaluated for k in metrics})
+        records = Table(title=f"{len(evaluated)} evaluations (`lightning-gen evaluate`, <run>/eval/)")
+        for h in ["run", "record", *names]:
+            records.add_column(h, justify="left" if h in ("run", "record") else "right", overflow="fold")
+        for r, folder, metrics in evaluated:
+            records.add_row(r.name, folder, *(_fmt(metrics.get(k)) for k in names))
+        console.print(records)
     if args.plot:
         print(f"plot: {plot(runs, metrics, Path(args.plot))}")

@@ -19,6 +19,7 @@ fd_classifier is_classifier``. Prints a table, writes JSON (values + a protocol 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -60,7 +61,8 @@ class EvaluateOptions:
         classifier_epochs: Epochs of the dataset classifier (``fd_classifier``/``is_classifier``).
         cache_dir: Cache of real features, weights and classifiers (default: the user cache).
         device: cpu, cuda, cuda:1 ...
-        out: JSON output (default: evaluation.json beside ``--ckpt``, or in the cwd).
+        out: JSON record; never overwritten (default: a new ``eval/evaluate-<time>-<xxxx>/evaluation.json``
+            of the ``--ckpt``'s run, or of the cwd).
         compare_torch_fidelity: Also run ``torch_fidelity.calculate_metrics`` on the same images.
     """
 
@@ -205,10 +207,46 @@ def generated_images(model: Any, n: int, chunk: int, seed: int, device: str) -> 
     return torch.cat(out)
 
 
+def evaluate_families(
+    families: list[Any],
+    args: EvaluateOptions,
+    datamodule: Any,
+    sample: Any,
+    dataset: Any,
+    dataset_id: str,
+    settings: Any,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """Values and protocol cards of ``families``, one feature extractor (Inception, classifier) per group."""
+    from lightning_gen.metrics.cache import FeatureCache
+    from lightning_gen.metrics.evaluator import ImageEvaluator
+
+    cache = FeatureCache(None if args.cache_dir is None else Path(args.cache_dir) / "real_features")
+    values: dict[str, float] = {}
+    cards: dict[str, Any] = {}
+    for kind in ("inception", "classifier"):
+        group = [f for f in families if f.extractor_kind == kind]
+        if not group:
+            continue
+        layers = sorted({f.fake_layer for f in group} | {f.real_layer for f in group if f.real_layer})
+        if kind == "inception":
+            from lightning_gen.metrics.extractors import build_inception_extractor
+
+            extractor = build_inception_extractor(layers, args.weights, args.cache_dir, precision=args.precision)
+        else:
+            from lightning_gen.metrics.classifier import build_classifier_extractor
+
+            extractor = build_classifier_extractor(datamodule, layers, args.cache_dir, args.classifier_epochs)
+        extractor.to(args.device)
+        evaluator = ImageEvaluator(group, extractor, settings, cache)
+        result = evaluator.evaluate(sample, dataset, dataset_id, args.device)
+        values.update(result.values)
+        cards.update(result.cards)
+    return values, cards
+
+
 def run(args: EvaluateOptions) -> dict[str, Any]:
     """Evaluate; returns ``{"values", "cards", "source", "seconds", "warnings"[, "torch_fidelity"]}``."""
-    from lightning_gen.metrics.cache import FeatureCache
-    from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator, split_dataset
+    from lightning_gen.metrics.evaluator import EvalSettings, split_dataset
     from lightning_gen.metrics.fidelity import FAMILIES, KIDFamily, MetricFamily
     from lightning_gen.metrics.image_folder import ImageFolderImages
 
@@ -242,29 +280,9 @@ def run(args: EvaluateOptions) -> dict[str, Any]:
     settings = EvalSettings(num_samples, num_real, split, args.seed, args.sample_chunk, args.batch_size)
     if dataset is None:
         dataset = split_dataset(datamodule, args.split)
-    cache = FeatureCache(None if args.cache_dir is None else Path(args.cache_dir) / "real_features")
-    values: dict[str, float] = {}
-    cards: dict[str, Any] = {}
     start = time.perf_counter()
-    for kind in ("inception", "classifier"):
-        group = [f for f in families if f.extractor_kind == kind]
-        if not group:
-            continue
-        layers = sorted({f.fake_layer for f in group} | {f.real_layer for f in group if f.real_layer})
-        if kind == "inception":
-            from lightning_gen.metrics.extractors import build_inception_extractor
-
-            extractor = build_inception_extractor(layers, args.weights, args.cache_dir, precision=args.precision)
-        else:
-            from lightning_gen.metrics.classifier import build_classifier_extractor
-
-            extractor = build_classifier_extractor(datamodule, layers, args.cache_dir, args.classifier_epochs)
-        extractor.to(args.device)
-        evaluator = ImageEvaluator(group, extractor, settings, cache)
-        sample = images if images is not None else (lambda n, g: model.sample(n, generator=g))
-        result = evaluator.evaluate(sample, dataset, dataset_id, args.device)
-        values.update(result.values)
-        cards.update(result.cards)
+    sample = images if images is not None else (lambda n, g: model.sample(n, generator=g))
+    values, cards = evaluate_families(families, args, datamodule, sample, dataset, dataset_id, settings)
     report: dict[str, Any] = {
         "source": {
             "ckpt": args.ckpt,
@@ -394,15 +412,49 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(table)
 
 
+def record_path(args: EvaluateOptions) -> Path:
+    """Where this evaluation's record goes: ``--out``, else a new ``eval/evaluate-<time>-<xxxx>/evaluation.json``
+    of the checkpoint's run (beside ``--ckpt`` for a checkpoint outside a run, in the cwd for folders)."""
+    from lightning_gen.runs.layout import evaluation_dir
+
+    if args.out:
+        return Path(args.out)
+    if args.ckpt:
+        folder = Path(args.ckpt).parent
+        owner = folder.parent if folder.name == "checkpoints" else folder
+    else:
+        owner = Path(".")
+    return evaluation_dir(owner, "evaluate") / "evaluation.json"
+
+
+def existing_record(out: Path) -> ConfigError:
+    """The one paragraph for an ``--out`` that names an earlier record."""
+    return ConfigError(
+        f"`--out` {out} already exists (an earlier evaluation's record), so this result was not written over it. "
+        "Pass another `--out`, or drop `--out`: each evaluation of a checkpoint then gets its own record in "
+        "<run dir>/eval/evaluate-<time>-<xxxx>/evaluation.json."
+    )
+
+
+def write_record(report: dict[str, Any], out: Path) -> None:
+    """Write the record, never over another one (a concurrent evaluation or an earlier ``--out``)."""
+    from gen_common.atomic import atomic_write
+
+    try:
+        with atomic_write(out, "w", exclusive=True) as f:
+            f.write(json.dumps(report, indent=1, default=str))
+    except FileExistsError:
+        raise existing_record(out) from None
+
+
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
+    out = record_path(args)
+    if out.exists():  # refused before minutes of evaluation; checked again when writing
+        raise existing_record(out)
     report = run(args)
+    report["options"] = dataclasses.asdict(args)
+    report["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     print_report(report)
-    out = (
-        Path(args.out)
-        if args.out
-        else (Path(args.ckpt).parent / "evaluation.json" if args.ckpt else Path("evaluation.json"))
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=str))
+    write_record(report, out)
     print(f"wrote {out}")

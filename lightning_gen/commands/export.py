@@ -35,22 +35,41 @@ class ExportOptions:
         ckpt: Training checkpoint (``.ckpt``).
         out: Output file (default: ``<ckpt>.generator.pt`` beside the checkpoint).
         ema: Export the EMA weights (``--no_ema``: the raw trained weights).
+        force: Replace an existing output file (without it, an existing ``--out`` is refused).
     """
 
     ckpt: str
     out: str | None = None
     ema: bool = True
+    force: bool = False
 
 
-def export_generator(ckpt_path: str | Path, out_path: str | Path, use_ema: bool = True) -> Path:
-    """Write the sampling network of checkpoint ``ckpt_path`` (its EMA copy when ``use_ema``) to ``out_path``."""
+def check_output(out_path: Path, force: bool) -> None:
+    """Refuse, in one paragraph, an output that is a folder, or an existing file unless ``force``."""
+    if out_path.is_dir():
+        raise LightningGenError(
+            f"`--out` {out_path} is a folder; pass a file path such as {out_path / 'generator.pt'}. Nothing was written."
+        )
+    if out_path.exists() and not force:
+        raise LightningGenError(
+            f"`--out` {out_path} already exists; an export never replaces a file silently. Pass another `--out`, "
+            "or add `--force` to replace it. Nothing was written."
+        )
+
+
+def export_generator(ckpt_path: str | Path, out_path: str | Path, use_ema: bool = True, force: bool = False) -> Path:
+    """Write the sampling network of checkpoint ``ckpt_path`` (its EMA copy when ``use_ema``) to ``out_path``.
+
+    An existing ``out_path`` is refused unless ``force`` (:func:`check_output`).
+    """
     import torch
 
     from gen_common.atomic import atomic_write
     from lightning_gen.models.base import EXPORT_KEY, export_payload, load_exported
     from lightning_gen.runs.checkpoints import load_checkpoint_checked
 
-    ckpt_path = Path(ckpt_path)
+    ckpt_path, out_path = Path(ckpt_path), Path(out_path)
+    check_output(out_path, force)
     if not ckpt_path.is_file():
         raise LightningGenError(
             f"Checkpoint '{ckpt_path}' does not exist. Fix: pass `--ckpt` a file from runs/<name>/<id>/checkpoints/."
@@ -61,7 +80,6 @@ def export_generator(ckpt_path: str | Path, out_path: str | Path, use_ema: bool 
         load_exported(payload)  # refuse to write a file that cannot be loaded
     else:
         payload = _legacy_gan_payload(checkpoint, ckpt_path, use_ema)
-    out_path = Path(out_path)
     with atomic_write(out_path) as f:
         torch.save(payload, f)
     return out_path
@@ -152,5 +170,5 @@ def load_generator(path: str | Path, map_location: Any = "cpu") -> Any:
 def main(argv: list[str]) -> None:
     args = parse_options(ExportOptions, argv, "lightning-gen export", aliases={"--no-ema": "--no_ema"})
     out = args.out or str(Path(args.ckpt).with_suffix(".generator.pt"))
-    path = export_generator(args.ckpt, out, use_ema=args.ema)
+    path = export_generator(args.ckpt, out, use_ema=args.ema, force=args.force)
     print(f"exported {'EMA ' if args.ema else ''}generator to {path}")

@@ -65,6 +65,19 @@ def tokenizer_for(checkpoint: dict[str, Any], ckpt_path: Path, override: str | N
     )
 
 
+def check_text_model(checkpoint: dict, ckpt_path: Path) -> None:
+    """Refuse, in one paragraph, a checkpoint of an image model (it has no text to continue)."""
+    from lightning_gen.runs.checkpoints import CHECKPOINT_KEY
+
+    model_class = (checkpoint.get(CHECKPOINT_KEY) or {}).get("model_class") or ""
+    if model_class and not model_class.endswith(("GPT", "gpt.GPT")):
+        raise ConfigError(
+            f"{ckpt_path} holds a {model_class}, an image model: `lightning-gen sample` continues text prompts with a "
+            "language model (lightning_gen.models.GPT). For images, export the sampling network with "
+            f"`lightning-gen export --ckpt {ckpt_path}`, or measure it with `lightning-gen evaluate --ckpt {ckpt_path}`."
+        )
+
+
 def main(argv: list[str]) -> None:
     args = parse_options(SampleOptions, argv, "lightning-gen sample")
     import torch
@@ -78,6 +91,7 @@ def main(argv: list[str]) -> None:
     if args.max_new_tokens < 0 or args.num_samples < 1:
         raise ConfigError("`--max_new_tokens` must be >= 0 and `--num_samples` >= 1.")
     checkpoint = load_checkpoint_checked(ckpt_path, flag="--ckpt")  # truncated or corrupt: one paragraph
+    check_text_model(checkpoint, ckpt_path)
     tokenizer = tokenizer_for(checkpoint, ckpt_path, args.tokenizer)
     try:
         model = GPT.load_from_checkpoint(ckpt_path, map_location=args.device)

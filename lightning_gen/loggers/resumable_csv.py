@@ -26,30 +26,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
 from gen_common.atomic import atomic_write
-
-
-def _row_step(row: dict[str, str]) -> int | None:
-    try:
-        return int(float(row.get("step") or "nan"))
-    except ValueError:
-        return None
-
-
-def read_complete_rows(path: str) -> tuple[list[str], list[dict[str, str]], int]:
-    """Header, the complete rows of a metrics CSV, and how many rows were left out as cut.
-
-    A line cut short by a crash either lacks fields or, cut inside its last value, the line end.
-    """
-    with open(path, newline="") as f:
-        text = f.read()
-    cut = 0
-    if text.count("\n") and not text.endswith("\n"):
-        text, cut = text[: text.rfind("\n") + 1], 1  # the last line was being written when the process died
-    reader = csv.DictReader(text.splitlines(keepends=True))
-    header = list(reader.fieldnames or [])
-    rows = list(reader)
-    complete = [row for row in rows if None not in row.values() and None not in row and _row_step(row) is not None]
-    return header, complete, cut + len(rows) - len(complete)
+from lightning_gen.runs.metrics_csv import read_complete_rows, row_step
 
 
 def _rewrite(path: str, header: list[str], rows: list[dict[str, str]]) -> None:
@@ -66,7 +43,7 @@ def truncate_metrics_csv(path: str, keep_until_step: int) -> tuple[list[str], in
     Returns ``(header, rows_dropped)``. A row cut short by a crash is dropped.
     """
     header, rows, cut = read_complete_rows(path)
-    kept = [row for row in rows if (_row_step(row) or 0) <= keep_until_step]
+    kept = [row for row in rows if (row_step(row) or 0) <= keep_until_step]
     _rewrite(path, header, kept)
     return header, len(rows) - len(kept) + cut
 
@@ -137,7 +114,7 @@ class ResumableCSVLogger(CSVLogger):
             kept = on_disk[:rows]
             if pending is not None and len(on_disk) > rows:
                 following = on_disk[rows]
-                if _row_step(following) == pending["step"] and all(
+                if row_step(following) == pending["step"] and all(
                     following.get(k) not in (None, "") for k in pending["metrics"]
                 ):
                     kept.append(following)

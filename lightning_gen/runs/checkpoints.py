@@ -111,11 +111,9 @@ def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | Non
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False, mmap=sharded is None)
     except Exception as err:  # truncated zip, garbage bytes, pickle errors
-        others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path)
         raise LightningGenError(
             f"Checkpoint {path} is truncated or corrupt and cannot be loaded ({type(err).__name__}: {str(err)[:160]}). "
-            f"Nothing was written. Pass another checkpoint of that run to {flag} ({', '.join(others) or 'none found'}) "
-            f"or start a new run without {flag}."
+            f"Nothing was written. {_other_checkpoints_hint(path, flag)}"
         ) from None
     if not isinstance(checkpoint, dict) or ("state_dict" not in checkpoint and sharded is None):
         raise LightningGenError(f"{path} is not a Lightning checkpoint (no `state_dict`). Nothing was written.")
@@ -127,6 +125,16 @@ def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | Non
             f"`--model.class_path {saved_class}`. Nothing was written."
         )
     return checkpoint
+
+
+def _other_checkpoints_hint(path: Path, flag: str) -> str:
+    """What to pass instead of a broken checkpoint: the run's other checkpoints (only inside a run's
+    ``checkpoints/`` folder, where they belong to the same run), and for a resume, a new run."""
+    others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path) if path.parent.name == "checkpoints" else []
+    hint = f"Pass another checkpoint of that run to {flag} ({', '.join(others)})" if others else f"Pass {flag} a checkpoint that loads"
+    if flag == "--ckpt_path":
+        return hint + f", or start a new run without {flag}."
+    return hint + "."
 
 
 def _same_class(a: str, b: str) -> bool:
