@@ -3,11 +3,13 @@
 :func:`load_checkpoint_checked` reads a checkpoint (memory-mapped) or says in one paragraph why it
 cannot (missing, corrupt, another model class); :func:`state_dict_misfits` lists what keeps its
 weights from loading into a model. :class:`AtomicCheckpointIO` writes them so that a crash,
-kill -9 or full disk mid-write leaves the previous file intact. Two more refusals, each one paragraph (:class:`~gen_common.errors.LightningGenError`) that leaves
-the previous file as it was: a ``state_dict`` holding NaN/inf (a diverged run must never replace a
-good ``last.ckpt`` or best checkpoint; :class:`~lightning_gen.runs.finite_guard.FiniteGuard`
+kill -9 or full disk mid-write leaves the previous file intact. Two more refusals, each one
+paragraph (:class:`~gen_common.errors.LightningGenError`) that leaves the previous file as it was:
+a ``state_dict`` holding NaN/inf (a diverged run must never replace a good ``last.ckpt`` or best
+checkpoint; :class:`~lightning_gen.runs.finite_guard.FiniteGuard`
 normally stops such a run first, on every rank), and a disk or quota that is full.
 """
+
 from __future__ import annotations
 
 import errno
@@ -54,7 +56,9 @@ def _free_bytes(folder: str) -> str:
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Save to a temp file in the target folder, fsync, then ``os.replace`` onto the final name."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options: Any | None = None
+    ) -> None:
         if storage_options is not None:
             raise TypeError(f"{type(self).__name__} does not take storage_options, got {storage_options!r}.")
         path = os.fspath(path)
@@ -74,7 +78,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             full = _full_disk_errno(err)
             if full is None:
                 raise
-            previous = f"the previous {os.path.basename(path)} is intact" if os.path.exists(path) else f"no earlier {os.path.basename(path)} existed"
+            previous = (
+                f"the previous {os.path.basename(path)} is intact"
+                if os.path.exists(path)
+                else f"no earlier {os.path.basename(path)} existed"
+            )
             raise LightningGenError(
                 f"Could not save checkpoint {path}: {'the disk is full' if full == errno.ENOSPC else 'the disk quota is exceeded'} "
                 f"({_free_bytes(folder)} free in {folder}); the partial file was removed and {previous}. "
@@ -89,14 +97,18 @@ def _full_disk_errno(err: BaseException) -> int | None:
     while err is not None and seen < 5:
         if isinstance(err, OSError) and err.errno in _FULL:
             return err.errno
-        if isinstance(err, RuntimeError) and ("No space left on device" in str(err) or "Disk quota exceeded" in str(err)):
+        if isinstance(err, RuntimeError) and (
+            "No space left on device" in str(err) or "Disk quota exceeded" in str(err)
+        ):
             return errno.ENOSPC if "No space" in str(err) else errno.EDQUOT
         err = err.__cause__ or err.__context__  # type: ignore[assignment]
         seen += 1
     return None
 
 
-def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | None = None, flag: str = "--ckpt_path") -> dict[str, Any]:
+def load_checkpoint_checked(
+    path: str | os.PathLike, model_class_path: str | None = None, flag: str = "--ckpt_path"
+) -> dict[str, Any]:
     """Load a checkpoint (memory-mapped) or raise one clear error: missing, corrupt, other model class.
 
     ``flag``: the option that named the file, for the advice in the messages.
@@ -130,8 +142,14 @@ def load_checkpoint_checked(path: str | os.PathLike, model_class_path: str | Non
 def _other_checkpoints_hint(path: Path, flag: str) -> str:
     """What to pass instead of a broken checkpoint: the run's other checkpoints (only inside a run's
     ``checkpoints/`` folder, where they belong to the same run), and for a resume, a new run."""
-    others = sorted(p.name for p in path.parent.glob("*.ckpt") if p != path) if path.parent.name == "checkpoints" else []
-    hint = f"Pass another checkpoint of that run to {flag} ({', '.join(others)})" if others else f"Pass {flag} a checkpoint that loads"
+    others = (
+        sorted(p.name for p in path.parent.glob("*.ckpt") if p != path) if path.parent.name == "checkpoints" else []
+    )
+    hint = (
+        f"Pass another checkpoint of that run to {flag} ({', '.join(others)})"
+        if others
+        else f"Pass {flag} a checkpoint that loads"
+    )
     if flag == "--ckpt_path":
         return hint + f", or start a new run without {flag}."
     return hint + "."

@@ -14,6 +14,7 @@ step, which loss, the last good checkpoint); the CLI prints it and exits with st
 With a ``GradScaler`` (fp16 mixed precision) a non-finite loss is expected now and then (the scaler
 skips that step and lowers its scale), so only the weights are checked there.
 """
+
 from __future__ import annotations
 
 import glob
@@ -26,9 +27,9 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
 
-from lightning_gen.runs.checkpoints import nonfinite_count
 from gen_common.errors import LightningGenError
 from lightning_gen.models.cadence import is_logging_step
+from lightning_gen.runs.checkpoints import nonfinite_count
 
 _NONE = 0  # "no non-finite loss" in the per-optimizer record; otherwise _FAR - first bad step (max-reduce = earliest)
 _FAR = 2**62
@@ -64,17 +65,28 @@ class FiniteGuard(Callback):
         bad = ~torch.isfinite(loss.detach()).all()
         self._pending = bad if self._pending is None else self._pending | bad
 
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer) -> None:
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
         if self._pending is None or self._first_bad is None:
             return
-        index = next((i for i, opt in enumerate(trainer.optimizers) if opt is optimizer or getattr(optimizer, "optimizer", None) is opt), 0)
+        index = next(
+            (
+                i
+                for i, opt in enumerate(trainer.optimizers)
+                if opt is optimizer or getattr(optimizer, "optimizer", None) is opt
+            ),
+            0,
+        )
         record = self._first_bad[index]
         mark = torch.where(self._pending & (record == _NONE), _FAR - trainer.global_step, record)
         self._first_bad[index] = mark
         self._pending = None
 
     # --- checking (one reduction at the logging cadence and at saves) ---------------------------
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if is_logging_step(trainer, steps_done=trainer.global_step):
             self._check(trainer, weights_nonfinite=0)
 
@@ -126,7 +138,7 @@ def _scaler_enabled(trainer: L.Trainer) -> bool:
 
 
 def _optimizer_names(trainer: L.Trainer, pl_module: L.LightningModule) -> list[str]:
-    """"the training loss" for one optimizer; else the loss of the sub-module each optimizer trains."""
+    """ "the training loss" for one optimizer; else the loss of the sub-module each optimizer trains."""
     optimizers = trainer.optimizers or [None]
     if len(optimizers) == 1:
         return ["the training loss"]

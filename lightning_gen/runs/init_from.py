@@ -18,6 +18,7 @@ Resume wins: ``--ckpt_path last`` that finds a checkpoint continues that run (wh
 from ``init_from`` already), so a requeued job can always pass both; with no checkpoint yet the run
 starts from ``init_from``. An explicit ``--ckpt_path FILE`` together with ``init_from`` is an error.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.utilities.rank_zero import rank_zero_only
-from torch import Tensor, nn
+from torch import Tensor
 
 from gen_common.errors import ConfigError
 from lightning_gen.metrics.inception import file_sha256
@@ -39,11 +40,15 @@ _note = rank_zero_only(print)  # one line on stdout, from the launching process 
 def add_init_from_arguments(parser: Any) -> None:
     """``--init_from`` and ``--init_from_sha256`` on a subcommand parser (``fit``, ``validate``, ...)."""
     parser.add_argument(
-        "--init_from", type=str | None, default=None,
+        "--init_from",
+        type=str | None,
+        default=None,
         help="Start from this checkpoint's weights only (no optimizer, step or run id): a new run, step 0.",
     )
     parser.add_argument(
-        "--init_from_sha256", type=str | None, default=None,
+        "--init_from_sha256",
+        type=str | None,
+        default=None,
         help="Expected SHA-256 of the init_from file; filled in the saved config.yaml to record the source.",
     )
 
@@ -70,11 +75,15 @@ class InitSource:
         """Copy the weights into ``model`` (all or nothing: a misfit raises before any copy)."""
         from lightning_gen.models.base import GenerativeModel
 
-        state_dict = model.upgrade_state_dict(dict(self.state_dict)) if isinstance(model, GenerativeModel) else self.state_dict
+        state_dict = (
+            model.upgrade_state_dict(dict(self.state_dict)) if isinstance(model, GenerativeModel) else self.state_dict
+        )
         problems = state_dict_misfits(state_dict, model.state_dict(), model.strict_loading)
         if problems:
             held = f" (it holds a {self.model_class})" if self.model_class else ""
-            shown = "; ".join(problems[:MAX_LISTED]) + (f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else "")
+            shown = "; ".join(problems[:MAX_LISTED]) + (
+                f"; and {len(problems) - MAX_LISTED} more" if len(problems) > MAX_LISTED else ""
+            )
             raise ConfigError(
                 f"`--init_from` {self.path}{held} does not fit the model this config builds ({len(problems)} tensor(s) "
                 f"differ: {shown}). Shapes follow from the `model:` settings and the values linked from the data "
@@ -82,7 +91,14 @@ class InitSource:
                 "its tokenizer (`data.init_args.tokenizer_path`). Nothing was written."
             )
         model.load_state_dict(state_dict, strict=model.strict_loading)
-        origin = ", ".join(x for x in (f"run {self.run_id}" if self.run_id else "", f"step {self.global_step}" if self.global_step is not None else "") if x)
+        origin = ", ".join(
+            x
+            for x in (
+                f"run {self.run_id}" if self.run_id else "",
+                f"step {self.global_step}" if self.global_step is not None else "",
+            )
+            if x
+        )
         _note(
             f"lightning-gen: weights from {self.path} ({origin + ', ' if origin else ''}sha256 {self.sha256[:12]}); "
             "optimizer, step and run id start fresh."
@@ -122,10 +138,19 @@ def prepare_init_from(cfg: Any) -> InitSource | None:
         )
     checkpoint = load_checkpoint_checked(path, flag="--init_from")
     if "state_dict" not in checkpoint:
-        raise ConfigError(f"`--init_from` {path} is a sharded checkpoint folder; pass a single-file checkpoint. Nothing was written.")
+        raise ConfigError(
+            f"`--init_from` {path} is a sharded checkpoint folder; pass a single-file checkpoint. Nothing was written."
+        )
     meta = checkpoint.get(CHECKPOINT_KEY) or {}
     cfg.init_from, cfg.init_from_sha256 = str(path), sha256
     data_args = (cfg.get("data") or {}).get("init_args") if cfg.get("data") is not None else None
     if data_args is not None and "tokenizer_path" in data_args and data_args.tokenizer_path is None:
         data_args.tokenizer_path = str(path)
-    return InitSource(path, sha256, checkpoint["state_dict"], meta.get("model_class"), meta.get("run_id"), checkpoint.get("global_step"))
+    return InitSource(
+        path,
+        sha256,
+        checkpoint["state_dict"],
+        meta.get("model_class"),
+        meta.get("run_id"),
+        checkpoint.get("global_step"),
+    )

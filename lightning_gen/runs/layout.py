@@ -19,7 +19,6 @@ from gen_common.ranks import launching_rank_zero
 from lightning_gen.runs import env
 from lightning_gen.runs.options import RunOptions
 
-
 #: subcommands that evaluate a run: they write their own sub-run, never into the training run
 EVAL_STAGES = ("test", "validate", "predict")
 
@@ -44,7 +43,11 @@ def new_run_id() -> str:
         return os.environ[env.RUN_ID]
     if os.environ.get("WANDB_SWEEP_ID") and os.environ.get("WANDB_RUN_ID"):  # a W&B agent's trial: its run id
         return os.environ["WANDB_RUN_ID"]
-    if os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_STEP_ID") and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+    if (
+        os.environ.get("SLURM_JOB_ID")
+        and os.environ.get("SLURM_STEP_ID")
+        and int(os.environ.get("SLURM_NTASKS", "1")) > 1
+    ):
         return f"slurm-{os.environ['SLURM_JOB_ID']}"  # every srun task, every node, every requeue
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # ranks started by torchrun & co. cannot agree on a new id
         raise ConfigError(
@@ -67,7 +70,9 @@ def find_last_checkpoint(options: RunOptions, name: str) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def owning_run_dir(options: RunOptions, name: str, ckpt_path: Path | None = None, ckpt_run_id: str | None = None) -> tuple[Path, str | None]:
+def owning_run_dir(
+    options: RunOptions, name: str, ckpt_path: Path | None = None, ckpt_run_id: str | None = None
+) -> tuple[Path, str | None]:
     """The training run an evaluation belongs to, ``(run dir, run id)``: the checkpoint's run (``ckpt_path``, and
     the run id it carries), else ``--run.id``'s.
 
@@ -103,7 +108,11 @@ def check_new_run_dir(run_dir: Path) -> None:
 
 
 def run_identity(
-    subcommand: str | None, options: RunOptions, name: str, ckpt_path: Path | None = None, ckpt_run_id: str | None = None
+    subcommand: str | None,
+    options: RunOptions,
+    name: str,
+    ckpt_path: Path | None = None,
+    ckpt_run_id: str | None = None,
 ) -> RunIdentity:
     """The run this command writes: a new or continued run for ``fit``, a new sub-run for an evaluation.
 

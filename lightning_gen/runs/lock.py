@@ -10,6 +10,7 @@ flocked a file another one just deleted sees a different inode and tries again.
 Under DDP only the launching global-rank-0 process takes the lock (:func:`gen_common.ranks.launching_rank_zero`):
 the ranks it starts write into the same run and hold no lock of their own.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -107,7 +108,9 @@ def _message(run_dir: Path, path: Path, holder: dict[str, Any], alive: bool | No
     )
 
 
-def acquire_run_lock(run_dir: str | os.PathLike, command: str | None = None, wait_s: float = 0.0, dead_holder_grace_s: float = 10.0) -> RunLock:
+def acquire_run_lock(
+    run_dir: str | os.PathLike, command: str | None = None, wait_s: float = 0.0, dead_holder_grace_s: float = 10.0
+) -> RunLock:
     """Take ``<run_dir>/.lock`` or raise :class:`RunLockedError` naming the holder.
 
     ``wait_s``: how long to wait for a live holder to finish (a retried sweep trial whose killed
@@ -131,7 +134,9 @@ def acquire_run_lock(run_dir: str | os.PathLike, command: str | None = None, wai
             alive = holder_alive(holder) if holder else True
             if (alive is False and time.monotonic() < deadline) or time.monotonic() - start < wait_s:
                 if alive and not waiting:
-                    print(f"lightning-gen: {run_dir} is held by PID {holder.get('pid')}; waiting up to {wait_s:g} s for it to finish.")
+                    print(
+                        f"lightning-gen: {run_dir} is held by PID {holder.get('pid')}; waiting up to {wait_s:g} s for it to finish."
+                    )
                     waiting = True
                 time.sleep(0.2)
                 continue

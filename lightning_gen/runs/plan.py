@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, RichProgressBar
@@ -30,6 +29,7 @@ from lightning_gen.runs.resume import Resume
 from lightning_gen.runs.run_state import RunState
 from lightning_gen.runs.step_checkpoint import StepCheckpoint
 from lightning_gen.runs.strategy import ddp_strategy
+
 
 @dataclass(frozen=True)
 class RunPlan:
@@ -57,11 +57,17 @@ class RunPlan:
         loggers: list[Logger] = []
         if options.wandb != "disabled":
             if ident.evaluation:
-                wandb_id, job_type, resume_kwargs = f"{run_id}-{ident.run_dir.name}", ident.run_dir.name.split("-")[0], {}
+                wandb_id, job_type, resume_kwargs = (
+                    f"{run_id}-{ident.run_dir.name}",
+                    ident.run_dir.name.split("-")[0],
+                    {},
+                )
             else:
                 wandb_id, job_type = run_id, "train"
                 resume_kwargs = (
-                    wandb_resume_kwargs(options.wandb, options.project, run_id, self.resume.log_step, options.wandb_rewind)
+                    wandb_resume_kwargs(
+                        options.wandb, options.project, run_id, self.resume.log_step, options.wandb_rewind
+                    )
                     if continuing
                     else {}
                 )
@@ -129,10 +135,14 @@ def plan_run(
         fixed["plugins"] = [AtomicCheckpointIO()] + ([SLURMEnvironment(auto_requeue=False)] if slurm else [])
     callbacks = list(trainer_config.get("callbacks") or [])
     if trainer_config.get("enable_checkpointing") is not False and not identity.evaluation:
-        callbacks += _run_callbacks(identity, options, model, has_checkpoint=any(isinstance(c, ModelCheckpoint) for c in callbacks))
+        callbacks += _run_callbacks(
+            identity, options, model, has_checkpoint=any(isinstance(c, ModelCheckpoint) for c in callbacks)
+        )
     if subcommand == "fit":
         callbacks += list(extra_callbacks)
-    if trainer_config.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+    if trainer_config.get("enable_progress_bar") is not False and not any(
+        isinstance(c, ProgressBar) for c in callbacks
+    ):
         if progress_bar:
             callbacks.append(RichProgressBar(refresh_rate=options.progress_refresh_steps, leave=True))
         else:

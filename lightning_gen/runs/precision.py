@@ -6,6 +6,7 @@ of ``experiments/gpt_shakespeare_char_gpu.yaml``'s net (batch 4 x 256, eager, 1 
 18.6-19.2 s under bf16 autocast against 1.7-1.8 s in fp32 (11x). The run is correct, only slow,
 so the CLI says so in one line and keeps the precision the user chose.
 """
+
 from __future__ import annotations
 
 import torch

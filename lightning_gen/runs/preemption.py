@@ -30,6 +30,7 @@ handler saves ``hpc_ckpt_<n>.ckpt`` *inside the signal handler* (possibly mid-st
   handler, whatever the main thread does); if the process has not exited ``exit_grace_s`` seconds
   later it prints one line and ends the process with ``os._exit(128 + signal)``.
 """
+
 from __future__ import annotations
 
 import os
@@ -97,7 +98,9 @@ class PreemptionCheckpoint(Callback):
             except ValueError:  # not the main thread
                 pass
         if self.exit_grace_s > 0 and self._previous:
-            self._watchdog = _Watchdog.start(self.exit_grace_s, (signal.SIGTERM, signal.SIGINT, *self.signals), self.last_path)
+            self._watchdog = _Watchdog.start(
+                self.exit_grace_s, (signal.SIGTERM, signal.SIGINT, *self.signals), self.last_path
+            )
 
     def _restore_handlers(self) -> None:
         for sig, handler in self._previous.items():
@@ -107,7 +110,9 @@ class PreemptionCheckpoint(Callback):
             self._watchdog.stop_listening()
             self._watchdog = None
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         local = self._requested or bool(trainer.received_sigterm)
         stop = trainer.strategy.reduce_boolean_decision(local, all=False) if trainer.world_size > 1 else local
         if not stop or self.saved_path is not None or self._deferred:

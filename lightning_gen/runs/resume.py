@@ -90,7 +90,9 @@ def resume_config_changes(saved: Mapping[str, Any], given: Mapping[str, Any]) ->
     """
     old, new = flatten(_plain(saved)), flatten(_plain(given))
     keys = sorted(k for k in old.keys() | new.keys() if k.split(".")[0] in ("model", "data"))
-    return [(k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k) and not k.startswith(RESUME_MAY_CHANGE)]
+    return [
+        (k, old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k) and not k.startswith(RESUME_MAY_CHANGE)
+    ]
 
 
 def _plain(tree: Any) -> Any:

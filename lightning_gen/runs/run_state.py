@@ -5,6 +5,7 @@ stateful dataloaders. It does not store which run the checkpoint belongs to (run
 run, run dir: Lightning issue 5342) nor the RNG states; :class:`RunState` adds both under
 ``checkpoint["lightning_gen"]`` and restores the RNG when training restarts.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -12,9 +13,9 @@ from typing import Any
 import lightning as L
 import torch
 import torch.distributed as dist
+from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback
-from lightning.fabric.utilities.apply_func import convert_tensors_to_scalars
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_gen.loggers.resumable_csv import ResumableCSVLogger
@@ -65,7 +66,9 @@ def pending_train_row(trainer: L.Trainer) -> dict[str, Any] | None:
         return None
     connector = trainer._logger_connector
     loop = trainer.fit_loop.epoch_loop
-    if (loop._should_accumulate() and trainer.lightning_module.automatic_optimization) or not (connector.should_update_logs or trainer.fast_dev_run):
+    if (loop._should_accumulate() and trainer.lightning_module.automatic_optimization) or not (
+        connector.should_update_logs or trainer.fast_dev_run
+    ):
         return None
     metrics = convert_tensors_to_scalars(connector.metrics["log"])
     if not metrics:

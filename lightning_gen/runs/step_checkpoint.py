@@ -1,4 +1,5 @@
 """``last.ckpt`` every N training steps, except on an epoch's last batch (validation comes next)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,7 +16,9 @@ class StepCheckpoint(ModelCheckpoint):
     The epoch-end checkpoint, written after validation, covers that step instead.
     """
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.is_last_batch:
             return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)

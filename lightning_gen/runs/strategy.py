@@ -15,6 +15,7 @@ its backward passes reaches one of its two nets); a strategy name that spells
 ``find_unused_parameters`` wins over it. A LightningModule outside the contract gets DDP's default. A
 strategy given as an object (``class_path: ...DDPStrategy``) is used as it is.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -71,7 +72,9 @@ def ddp_strategy(
         count = _process_count(devices, num_nodes)
         if count is None or count < 2 or str(accelerator) not in ("auto", "cpu", "gpu", "cuda"):
             return strategy
-        name = "ddp" if (isinstance(num_nodes, int) and num_nodes > 1) or not _IS_INTERACTIVE else "ddp_fork"  # Lightning's choice
+        name = (
+            "ddp" if (isinstance(num_nodes, int) and num_nodes > 1) or not _IS_INTERACTIVE else "ddp_fork"
+        )  # Lightning's choice
     if name not in DDP_NAMES:
         return strategy
     params = dict(StrategyRegistry[name]["init_params"])
