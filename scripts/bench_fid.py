@@ -26,9 +26,13 @@ import argparse
 import statistics
 import time
 import warnings
+from collections.abc import Callable
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+REFERENCE = "torch-fidelity"  # the path the others are compared with
 
 
 class RandomConvGenerator(nn.Module):
@@ -48,7 +52,7 @@ class RandomConvGenerator(nn.Module):
         return self.net(self.fc(z).view(n, 32, 7, 7))
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="images in all: n/2 generated + n/2 real (even, >= 4)")
     parser.add_argument("--batch_size", type=int, default=64)
@@ -58,35 +62,33 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.n < 4 or args.n % 2:
         parser.error("--n must be even and >= 4")
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    import torch_fidelity
-    from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+    return args
 
+
+def bench_dataset(n: int) -> Dataset:
+    """``n / 2`` images of the random generator, then ``n / 2`` real MNIST validation images (uint8, RGB per item)."""
     from datamodules import MNISTDataModule
     from lightning_gen.commands.evaluate import generated_images, real_images_uint8, uint8_rgb_dataset
-    from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator
-    from lightning_gen.metrics.extractors import build_inception_extractor
-    from lightning_gen.metrics.fidelity import FIDFamily, fid_statistics, frechet_distance
-    from lightning_gen.metrics.inception import resolve_inception_weights
 
-    half = args.n // 2
     dm = MNISTDataModule()
     dm.setup("validate")
-    weights = resolve_inception_weights("offline")
+    half = n // 2
     images = torch.cat(
         [generated_images(RandomConvGenerator().eval(), half, 100, 0, "cpu"), real_images_uint8(dm.val_set, half)]
     )
-    dataset = uint8_rgb_dataset(images)
-    print(
-        f"N = {args.n} images ({half} generated + {half} real MNIST val, 28x28 -> 299x299), Inception ({weights.source}), "
-        f"batch {args.batch_size}, CPU threads = {torch.get_num_threads()}, torch {torch.__version__}, "
-        f"torch-fidelity {torch_fidelity.__version__}",
-        flush=True,
-    )
+    return uint8_rgb_dataset(images)
+
+
+def feature_paths(dataset: Dataset, args: argparse.Namespace, weights_path: str) -> dict[str, Callable[[], Tensor]]:
+    """Name -> a call that extracts the pool3 features of ``dataset``: torch-fidelity's first, then ours."""
+    from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
+
+    from lightning_gen.metrics.evaluator import EvalSettings, ImageEvaluator
+    from lightning_gen.metrics.extractors import build_inception_extractor
+    from lightning_gen.metrics.fidelity import FIDFamily
+
     reference = create_feature_extractor(
-        "inception-v3-compat", ["2048"], cuda=False, feature_extractor_weights_path=weights.path, verbose=False
+        "inception-v3-compat", ["2048"], cuda=False, feature_extractor_weights_path=weights_path, verbose=False
     )
     settings = EvalSettings(num_samples=args.n, batch_size=args.batch_size)
     ours = {
@@ -94,48 +96,83 @@ def main(argv: list[str] | None = None) -> None:
         for p in args.precisions.split(",")
     }
 
-    def run_reference() -> torch.Tensor:
+    def run_reference() -> Tensor:
         return get_featuresdict_from_dataset(
             dataset, reference, args.batch_size, cuda=False, save_cpu_ram=True, verbose=False
         )["2048"]
 
-    paths = {
-        "torch-fidelity": run_reference,
+    return {
+        REFERENCE: run_reference,
         **{f"ours {p}": (lambda e=e: e.image_features(dataset)["2048"]) for p, e in ours.items()},
     }
+
+
+def time_paths(
+    paths: dict[str, Callable[[], Tensor]], repeats: int, n: int
+) -> tuple[dict[str, list[float]], dict[str, Tensor]]:
+    """Run the paths interleaved ``repeats`` times; the seconds of each run, and each path's (last) features."""
     times: dict[str, list[float]] = {k: [] for k in paths}
-    features: dict[str, torch.Tensor] = {}
-    for rep in range(args.repeats):
+    features: dict[str, Tensor] = {}
+    for rep in range(repeats):
         for name, fn in paths.items():
             t0 = time.perf_counter()
             features[name] = fn()
             times[name].append(time.perf_counter() - t0)
             print(
-                f"repeat {rep + 1}: {name:15s} {times[name][-1]:8.1f} s  {args.n / times[name][-1]:6.2f} images/s",
+                f"repeat {rep + 1}: {name:15s} {times[name][-1]:8.1f} s  {n / times[name][-1]:6.2f} images/s",
                 flush=True,
             )
+    return times, features
 
-    def fid(f: torch.Tensor) -> float:
+
+def print_table(times: dict[str, list[float]], features: dict[str, Tensor], n: int, repeats: int) -> None:
+    """Images/s, speed-ups over torch-fidelity and FID (generated half vs real half) of each path's features."""
+    from lightning_gen.metrics.fidelity import fid_statistics, frechet_distance
+
+    half = n // 2
+
+    def fid(f: Tensor) -> float:
         return frechet_distance(fid_statistics(f[:half]), fid_statistics(f[half:], with_sqrt=True), f[:half])
 
-    ref_name = "torch-fidelity"
-    fid_ref = fid(features[ref_name])
+    fid_ref = fid(features[REFERENCE])
     print(
         f"\n{'path':15s} {'images/s':>9s} {'speed-up':>9s} {'median':>7s} {'FID':>12s} {'rel. diff':>10s} {'max |dfeat|':>11s}"
     )
-    for name in paths:
+    for name in times:
         best = min(times[name])
-        speedup = min(times[ref_name]) / best
-        median = statistics.median(r / t for r, t in zip(times[ref_name], times[name]))
+        speedup = min(times[REFERENCE]) / best
+        median = statistics.median(r / t for r, t in zip(times[REFERENCE], times[name]))
         value = fid(features[name])
-        delta = (features[name] - features[ref_name]).abs().max().item()
+        delta = (features[name] - features[REFERENCE]).abs().max().item()
         print(
-            f"{name:15s} {args.n / best:9.2f} {speedup:8.2f}x {median:6.2f}x {value:12.6f} "
+            f"{name:15s} {n / best:9.2f} {speedup:8.2f}x {median:6.2f}x {value:12.6f} "
             f"{abs(value - fid_ref) / abs(fid_ref):10.2e} {delta:11.2e}"
         )
     print(
-        f"(best of {args.repeats} interleaved repeats; 'median' = median per-repeat speed-up; FID: {half} generated vs {half} real)"
+        f"(best of {repeats} interleaved repeats; 'median' = median per-repeat speed-up; FID: {half} generated vs {half} real)"
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    import torch_fidelity
+
+    from lightning_gen.metrics.inception import resolve_inception_weights
+
+    weights = resolve_inception_weights("offline")
+    dataset = bench_dataset(args.n)
+    half = args.n // 2
+    print(
+        f"N = {args.n} images ({half} generated + {half} real MNIST val, 28x28 -> 299x299), Inception ({weights.source}), "
+        f"batch {args.batch_size}, CPU threads = {torch.get_num_threads()}, torch {torch.__version__}, "
+        f"torch-fidelity {torch_fidelity.__version__}",
+        flush=True,
+    )
+    times, features = time_paths(feature_paths(dataset, args, weights.path), args.repeats, args.n)
+    print_table(times, features, args.n, args.repeats)
 
 
 if __name__ == "__main__":

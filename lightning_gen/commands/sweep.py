@@ -227,80 +227,29 @@ def run_optuna(
 ) -> Any:
     """Run (or continue) the study until ``trials`` trials are complete or pruned; returns it."""
     import optuna
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    rdb = RDBStorage(
-        storage,
-        heartbeat_interval=heartbeat_s,
-        grace_period=2 * heartbeat_s,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-    )
+    rdb = _optuna_storage(storage, heartbeat_s)
     try:  # a restarted sweep must not replay the seeded sampler's first suggestions
         seed += len(optuna.load_study(study_name=spec.name, storage=rdb).get_trials(deepcopy=False))
     except KeyError:
         pass
-    samplers = {"random": optuna.samplers.RandomSampler, "bayes": optuna.samplers.TPESampler}
-    if spec.method == "grid":
-        sampler = optuna.samplers.GridSampler(
-            {k: p["values"] if "values" in p else [p["value"]] for k, p in spec.parameters.items()}, seed=seed
-        )
-    else:
-        sampler = samplers[spec.method](seed=seed)
-    if spec.hyperband_min_iter is not None:
-        pruner: optuna.pruners.BasePruner = optuna.pruners.HyperbandPruner(min_resource=spec.hyperband_min_iter)
-    else:
-        pruner = optuna.pruners.NopPruner()
     study = optuna.create_study(
-        study_name=spec.name, storage=rdb, sampler=sampler, pruner=pruner, direction=spec.direction, load_if_exists=True
+        study_name=spec.name,
+        storage=rdb,
+        sampler=_optuna_sampler(spec, seed),
+        pruner=_optuna_pruner(spec),
+        direction=spec.direction,
+        load_if_exists=True,
     )
     done_states = (TrialState.COMPLETE, TrialState.PRUNED)
     optuna.storages.fail_stale_trials(study)  # a killed sweep's trials: failed, then re-queued by the callback
-
-    def objective(trial: optuna.Trial) -> float:
-        frozen = study._storage.get_trial(trial._trial_id)
-        original = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
-        number = trial.number if original is None else original
-        values = suggest(trial, spec)
-        run_id = f"trial-{number:04d}"
-        run_args = [
-            f"--run.name={spec.name}",
-            f"--run.id={run_id}",
-            f"--run.group=sweep-{spec.name}",
-            f"--run.tags=[sweep:{spec.name}]",
-        ]
-        if original is not None:
-            run_args += [
-                "--ckpt_path=last",
-                "--run.lock_wait_s=120",
-            ]  # continue the interrupted trial's run, once its process has saved and exited
-        cmd = trial_command(spec, values, run_args + extra)
-        env = dict(os.environ)
-
-        env[run_env.OPTUNA_TRIAL] = json.dumps(
-            {"storage": storage, "study": spec.name, "trial_id": trial._trial_id, "metric": spec.metric}
-        )
-        env.pop(run_env.RUN_ID, None)
-        trial.set_user_attr("run_id", run_id)
-        trial.set_user_attr("command", shlex.join(cmd))
-        proc = subprocess.run(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
-        if proc.returncode != 0:
-            raise LightningGenError(f"trial {number} ({run_id}) exited with status {proc.returncode}")
-        attrs = study._storage.get_trial(trial._trial_id).user_attrs
-        if attrs.get("pruned"):
-            raise optuna.TrialPruned()
-        if "last_value" not in attrs or not math.isfinite(attrs["last_value"]):
-            raise LightningGenError(
-                f"trial {number} ({run_id}) logged no {spec.metric}; is it a validation metric of this model?"
-            )
-        return float(attrs["last_value"])
-
     done = sum(t.state in done_states for t in study.get_trials(deepcopy=False))
     if done < trials:
         with _SweepProgress(trials, done) as progress:
             study.optimize(
-                objective,
+                lambda trial: _run_trial(trial, study, spec, storage, extra),
                 n_trials=None,
                 n_jobs=workers,
                 catch=(LightningGenError,),
@@ -308,6 +257,85 @@ def run_optuna(
                 gc_after_trial=False,
             )
     return study
+
+
+def _optuna_storage(storage: str, heartbeat_s: int) -> Any:
+    """The RDB storage with heartbeats: a trial silent for two beats is failed and re-queued (up to 3 times)."""
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    return RDBStorage(
+        storage,
+        heartbeat_interval=heartbeat_s,
+        grace_period=2 * heartbeat_s,
+        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+    )
+
+
+def _optuna_sampler(spec: SweepSpec, seed: int) -> Any:
+    """The sweep ``method`` as an Optuna sampler: random, bayes (TPE) or grid (over ``values`` / ``value``)."""
+    import optuna
+
+    if spec.method == "grid":
+        return optuna.samplers.GridSampler(
+            {k: p["values"] if "values" in p else [p["value"]] for k, p in spec.parameters.items()}, seed=seed
+        )
+    samplers = {"random": optuna.samplers.RandomSampler, "bayes": optuna.samplers.TPESampler}
+    return samplers[spec.method](seed=seed)
+
+
+def _optuna_pruner(spec: SweepSpec) -> Any:
+    """``early_terminate: hyperband`` as Optuna's ``HyperbandPruner``; no pruning otherwise."""
+    import optuna
+
+    if spec.hyperband_min_iter is not None:
+        return optuna.pruners.HyperbandPruner(min_resource=spec.hyperband_min_iter)
+    return optuna.pruners.NopPruner()
+
+
+def _run_trial(trial: Any, study: Any, spec: SweepSpec, storage: str, extra: list[str]) -> float:
+    """One trial: ``lightning-gen fit`` in a subprocess, which reports the sweep metric to the study; its last value.
+
+    A re-queued trial (its process was killed) keeps the original's number and run id and resumes its ``last.ckpt``.
+    """
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    frozen = study._storage.get_trial(trial._trial_id)
+    original = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
+    number = trial.number if original is None else original
+    run_id = f"trial-{number:04d}"
+    cmd = trial_command(spec, suggest(trial, spec), _trial_run_args(spec, run_id, original is not None) + extra)
+    env = dict(os.environ)
+    env[run_env.OPTUNA_TRIAL] = json.dumps(
+        {"storage": storage, "study": spec.name, "trial_id": trial._trial_id, "metric": spec.metric}
+    )
+    env.pop(run_env.RUN_ID, None)
+    trial.set_user_attr("run_id", run_id)
+    trial.set_user_attr("command", shlex.join(cmd))
+    proc = subprocess.run(cmd, env=env, preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+    if proc.returncode != 0:
+        raise LightningGenError(f"trial {number} ({run_id}) exited with status {proc.returncode}")
+    attrs = study._storage.get_trial(trial._trial_id).user_attrs
+    if attrs.get("pruned"):
+        raise optuna.TrialPruned()
+    if "last_value" not in attrs or not math.isfinite(attrs["last_value"]):
+        raise LightningGenError(
+            f"trial {number} ({run_id}) logged no {spec.metric}; is it a validation metric of this model?"
+        )
+    return float(attrs["last_value"])
+
+
+def _trial_run_args(spec: SweepSpec, run_id: str, resumed: bool) -> list[str]:
+    """The ``--run.*`` flags of a trial: its name, id, group and tag; a resumed one continues its run's ``last.ckpt``."""
+    run_args = [
+        f"--run.name={spec.name}",
+        f"--run.id={run_id}",
+        f"--run.group=sweep-{spec.name}",
+        f"--run.tags=[sweep:{spec.name}]",
+    ]
+    if resumed:  # continue the interrupted trial's run, once its process has saved and exited
+        run_args += ["--ckpt_path=last", "--run.lock_wait_s=120"]
+    return run_args
 
 
 class _SweepProgress:

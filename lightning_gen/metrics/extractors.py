@@ -67,6 +67,7 @@ class ImageFeatureExtractor:
     ) -> None:
         from gen_common.errors import ConfigError
 
+        # jsonargparse checks this Literal in a config; the re-check stays while a test passes precision="fp16" directly
         if precision not in PRECISIONS:
             raise ConfigError(f"Feature extractor `precision` must be one of {PRECISIONS}, got {precision!r}.")
         self.module = module.to(memory_format=torch.channels_last) if channels_last else module

@@ -47,6 +47,26 @@ class Diffusion(ImageGenerator):
     with fixed noise and timesteps, of the sampling weights: the EMA when on) and, with EMA,
     ``val/loss_raw`` (the trained weights); ``test/loss`` likewise. Images from the datamodule
     are in ``[0, 1]`` and mapped to ``[-1, 1]`` here.
+
+    Args:
+        image_shape: ``(C, H, W)``; linked from the datamodule by the CLI.
+        num_classes: Number of classes; linked from the datamodule, used only if ``conditional``.
+        conditional: Class-conditional model trained for classifier-free guidance.
+        unet: The UNet: ``widths`` per level, ``layers_per_block``, ``attention`` per level,
+            ``dropout``, ``norm_num_groups``.
+        schedule: ``num_train_timesteps``, ``beta_schedule`` (linear | cosine), ``beta_start``,
+            ``beta_end``, ``prediction_type`` (epsilon | v_prediction).
+        sampling: Defaults of ``sample``: ``sampler`` (ddpm | ddim | dpm_solver++), ``steps``,
+            ``eta`` (DDIM), ``guidance_scale`` (0 unconditional, 1 conditional), ``clip_sample``.
+        cond_drop_prob: Probability that a training label is replaced by "no label", so one
+            net learns both the conditional and the unconditional model (guidance needs both).
+        ema_decay: Decay of the weights' exponential moving average (DDPM: 0.9999); ``None``: off.
+        ema_start: Warm-up: for the first ``ema_start`` optimizer steps the EMA copies the weights.
+        noise_seed: Seed of the training/validation noise; ``None`` draws one from the global
+            RNG (so ``seed_everything`` fixes it). Stored in the checkpoint.
+        optimizer: Optimizer factory (default Adam, lr 2e-4).
+        lr_scheduler: Optional LR scheduler factory, stepped every optimizer step (e.g.
+            ``torch.optim.lr_scheduler.LinearLR`` for DDPM's 5000-step warm-up).
     """
 
     monitor: ClassVar[tuple[str | None, MonitorMode]] = ("val/loss", "min")
@@ -66,27 +86,6 @@ class Diffusion(ImageGenerator):
         optimizer: OptimizerCallable = ddpm_adam,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        """
-        Args:
-            image_shape: ``(C, H, W)``; linked from the datamodule by the CLI.
-            num_classes: Number of classes; linked from the datamodule, used only if ``conditional``.
-            conditional: Class-conditional model trained for classifier-free guidance.
-            unet: The UNet: ``widths`` per level, ``layers_per_block``, ``attention`` per level,
-                ``dropout``, ``norm_num_groups``.
-            schedule: ``num_train_timesteps``, ``beta_schedule`` (linear | cosine), ``beta_start``,
-                ``beta_end``, ``prediction_type`` (epsilon | v_prediction).
-            sampling: Defaults of ``sample``: ``sampler`` (ddpm | ddim | dpm_solver++), ``steps``,
-                ``eta`` (DDIM), ``guidance_scale`` (0 unconditional, 1 conditional), ``clip_sample``.
-            cond_drop_prob: Probability that a training label is replaced by "no label", so one
-                net learns both the conditional and the unconditional model (guidance needs both).
-            ema_decay: Decay of the weights' exponential moving average (DDPM: 0.9999); ``None``: off.
-            ema_start: Warm-up: for the first ``ema_start`` optimizer steps the EMA copies the weights.
-            noise_seed: Seed of the training/validation noise; ``None`` draws one from the global
-                RNG (so ``seed_everything`` fixes it). Stored in the checkpoint.
-            optimizer: Optimizer factory (default Adam, lr 2e-4).
-            lr_scheduler: Optional LR scheduler factory, stepped every optimizer step (e.g.
-                ``torch.optim.lr_scheduler.LinearLR`` for DDPM's 5000-step warm-up).
-        """
         # checkpoints hold the configs as dicts (weights_only loads): accept both
         unet, schedule, sampling = (
             as_config(UNetConfig, unet),

@@ -64,7 +64,7 @@ from gen_common.errors import ConfigError
 from lightning_gen.losses.gan import GAN_LOSSES, GANLoss, discriminator_loss, generator_loss, gradient_penalty
 from lightning_gen.models.base import ExportSpec, ImageGenerator, MonitorMode, rename_state_dict_prefix
 from lightning_gen.models.cadence import is_logging_step
-from lightning_gen.nets.gan import ARCHITECTURES, Architecture, build_discriminator, build_generator, generator_kwargs
+from lightning_gen.nets.gan import Architecture, build_discriminator, build_generator, generator_kwargs
 from lightning_gen.nets.gan_layers import DNorm
 
 
@@ -80,6 +80,32 @@ class GAN(ImageGenerator):
     ``train/d_real`` and ``train/d_fake`` (mean raw discriminator outputs of the last
     discriminator step), ``train/gp`` (``wgan_gp`` only); on validation ``val/d_real``,
     ``val/d_fake``. Images from the datamodule are in ``[0, 1]`` and mapped to ``[-1, 1]`` here.
+
+    Args:
+        image_shape: ``(C, H, W)``; linked from the datamodule by the CLI.
+        num_classes: Number of classes; linked from the datamodule, used only if ``conditional``.
+        conditional: Class-conditional GAN: conditional BN in G, projection discriminator.
+        architecture: ``dcgan`` (28/32/64 px) or ``resnet32`` (SN-GAN ResNet, 32 px).
+        latent_dim: Size of ``z``.
+        g_width: Generator width (DCGAN: channels of the last hidden layer; ResNet: all blocks).
+        d_width: Discriminator width (DCGAN: channels of the first layer; ResNet: all blocks).
+        d_norm: Discriminator normalisation: ``batch``, ``spectral`` or ``none``.
+        loss: ``non_saturating``, ``hinge``, ``wgan_gp`` or ``lsgan``.
+        gp_weight: Weight lambda of the gradient penalty (``wgan_gp`` only).
+        n_critic: Discriminator steps per generator step.
+        critic_batches: ``split`` the batch into ``n_critic`` parts or ``reuse`` it for each.
+        ema_decay: Decay of the generator's exponential moving average; ``None`` disables it.
+        ema_start: Warm-up: for the first ``ema_start`` generator iterations the EMA copies
+            the generator, then it averages.
+        gradient_clip_val: Clip each network's gradients to this norm (or value); ``None``: off.
+        gradient_clip_algorithm: ``norm`` or ``value``.
+        noise_seed: Seed of the training noise; ``None`` draws one from the global RNG
+            (so ``seed_everything`` fixes it).
+        generator_optimizer: Optimizer factory for G (default Adam 2e-4, betas (0.5, 0.999)).
+        discriminator_optimizer: Optimizer factory for D (same default).
+        generator_scheduler: Optional LR scheduler for G, stepped once per generator iteration.
+        discriminator_scheduler: Optional LR scheduler for D, also stepped once per
+            generator iteration (so ``total_iters`` counts iterations for both).
     """
 
     #: a GAN has no validation metric worth selecting checkpoints by: keep the latest (``last.ckpt``)
@@ -111,55 +137,10 @@ class GAN(ImageGenerator):
         generator_scheduler: LRSchedulerCallable | None = None,
         discriminator_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        """
-        Args:
-            image_shape: ``(C, H, W)``; linked from the datamodule by the CLI.
-            num_classes: Number of classes; linked from the datamodule, used only if ``conditional``.
-            conditional: Class-conditional GAN: conditional BN in G, projection discriminator.
-            architecture: ``dcgan`` (28/32/64 px) or ``resnet32`` (SN-GAN ResNet, 32 px).
-            latent_dim: Size of ``z``.
-            g_width: Generator width (DCGAN: channels of the last hidden layer; ResNet: all blocks).
-            d_width: Discriminator width (DCGAN: channels of the first layer; ResNet: all blocks).
-            d_norm: Discriminator normalisation: ``batch``, ``spectral`` or ``none``.
-            loss: ``non_saturating``, ``hinge``, ``wgan_gp`` or ``lsgan``.
-            gp_weight: Weight lambda of the gradient penalty (``wgan_gp`` only).
-            n_critic: Discriminator steps per generator step.
-            critic_batches: ``split`` the batch into ``n_critic`` parts or ``reuse`` it for each.
-            ema_decay: Decay of the generator's exponential moving average; ``None`` disables it.
-            ema_start: Warm-up: for the first ``ema_start`` generator iterations the EMA copies
-                the generator, then it averages.
-            gradient_clip_val: Clip each network's gradients to this norm (or value); ``None``: off.
-            gradient_clip_algorithm: ``norm`` or ``value``.
-            noise_seed: Seed of the training noise; ``None`` draws one from the global RNG
-                (so ``seed_everything`` fixes it).
-            generator_optimizer: Optimizer factory for G (default Adam 2e-4, betas (0.5, 0.999)).
-            discriminator_optimizer: Optimizer factory for D (same default).
-            generator_scheduler: Optional LR scheduler for G, stepped once per generator iteration.
-            discriminator_scheduler: Optional LR scheduler for D, also stepped once per
-                generator iteration (so ``total_iters`` counts iterations for both).
-        """
         if conditional and not num_classes:
             raise ConfigError("`conditional: true` needs labelled data: the datamodule reports no `num_classes`.")
         super().__init__(image_shape, num_classes if conditional else None)
-        if architecture not in ARCHITECTURES:
-            raise ConfigError(f"`model.init_args.architecture` must be one of {ARCHITECTURES}, got {architecture!r}.")
-        if loss not in GAN_LOSSES:
-            raise ConfigError(f"`model.init_args.loss` must be one of {GAN_LOSSES}, got {loss!r}.")
-        if d_norm not in ("batch", "spectral", "none"):
-            raise ConfigError(f"`model.init_args.d_norm` must be 'batch', 'spectral' or 'none', got {d_norm!r}.")
-        if loss == "wgan_gp" and d_norm == "batch":
-            raise ConfigError(
-                "`loss: wgan_gp` needs a discriminator without batch norm (the gradient penalty is per example): "
-                "set `model.init_args.d_norm` to 'none' or 'spectral'."
-            )
-        if n_critic < 1 or latent_dim < 1 or gp_weight < 0:
-            raise ConfigError("`n_critic` and `latent_dim` must be >= 1, `gp_weight` >= 0.")
-        if critic_batches not in ("split", "reuse"):
-            raise ConfigError(f"`model.init_args.critic_batches` must be 'split' or 'reuse', got {critic_batches!r}.")
-        if gradient_clip_algorithm not in ("norm", "value"):
-            raise ConfigError(
-                f"`model.init_args.gradient_clip_algorithm` must be 'norm' or 'value', got {gradient_clip_algorithm!r}."
-            )
+        _check_training_options(loss, d_norm, n_critic, latent_dim, gp_weight)
         self.save_hyperparameters(
             ignore=["generator_optimizer", "discriminator_optimizer", "generator_scheduler", "discriminator_scheduler"]
         )
@@ -177,17 +158,21 @@ class GAN(ImageGenerator):
         self.discriminator_optimizer = discriminator_optimizer
         self.generator_scheduler = generator_scheduler
         self.discriminator_scheduler = discriminator_scheduler
-        try:
-            self.generator_config = generator_kwargs(self.image_shape, latent_dim, g_width, self.num_classes)
-            self.generator = build_generator(architecture, **self.generator_config)
-            self.discriminator = build_discriminator(architecture, self.image_shape, d_width, d_norm, self.num_classes)
-        except ValueError as err:
-            raise ConfigError(f"GAN nets: {err}") from None
+        self._build_nets(architecture, g_width, d_width, d_norm)
         # averaged weights; BN running stats / SN vectors copied from the generator (base class)
         self.configure_ema("generator", ema_decay, ema_start)
         self._noise: torch.Generator | None = None
         self._pending_noise_state: Tensor | None = None
         self._pending_noise_seed: int | None = None
+
+    def _build_nets(self, architecture: Architecture, g_width: int, d_width: int, d_norm: DNorm) -> None:
+        """G (and its export kwargs) and D for ``self.image_shape``; a shape the nets cannot take is a ConfigError."""
+        try:
+            self.generator_config = generator_kwargs(self.image_shape, self.latent_dim, g_width, self.num_classes)
+            self.generator = build_generator(architecture, **self.generator_config)
+            self.discriminator = build_discriminator(architecture, self.image_shape, d_width, d_norm, self.num_classes)
+        except ValueError as err:
+            raise ConfigError(f"GAN nets: {err}") from None
 
     # --- randomness ------------------------------------------------------------------------------
     def _training_noise(self) -> torch.Generator:
@@ -377,6 +362,20 @@ class GAN(ImageGenerator):
             self._pending_noise_seed = _rank_seed(
                 int.from_bytes(hashlib.sha256(states[0].numpy().tobytes()).digest()[:7], "little"), rank
             )
+
+
+def _check_training_options(loss: str, d_norm: str, n_critic: int, latent_dim: int, gp_weight: float) -> None:
+    """The values jsonargparse cannot check: the loss against the discriminator's norm, and the ranges."""
+    # jsonargparse checks the `loss` Literal of a config; this re-check stays while a test calls GAN(loss=...) directly
+    if loss not in GAN_LOSSES:
+        raise ConfigError(f"`model.init_args.loss` must be one of {GAN_LOSSES}, got {loss!r}.")
+    if loss == "wgan_gp" and d_norm == "batch":
+        raise ConfigError(
+            "`loss: wgan_gp` needs a discriminator without batch norm (the gradient penalty is per example): "
+            "set `model.init_args.d_norm` to 'none' or 'spectral'."
+        )
+    if n_critic < 1 or latent_dim < 1 or gp_weight < 0:
+        raise ConfigError("`n_critic` and `latent_dim` must be >= 1, `gp_weight` >= 0.")
 
 
 def _rank_seed(seed: int, rank: int) -> int:

@@ -68,12 +68,58 @@ def sample_next_token(
     return torch.multinomial(probs, 1, generator=generator)
 
 
+def _check_optimizer_options(warmup_steps: int, decay_steps: int | None, min_lr: float, weight_decay: float) -> None:
+    """The learning-rate schedule and weight decay: ranges and order, which jsonargparse cannot check."""
+    if warmup_steps < 0 or (decay_steps is not None and decay_steps < warmup_steps):
+        raise ConfigError(
+            f"`--model.init_args.warmup_steps` ({warmup_steps}) must be >= 0 and <= `--model.init_args.decay_steps` ({decay_steps})."
+        )
+    if min_lr < 0 or weight_decay < 0:
+        raise ConfigError("`--model.init_args.min_lr` and `--model.init_args.weight_decay` must be >= 0.")
+
+
+def _build_net(
+    architecture: str,
+    vocab_size: int,
+    block_size: int,
+    n_layer: int,
+    n_head: int,
+    n_embd: int,
+    dropout: float,
+    bias: bool,
+) -> nn.Module:
+    """The decoder: a pre-LN GPT (``gpt``) or the LSTM baseline (``lstm``, which has no use for ``block_size``,
+    ``n_head`` or ``bias``)."""
+    if architecture == "gpt":
+        return GPTNet(GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias))
+    return LSTMDecoder(LSTMConfig(vocab_size, n_layer, n_embd, dropout))
+
+
 class GPT(TextGenerator):
     """Next-token language model: ``architecture: gpt`` (pre-LN transformer) or ``lstm`` (baseline).
 
     Logs ``train/loss`` (nats/token), ``train/tokens_per_s`` (at the logging cadence),
     ``train/lr``, ``val/loss`` (mean over every validation token) and ``val/ppl`` = exp(val/loss).
     With ``ema_decay`` set, ``generate`` and the validation loss use the averaged weights.
+
+    Args:
+        vocab_size: Number of token ids; linked from the datamodule by the CLI.
+        architecture: ``gpt`` (transformer decoder) or ``lstm`` (recurrent baseline).
+        block_size: Context length of the GPT (must be >= the datamodule's ``block_size``).
+        n_layer: Transformer blocks / LSTM layers.
+        n_head: Attention heads (GPT only).
+        n_embd: Width (GPT ``n_embd``; LSTM embedding and hidden size).
+        dropout: Dropout probability during training.
+        bias: Biases in the GPT's Linear/LayerNorm layers.
+        weight_decay: AdamW decoupled weight decay of weight matrices (not norms, biases, embeddings).
+        warmup_steps: Linear learning-rate warm-up (optimizer steps).
+        decay_steps: Step at which the cosine reaches ``min_lr``; default ``trainer.max_steps``.
+        min_lr: Final learning rate of the cosine schedule.
+        compile: ``torch.compile`` the net (faster on GPU; cold compile costs 15-30 s).
+        ema_decay: Decay of an exponential moving average of the net's weights, which
+            ``generate`` and validation then use; ``None`` (default): no EMA.
+        ema_start: For the first ``ema_start`` optimizer steps the EMA copies the weights.
+        optimizer: Optimizer factory, e.g. ``torch.optim.AdamW`` with ``lr`` and ``betas``.
     """
 
     #: metric that checkpointing and early stopping follow, and its direction
@@ -98,35 +144,11 @@ class GPT(TextGenerator):
         ema_start: int = 0,
         optimizer: OptimizerCallable = torch.optim.AdamW,
     ) -> None:
-        """
-        Args:
-            vocab_size: Number of token ids; linked from the datamodule by the CLI.
-            architecture: ``gpt`` (transformer decoder) or ``lstm`` (recurrent baseline).
-            block_size: Context length of the GPT (must be >= the datamodule's ``block_size``).
-            n_layer: Transformer blocks / LSTM layers.
-            n_head: Attention heads (GPT only).
-            n_embd: Width (GPT ``n_embd``; LSTM embedding and hidden size).
-            dropout: Dropout probability during training.
-            bias: Biases in the GPT's Linear/LayerNorm layers.
-            weight_decay: AdamW decoupled weight decay of weight matrices (not norms, biases, embeddings).
-            warmup_steps: Linear learning-rate warm-up (optimizer steps).
-            decay_steps: Step at which the cosine reaches ``min_lr``; default ``trainer.max_steps``.
-            min_lr: Final learning rate of the cosine schedule.
-            compile: ``torch.compile`` the net (faster on GPU; cold compile costs 15-30 s).
-            ema_decay: Decay of an exponential moving average of the net's weights, which
-                ``generate`` and validation then use; ``None`` (default): no EMA.
-            ema_start: For the first ``ema_start`` optimizer steps the EMA copies the weights.
-            optimizer: Optimizer factory, e.g. ``torch.optim.AdamW`` with ``lr`` and ``betas``.
-        """
         super().__init__(vocab_size)
+        # jsonargparse checks this Literal in a config; the re-check stays while a test calls GPT(architecture=...)
         if architecture not in ("gpt", "lstm"):
             raise ConfigError(f"`--model.init_args.architecture` must be 'gpt' or 'lstm', got {architecture!r}.")
-        if warmup_steps < 0 or (decay_steps is not None and decay_steps < warmup_steps):
-            raise ConfigError(
-                f"`--model.init_args.warmup_steps` ({warmup_steps}) must be >= 0 and <= `--model.init_args.decay_steps` ({decay_steps})."
-            )
-        if min_lr < 0 or weight_decay < 0:
-            raise ConfigError("`--model.init_args.min_lr` and `--model.init_args.weight_decay` must be >= 0.")
+        _check_optimizer_options(warmup_steps, decay_steps, min_lr, weight_decay)
         self.save_hyperparameters(ignore=["optimizer"])
         self.block_size = block_size
         self.weight_decay = weight_decay
@@ -136,10 +158,7 @@ class GPT(TextGenerator):
         self.compile_net = compile
         self._compiled = False
         self.optimizer_factory = optimizer
-        if architecture == "gpt":
-            self.net: nn.Module = GPTNet(GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias))
-        else:
-            self.net = LSTMDecoder(LSTMConfig(vocab_size, n_layer, n_embd, dropout))
+        self.net = _build_net(architecture, vocab_size, block_size, n_layer, n_head, n_embd, dropout, bias)
         self.configure_ema("net", ema_decay, ema_start)
         self.val_loss = MeanMetric()
         self._rate_t0: float | None = None

@@ -67,8 +67,6 @@ class VAE(ImageGenerator):
             optimizer: Optimizer factory, e.g. ``torch.optim.Adam`` with ``lr``.
         """
         super().__init__(image_shape)
-        if likelihood not in ("bernoulli", "gaussian"):
-            raise ConfigError(f"`model.init_args.likelihood` must be 'bernoulli' or 'gaussian', got {likelihood!r}.")
         if beta < 0 or kl_warmup_steps < 0 or iw_samples < 1 or latent_dim < 1:
             raise ConfigError("`beta` and `kl_warmup_steps` must be >= 0, `iw_samples` and `latent_dim` >= 1.")
         self.save_hyperparameters(ignore=["optimizer"])
