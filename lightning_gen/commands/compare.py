@@ -81,9 +81,9 @@ def load_run(path: Path) -> RunRecord:
 
 
 def evaluations(run_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    """The run's ``lightning-gen evaluate`` records, oldest first: ``(record folder, metrics)``."""
+    """The run's ``lightning-gen evaluate`` records in the order they were written: ``(record folder, metrics)``."""
     found = []
-    for record in sorted(run_dir.glob("eval/evaluate-*/evaluation.json")):
+    for record in sorted(run_dir.glob("eval/evaluate-*/evaluation.json"), key=lambda p: p.stat().st_mtime_ns):
         try:
             report = json.loads(record.read_text())
         except (OSError, ValueError):

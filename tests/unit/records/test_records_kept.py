@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ def test_evaluations_of_one_checkpoint_get_their_own_records(tmp_path: Path) -> 
     assert first != second and first.parent.parent == second.parent.parent == ckpt.parent.parent / "eval"
     write_record({"values": {"fid": 1.0}}, first)
     write_record({"values": {"fid": 2.0}}, second)
+    os.utime(second, ns=(first.stat().st_mtime_ns + 1_000_000,) * 2)  # written later, also on a coarse clock
     with pytest.raises(ConfigError, match="already exists .* not written over it"):
         write_record({"values": {"fid": 3.0}}, first)  # a concurrent writer of the same name loses, the file stays
     assert '"fid": 1.0' in first.read_text() and '"fid": 2.0' in second.read_text()
