@@ -26,9 +26,11 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
+from gen_common.errors import user_error_in
 from gen_common.ranks import launching_rank_zero
 from lightning_gen.callbacks.sweep_trial import OptunaTrialReporter
 from lightning_gen.cli.model_data import check_model_fits_data
+from lightning_gen.cli.parse_errors import parse_error_paragraph
 from lightning_gen.loggers.wandb import check_forced_online
 from lightning_gen.runs import env
 from lightning_gen.runs.init_from import InitSource, add_init_from_arguments, prepare_init_from
@@ -264,8 +266,11 @@ def _want_progress_bar(progress: str) -> bool:
     return sys.stdout.isatty() and not os.environ.get("CI")
 
 
-def build_cli(args: list[str] | None = None, run: bool = True) -> LightningGenCLI:
-    """The CLI object (also for tests: ``build_cli([...], run=False)`` only instantiates)."""
+def build_cli(args: list[str] | None = None, run: bool = True, exit_on_error: bool = True) -> LightningGenCLI:
+    """The CLI object (also for tests: ``build_cli([...], run=False)`` only instantiates).
+
+    ``exit_on_error=False``: a parse error raises jsonargparse's ``ArgumentError`` instead of printing usage.
+    """
     return LightningGenCLI(
         model_class=L.LightningModule,
         datamodule_class=L.LightningDataModule,
@@ -275,7 +280,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> LightningGenCL
         save_config_kwargs={"overwrite": True},
         seed_everything_default=0,
         auto_configure_optimizers=False,
-        parser_kwargs={"env_prefix": env.PREFIX, "default_env": False},
+        parser_kwargs={"env_prefix": env.PREFIX, "default_env": False, "exit_on_error": exit_on_error},
         args=args,
         run=run,
     )
@@ -285,4 +290,15 @@ def main(argv: list[str]) -> None:
     """``lightning-gen SUBCOMMAND ...`` (``argv`` starts with the subcommand); run by :mod:`lightning_gen.__main__`."""
     # The CSV logger shares the run dir with W&B by design; its "dir not empty" warning is noise.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
-    build_cli(None if argv == sys.argv[1:] else argv)  # None: LightningCLI reads sys.argv (it warns when given both)
+    from jsonargparse import ArgumentError
+
+    try:  # None: LightningCLI reads sys.argv (it warns when given both)
+        build_cli(None if argv == sys.argv[1:] else argv, exit_on_error=False)
+    except ArgumentError as err:
+        if user_error_in(err) is not None:  # a constructor's own paragraph (e.g. `run:` values)
+            raise
+        print(
+            f"lightning-gen: error: {parse_error_paragraph(str(err), argv, argv[0] if argv else 'fit')}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
