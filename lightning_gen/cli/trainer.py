@@ -150,22 +150,7 @@ class LightningGenCLI(LightningCLI):
         options: RunOptions = self._section(self.config_init, "run")
         request = self.request
         name = options.name or _name_from_configs(self.config[self.subcommand] if self.subcommand else self.config)
-        if request.checkpoint is not None:
-            check_checkpoint_fits(self.model, request.checkpoint)
-        if request.init_source is not None:  # a resumed run already holds its weights
-            request.init_source.apply(self.model, resuming_from=self._section(self.config, "ckpt_path"))
-        if request.resume is not None:
-            check_resume_config(request.resume, self.config[self.subcommand].as_dict())
-            check_resume_trains(
-                request.resume,
-                trainer_config.get("max_epochs"),
-                trainer_config.get("max_steps", -1),
-                trainer_config.get("max_time"),
-            )
-        if self.subcommand is not None and launching_rank_zero() and self.datamodule is not None:
-            # Missing or unreadable data is refused here: before any file is written and before DDP
-            # starts the other ranks (which would otherwise wait for rank 0 at Lightning's barrier).
-            self.datamodule.prepare_data()
+        self._refuse_what_cannot_run(trainer_config)
         checkpoint = request.checkpoint
         identity = run_identity(
             self.subcommand,
@@ -205,6 +190,26 @@ class LightningGenCLI(LightningCLI):
         if notice and launching_rank_zero():  # DDP children re-run this CLI: say it once
             print(notice, file=sys.stderr)
         return trainer
+
+    def _refuse_what_cannot_run(self, trainer_config: Any) -> None:
+        """Every check that can refuse this command, before the first file is written."""
+        request = self.request
+        if request.checkpoint is not None:
+            check_checkpoint_fits(self.model, request.checkpoint)
+        if request.init_source is not None:  # a resumed run already holds its weights
+            request.init_source.apply(self.model, resuming_from=self._section(self.config, "ckpt_path"))
+        if request.resume is not None:
+            check_resume_config(request.resume, self.config[self.subcommand].as_dict())
+            check_resume_trains(
+                request.resume,
+                trainer_config.get("max_epochs"),
+                trainer_config.get("max_steps", -1),
+                trainer_config.get("max_time"),
+            )
+        if self.subcommand is not None and launching_rank_zero() and self.datamodule is not None:
+            # Missing or unreadable data is refused here: before any file is written and before DDP
+            # starts the other ranks (which would otherwise wait for rank 0 at Lightning's barrier).
+            self.datamodule.prepare_data()
 
     def _record_precision(self, trainer: L.Trainer) -> None:
         """Make the saved config say the precision that runs (Lightning runs ``16-mixed`` as ``bf16-mixed`` on a CPU)."""

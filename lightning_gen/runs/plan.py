@@ -133,13 +133,7 @@ def plan_run(
         fixed["default_root_dir"] = str(run_dir)
     if trainer_config.get("plugins") is None:
         fixed["plugins"] = [AtomicCheckpointIO()] + ([SLURMEnvironment(auto_requeue=False)] if slurm else [])
-    callbacks = list(trainer_config.get("callbacks") or [])
-    if trainer_config.get("enable_checkpointing") is not False and not identity.evaluation:
-        callbacks += _run_callbacks(
-            identity, options, model, has_checkpoint=any(isinstance(c, ModelCheckpoint) for c in callbacks)
-        )
-    if subcommand == "fit":
-        callbacks += list(extra_callbacks)
+    callbacks = _callbacks(subcommand, identity, options, trainer_config, model, extra_callbacks)
     if trainer_config.get("enable_progress_bar") is not False and not any(
         isinstance(c, ProgressBar) for c in callbacks
     ):
@@ -156,10 +150,7 @@ def plan_run(
         trainer_config.get("num_nodes", 1),
         trainer_config.get("accelerator", "auto"),
     )
-    if identity.evaluation:
-        child_env = {env.EVAL_DIR: str(run_dir)}
-    else:
-        child_env = {env.RUN_ID: str(identity.run_id)}
+    child_env = {env.EVAL_DIR: str(run_dir)} if identity.evaluation else {env.RUN_ID: str(identity.run_id)}
     is_fit_writer = subcommand == "fit" and launching_rank_zero and not identity.evaluation
     continuing = resume is not None and resume.run_id == identity.run_id
     return RunPlan(
@@ -172,6 +163,24 @@ def plan_run(
         trainer_kwargs_fixed=fixed,
         build_loggers=trainer_config.get("logger") is None,
     )
+
+
+def _callbacks(
+    subcommand: str | None,
+    identity: RunIdentity,
+    options: RunOptions,
+    trainer_config: Mapping[str, Any],
+    model: Any,
+    extra_callbacks: tuple[Callback, ...],
+) -> list[Callback]:
+    """The config's callbacks, then the run's own (a training run with checkpointing), then the extra ones (fit)."""
+    callbacks = list(trainer_config.get("callbacks") or [])
+    if trainer_config.get("enable_checkpointing") is not False and not identity.evaluation:
+        has_checkpoint = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+        callbacks += _run_callbacks(identity, options, model, has_checkpoint)
+    if subcommand == "fit":
+        callbacks += list(extra_callbacks)
+    return callbacks
 
 
 def _run_callbacks(identity: RunIdentity, options: RunOptions, model: Any, has_checkpoint: bool) -> list[Callback]:
