@@ -13,12 +13,17 @@ storage (SQLite ``<root>/sweeps/<name>.db`` by default, any SQLAlchemy URL for m
 restarting the command continues the study until ``--trials`` trials are complete or pruned.
 Trials of a killed sweep are found by Optuna's heartbeat, re-queued with the same parameters and
 *resumed* from their ``last.ckpt`` (same run id). ``early_terminate: hyperband`` becomes Optuna's
-``HyperbandPruner`` on the sweep metric; ``--workers N`` runs N trials at once.
+``HyperbandPruner`` on the sweep metric; ``--workers N`` runs N trials at once. ``method: grid`` queues
+each point not yet done (complete or pruned) once, so the sweep stops when the grid is exhausted and a
+rerun of a done grid starts no trial; a point whose trials all failed is queued again by the next run.
 """
 
 from __future__ import annotations
 
 import ctypes
+import difflib
+import inspect
+import itertools
 import json
 import math
 import os
@@ -26,6 +31,9 @@ import shlex
 import signal
 import subprocess
 import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +43,7 @@ import yaml
 from gen_common.errors import ConfigError, LightningGenError
 from gen_common.progress import interactive
 from lightning_gen.runs import env as run_env
+from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.options import parse_options
 
 _METHODS = ("random", "bayes", "grid")
@@ -47,6 +56,7 @@ _DISTRIBUTIONS = (
     "q_uniform",
     "q_log_uniform_values",
 )
+_DONE_STATE_NAMES = ("COMPLETE", "PRUNED")  # a trial that counts towards ``--trials``
 
 
 @dataclass
@@ -204,10 +214,81 @@ def check_command(spec: SweepSpec, values: dict[str, Any], extra: list[str], tim
     cmd = trial_command(spec, values, extra)
     proc = subprocess.run([*cmd, "--print_config"], capture_output=True, text=True, timeout=timeout_s)
     if proc.returncode != 0:
+        unknown = _unknown_parameter(spec, values, extra, timeout_s)
+        if unknown:
+            raise ConfigError(f"{unknown} Fix the key in the sweep file. Nothing was run.")
         tail = " ".join(proc.stderr.strip().splitlines()[-3:])
         raise ConfigError(
             f"Sweep {spec.name}: the trial command is rejected by the CLI: {tail} (command: {shlex.join(cmd)}). Nothing was run."
         )
+
+
+def _unknown_parameter(spec: SweepSpec, values: dict[str, Any], extra: list[str], timeout_s: float) -> str | None:
+    """The first sweep key that names no option of the trial command, said plainly; ``None`` if none can be told.
+
+    jsonargparse reports a bad key under a ``class_path`` as its last Union branch ("Expected a <class
+    'NoneType'>"); instead the command's config without the sweep's values is printed once and every key is
+    walked through it, a key under a ``class_path`` checked against that class's signature.
+    """
+    cmd = [*trial_command(spec, {}, extra), "--print_config"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
+        config = yaml.safe_load(proc.stdout) if proc.returncode == 0 else None
+    except (subprocess.SubprocessError, OSError, yaml.YAMLError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    for key in spec.parameters:
+        reason = unknown_key(key, config, values)
+        if reason:
+            return f"Sweep {spec.name}: the trial command is rejected by the CLI: sweep parameter `{key}`: {reason}"
+    return None
+
+
+def unknown_key(key: str, config: dict[str, Any], values: dict[str, Any]) -> str | None:
+    """Why dotted ``key`` names nothing in the resolved ``config`` (``--print_config``), or ``None``.
+
+    Under a ``class_path`` the next name (after ``init_args``) must be a parameter of that class, the one the
+    sweep's own ``<prefix>.class_path`` value picks if it has one; elsewhere it must be a key of the mapping.
+    ``None`` also where it cannot be told: below a null, a list or a class that takes ``**kwargs``.
+    """
+    parts, node, i = key.split("."), config, 0
+    while i < len(parts) and isinstance(node, dict):
+        where = ".".join(parts[:i])
+        if "class_path" not in node:
+            if parts[i] not in node:
+                return _not_one_of(parts[i], f"a key of `{where}`" if where else "a top-level key", list(node))
+            node, i = node[parts[i]], i + 1
+            continue
+        j = i + 1 if parts[i] == "init_args" else i
+        if parts[i] in ("class_path", "dict_kwargs") or j >= len(parts):
+            return None
+        class_path = str(values.get(f"{where}.class_path", node["class_path"]))
+        printed = node.get("init_args") if class_path == node["class_path"] else None
+        names = _init_parameters(class_path, printed if isinstance(printed, dict) else None)
+        if names is not None and parts[j] not in names:
+            return _not_one_of(parts[j], f"a parameter of {class_path}", names)
+        node, i = (printed or {}).get(parts[j]) if isinstance(printed, dict) else None, j + 1
+    return None
+
+
+def _init_parameters(class_path: str, printed: dict[str, Any] | None) -> list[str] | None:
+    """The parameters the CLI sets on ``class_path``: its signature's, those printed first (an optimizer's
+    ``params`` are the model's to give); ``None`` if it does not import or takes ``**kwargs`` with none printed."""
+    try:
+        params = inspect.signature(import_object(class_path, "class")).parameters.values()
+    except (ConfigError, TypeError, ValueError):
+        return None
+    names = [p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    if printed is None:
+        return None if any(p.kind == p.VAR_KEYWORD for p in params) else names
+    return [n for n in names if n in printed] + [n for n in printed if n not in names]
+
+
+def _not_one_of(name: str, what: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f" Did you mean `{close[0]}`?" if close else ""
+    return f"`{name}` is not {what} (it takes: {', '.join(names)}).{hint}"
 
 
 def _first_values(spec: SweepSpec) -> dict[str, Any]:
@@ -225,38 +306,134 @@ def _first_values(spec: SweepSpec) -> dict[str, Any]:
 def run_optuna(
     spec: SweepSpec, trials: int, storage: str, workers: int, heartbeat_s: int, seed: int, extra: list[str]
 ) -> Any:
-    """Run (or continue) the study until ``trials`` trials are complete or pruned; returns it."""
+    """Run (or continue) the study until ``trials`` trials are complete or pruned (a grid: or every point done)."""
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
 
-    rdb = _optuna_storage(storage, heartbeat_s)
-    try:  # a restarted sweep must not replay the seeded sampler's first suggestions
-        seed += len(optuna.load_study(study_name=spec.name, storage=rdb).get_trials(deepcopy=False))
-    except KeyError:
-        pass
-    study = optuna.create_study(
-        study_name=spec.name,
-        storage=rdb,
-        sampler=_optuna_sampler(spec, seed),
-        pruner=_optuna_pruner(spec),
-        direction=spec.direction,
-        load_if_exists=True,
-    )
-    done_states = (TrialState.COMPLETE, TrialState.PRUNED)
-    optuna.storages.fail_stale_trials(study)  # a killed sweep's trials: failed, then re-queued by the callback
-    done = sum(t.state in done_states for t in study.get_trials(deepcopy=False))
-    if done < trials:
-        with _SweepProgress(trials, done) as progress:
-            study.optimize(
-                lambda trial: _run_trial(trial, study, spec, storage, extra),
-                n_trials=None,
-                n_jobs=workers,
-                catch=(LightningGenError,),
-                callbacks=[MaxTrialsCallback(trials, states=done_states), progress.on_trial_end],
-                gc_after_trial=False,
-            )
+    with _quiet_experimental():  # heartbeats and retries are Optuna's experimental API: 4 warnings a sweep
+        rdb = _optuna_storage(storage, heartbeat_s)
+        try:  # a restarted sweep must not replay the seeded sampler's first suggestions
+            seed += len(optuna.load_study(study_name=spec.name, storage=rdb).get_trials(deepcopy=False))
+        except KeyError:
+            pass
+        study = optuna.create_study(
+            study_name=spec.name,
+            storage=rdb,
+            sampler=_optuna_sampler(spec, seed),
+            pruner=_optuna_pruner(spec),
+            direction=spec.direction,
+            load_if_exists=True,
+        )
+        optuna.storages.fail_stale_trials(study)  # a killed sweep's trials: failed, then re-queued by the callback
+        done = len(_done_trials(study))
+        grid = _plan_grid(study, spec, trials) if spec.method == "grid" else None
+        if done < trials and (grid is None or grid.to_run > 0):
+            with _SweepProgress(trials if grid is None else done + grid.to_run, done) as progress:
+                study.optimize(
+                    lambda trial: _run_trial(trial, study, spec, storage, extra),
+                    n_trials=None if grid is None else grid.to_run,
+                    n_jobs=workers,
+                    catch=(LightningGenError,),
+                    callbacks=[
+                        MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
+                        progress.on_trial_end,
+                    ],
+                    gc_after_trial=False,
+                )
+        if grid is not None and not grid.complete:
+            _report_grid(study, spec, trials, grid)
     return study
+
+
+@contextmanager
+def _quiet_experimental() -> Iterator[None]:
+    """Silence Optuna's ``ExperimentalWarning`` (and only that) in the block, trial threads included."""
+    from optuna.exceptions import ExperimentalWarning
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=ExperimentalWarning)
+        yield
+
+
+def _done_trials(study: Any) -> list[Any]:
+    return [t for t in study.get_trials(deepcopy=False) if t.state.name in _DONE_STATE_NAMES]
+
+
+def grid_points(spec: SweepSpec) -> list[dict[str, Any]]:
+    """Every point of a ``method: grid`` sweep (its ``values`` parameters), in the file's order."""
+    keys = [k for k, p in spec.parameters.items() if "values" in p]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(spec.parameters[k]["values"] for k in keys))]
+
+
+def _point_key(params: dict[str, Any], keys: list[str]) -> str:
+    """A grid point as a comparable key: its values of the grid's parameters (``true`` and ``1`` differ)."""
+    return json.dumps([params.get(k, "<unset>") for k in keys])
+
+
+def _trial_point(trial: Any, keys: list[str]) -> str:
+    """The key of a trial's grid point (a queued trial has only ``fixed_params`` yet)."""
+    return _point_key({**trial.system_attrs.get("fixed_params", {}), **trial.params}, keys)
+
+
+@dataclass
+class _GridPlan:
+    points: int  # in the grid
+    done_before: int  # points with a complete or pruned trial when the sweep started
+    to_run: int  # trials this run starts (queued points, a killed trial's retry included)
+    complete: bool  # every point was done already: nothing runs
+
+
+def _plan_grid(study: Any, spec: SweepSpec, trials: int) -> _GridPlan:
+    """Queue the grid points this run evaluates, each once; say up front if the grid is complete or smaller than ``--trials``.
+
+    A point is done when a trial of it completed or was pruned. A point already queued (a killed trial's retry, or
+    queued by an earlier run) or running is not queued again, so a rerun never repeats a point; a point whose
+    trials all failed is queued again. Grid trials are queued with their values, so the sampler is never asked.
+    """
+    points = grid_points(spec)
+    keys = list(points[0])
+    by_state: dict[str, set[str]] = {"DONE": set(), "WAITING": set(), "RUNNING": set()}
+    for t in study.get_trials(deepcopy=False):
+        state = "DONE" if t.state.name in _DONE_STATE_NAMES else t.state.name
+        by_state.setdefault(state, set()).add(_trial_point(t, keys))
+    todo = [p for p in points if _point_key(p, keys) not in by_state["DONE"]]
+    plan = _GridPlan(len(points), len(points) - len(todo), 0, not todo)
+    if plan.complete:
+        print(
+            f"sweep {spec.name}: the grid is complete: all {plan.points} points are done, so no trial was started. "
+            "For more trials add values to the sweep file, or give it a new `name`."
+        )
+        return plan
+    if trials > plan.points:
+        print(
+            f"sweep {spec.name}: --trials {trials} is more than the {plan.points} points of the grid "
+            f"({plan.done_before} done); the sweep stops when every point is done."
+        )
+    budget = trials - len(_done_trials(study))
+    waiting = [t for t in study.get_trials(deepcopy=False) if t.state.name == "WAITING"]
+    fresh = [p for p in todo if _point_key(p, keys) not in by_state["WAITING"] | by_state["RUNNING"]]
+    for p in fresh[: max(0, budget - len(waiting))]:
+        study.enqueue_trial(p)
+    plan.to_run = max(0, min(budget, len(waiting) + len(fresh)))
+    return plan
+
+
+def _report_grid(study: Any, spec: SweepSpec, trials: int, plan: _GridPlan) -> None:
+    """One line when this run exhausted the grid, or left points undone while ``--trials`` allowed more."""
+    points = grid_points(spec)
+    done_points = {_trial_point(t, list(points[0])) for t in _done_trials(study)}
+    done = sum(_point_key(p, list(points[0])) in done_points for p in points)
+    if done == len(points):
+        print(
+            f"sweep {spec.name}: the grid is exhausted: all {plan.points} points are done "
+            f"({plan.done_before} of them before this run); stopping."
+        )
+    elif len(_done_trials(study)) < trials:
+        print(
+            f"sweep {spec.name}: {done} of the {plan.points} grid points are done; the others failed or are running "
+            "elsewhere: run the command again to run them."
+        )
 
 
 def _optuna_storage(storage: str, heartbeat_s: int) -> Any:
@@ -272,14 +449,14 @@ def _optuna_storage(storage: str, heartbeat_s: int) -> Any:
 
 
 def _optuna_sampler(spec: SweepSpec, seed: int) -> Any:
-    """The sweep ``method`` as an Optuna sampler: random, bayes (TPE) or grid (over ``values`` / ``value``)."""
+    """The sweep ``method`` as an Optuna sampler: random, bayes (TPE); a grid queues its points instead."""
     import optuna
 
-    if spec.method == "grid":
-        return optuna.samplers.GridSampler(
-            {k: p["values"] if "values" in p else [p["value"]] for k, p in spec.parameters.items()}, seed=seed
-        )
-    samplers = {"random": optuna.samplers.RandomSampler, "bayes": optuna.samplers.TPESampler}
+    samplers = {
+        "random": optuna.samplers.RandomSampler,
+        "bayes": optuna.samplers.TPESampler,
+        "grid": optuna.samplers.RandomSampler,  # never asked: every grid trial is queued with its point (_plan_grid)
+    }
     return samplers[spec.method](seed=seed)
 
 
@@ -382,7 +559,8 @@ class SweepOptions:
     Args:
         file: W&B-format sweep YAML (experiments/sweeps/*.yaml).
         backend: ``auto``: W&B when online, else Optuna.
-        trials: Trials to finish (default: the file's ``run_cap``, else 10).
+        trials: Trials to finish (default: the file's ``run_cap``, else 10; a grid: its points). A grid stops when
+            every point is done, and a rerun of a done grid starts no trial.
         storage: Optuna storage URL (default ``sqlite:///<root>/sweeps/<name>.db``).
         root: Folder of the default SQLite storage.
         workers: Trials run at once by this process (Optuna).
@@ -423,7 +601,7 @@ def main(argv: list[str]) -> None:
         aliases={"--sweep-id": "--sweep_id", "--no-check": "--no_check"},
     )
     spec = load_sweep(args.file)
-    trials = args.trials or int(spec.raw.get("run_cap") or 10)
+    trials = args.trials or int(spec.raw.get("run_cap") or (len(grid_points(spec)) if spec.method == "grid" else 10))
     if trials < 1 or args.workers < 1 or args.heartbeat < 1:
         raise ConfigError("`--trials`, `--workers` and `--heartbeat` must be >= 1.")
     backend = args.backend
