@@ -24,6 +24,9 @@ class RunOptions:
         tensorboard: Also log to TensorBoard in ``<run dir>/tensorboard``.
         checkpoint_every_n_steps: Also refresh ``checkpoints/last.ckpt`` every this many
             optimizer steps (0: only at epoch ends), so a killed run loses at most that many steps.
+        checkpoint_every_min: Also refresh ``checkpoints/last.ckpt`` after this many minutes of training
+            (rank 0's clock decides for every rank), so a run killed without warning (a lost node, an OOM kill)
+            loses at most that; 0: off.
         lock_wait_s: When another live process holds the run dir (``<run dir>/.lock``), wait this
             many seconds for it to finish before giving up (a retried sweep trial waits for its
             killed predecessor to save); 0: fail at once.
@@ -47,6 +50,7 @@ class RunOptions:
     tags: list[str] = field(default_factory=list)
     tensorboard: bool = False
     checkpoint_every_n_steps: int = 0
+    checkpoint_every_min: float = 15.0
     lock_wait_s: float = 0.0
     wandb_rewind: bool = True
     progress: Literal["auto", "rich", "none"] = "auto"
@@ -57,6 +61,8 @@ class RunOptions:
     def __post_init__(self) -> None:
         if self.checkpoint_every_n_steps < 0:
             raise ConfigError(f"`--run.checkpoint_every_n_steps` must be >= 0, got {self.checkpoint_every_n_steps}.")
+        if self.checkpoint_every_min < 0:
+            raise ConfigError(f"`--run.checkpoint_every_min` must be >= 0 (0: off), got {self.checkpoint_every_min}.")
         if self.lock_wait_s < 0:
             raise ConfigError(f"`--run.lock_wait_s` must be >= 0, got {self.lock_wait_s}.")
         if self.progress_refresh_steps < 1:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, RichProgressBar
@@ -208,6 +209,16 @@ def _run_callbacks(identity: RunIdentity, options: RunOptions, model: Any, has_c
                     save_last=True,
                     enable_version_counter=False,
                     every_n_train_steps=options.checkpoint_every_n_steps,
+                )
+            )
+        if options.checkpoint_every_min:  # and by training time: a kill without warning loses at most that
+            callbacks.append(
+                StepCheckpoint(
+                    dirpath=checkpoint_dir,
+                    save_top_k=0,
+                    save_last=True,
+                    enable_version_counter=False,
+                    train_time_interval=timedelta(minutes=options.checkpoint_every_min),
                 )
             )
     callbacks.append(RunState(run_id=str(identity.run_id), run_dir=str(identity.run_dir), experiment=identity.name))
