@@ -14,6 +14,7 @@ import hashlib
 import importlib.util
 import os
 import re
+import shlex
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ TEXT_SUFFIXES = (".txt", ".md", ".text", ".rst")
 _SPEAKER = re.compile(r"^\*\*(?P<name>[^*]+?)\*\*\s*$")
 _HEADING = re.compile(r"^#+\s*")
 _ESCAPE = re.compile(r"\\(.)")
+#: C0 control characters a text may not hold: all of U+0000..U+001F but \t \n \v \f \r
+_STRAY_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -130,6 +133,7 @@ def text_path_corpus(path: str | os.PathLike) -> Corpus:
                 "(e.g. `iconv -t UTF-8`) or remove it from the folder."
             ) from None
         check_looks_like_text(f, texts[-1])
+        check_no_control_characters(f, texts[-1])
     text = "\n".join(texts)
     check_enough_symbols(root, text)
     return Corpus(root.stem or "text", text)
@@ -146,6 +150,33 @@ def check_looks_like_text(path: Path, text: str, max_control_share: float = 0.01
             f"are control characters ({listed}), and a model trained on it would learn nothing useful. Fix: point "
             "`--data.init_args.text_path` at UTF-8 text (without this file)."
         )
+
+
+def check_no_control_characters(path: Path, text: str) -> None:
+    """Refuse a text holding C0 control characters (NUL, ESC, ...; tabs and line breaks are text).
+
+    A tokenizer would make each of them a token without a word: the model learns to emit NULs.
+    (A file that is mostly control characters is refused before, by :func:`check_looks_like_text`.)
+    """
+    first = _STRAY_CONTROL.search(text)
+    if first is None:
+        return
+    kinds: dict[str, int] = {}
+    for match in _STRAY_CONTROL.finditer(text):
+        kinds[match.group()] = kinds.get(match.group(), 0) + 1
+    offset = first.start()
+    line = text.count("\n", 0, offset) + 1
+    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
+    listed = ", ".join(f"{c!r} x{n:,}" for c, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
+    octal = "".join(f"\\{ord(c):03o}" for c in sorted(kinds))
+    cleaned = path.with_name(f"{path.stem}.clean{path.suffix}")
+    raise CorruptDataError(
+        f"`data.init_args.text_path`: {path} holds {sum(kinds.values()):,} control characters ({listed}) among its "
+        f"{len(text):,} characters, the first at character offset {offset:,} (line {line}, column {column}); a model "
+        "trained on it would learn them as tokens of their own. Fix: clean the file, e.g. "
+        f"`tr -d '{octal}' < {shlex.quote(str(path))} > {shlex.quote(str(cleaned))}`, and train on the cleaned copy "
+        "(move the original out of a `text_path` folder)."
+    )
 
 
 def check_enough_symbols(root: Path, text: str, min_symbols: int = 2) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import shlex
 import threading
 import urllib.error
 import urllib.request
@@ -183,7 +184,8 @@ class WandbLogger(_LightningWandbLogger):
         if self.offline and getattr(run, "dir", None):
             run_dir = os.path.dirname(run.dir)
             print(
-                f"W&B offline ({self.mode_reason}): run saved in {run_dir}; upload it later with `wandb sync {run_dir}`"
+                f"W&B offline ({self.mode_reason}): run saved in {run_dir}; "
+                f"upload it later with `{wandb_sync_command([run_dir])}`"
             )
 
 
@@ -213,8 +215,31 @@ def read_offline_history(run_path: str | os.PathLike, timeout_s: float = 60.0) -
     return rows
 
 
+def wandb_sync_command(
+    paths: list[str | os.PathLike], run_id: str | None = None, project: str | None = None, glob: str = ""
+) -> str:
+    """The ``wandb sync`` command line for ``paths``, each shell-quoted (a path with a space stays one word).
+
+    ``glob`` (e.g. ``/offline-run-*``) is appended unquoted to the last path, so the shell still expands it.
+    """
+    words = ["wandb", "sync"]
+    if run_id is not None:
+        words += ["--id", shlex.quote(run_id)]
+    if project is not None:
+        words += ["-p", shlex.quote(project)]
+    quoted = [shlex.quote(os.fspath(p)) for p in paths]
+    if glob and quoted:
+        quoted[-1] += glob
+    return " ".join(words + quoted)
+
+
 def wandb_resume_kwargs(
-    mode: str, project: str, run_id: str, log_step: int | None, rewind: bool = True
+    mode: str,
+    project: str,
+    run_id: str,
+    log_step: int | None,
+    rewind: bool = True,
+    run_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """``wandb.init`` arguments that continue run ``run_id`` (``mode``: ``run.wandb``; ``log_step``: the checkpoint's).
 
@@ -228,14 +253,19 @@ def wandb_resume_kwargs(
     ``wandb sync --id <id> seg1 seg2 ...`` uploads the segments in start order into one run.
     The earlier segment still holds the rows logged between the checkpoint and the crash
     (W&B's offline ``.wandb`` log cannot be rewritten with its public API); the local
-    ``metrics.csv`` is the exact, truncated history.
+    ``metrics.csv`` is the exact, truncated history. ``run_dir``: the run's folder, named (quoted) in
+    the printed ``wandb sync`` command; ``None``: a ``<run dir>`` placeholder.
     """
     mode, _ = resolve_wandb_mode(mode if mode != "disabled" else "offline")
     if mode != "online":
         if mode == "offline":
+            if run_dir is None:
+                command = f"{wandb_sync_command([], run_id, project)} <run dir>/wandb/offline-run-*"
+            else:
+                command = wandb_sync_command([os.path.join(run_dir, "wandb")], run_id, project, glob="/offline-run-*")
             print(
                 f"W&B offline cannot reopen run {run_id}: this resume is written as a new offline segment with the same id. "
-                f"Upload all segments in order into one run with `wandb sync --id {run_id} -p {project} <run dir>/wandb/offline-run-*`."
+                f"Upload all segments in order into one run with `{command}`."
             )
         return {}
     if rewind and log_step is not None:

@@ -13,12 +13,22 @@ member                            read by
 ``sample``                        ``SampleGrid``, the FID/KID/PR/IS callbacks, ``evaluate --ckpt``
 ``reconstruct``                   ``SampleGrid``'s reconstruction grid, when not ``None``
 ``eval_mode``                     anything that samples outside ``training_step``
+``eval_generator``                every family's ``validation_step`` / ``test_step`` (their only randomness)
 EMA                               ``sample`` uses the averaged weights by default; ``export`` writes them
 ``export_spec``                   ``export`` (stored in every checkpoint under :data:`EXPORT_KEY`)
 ``ddp_find_unused_parameters``    ``lightning_gen.runs.strategy``: True when a backward pass leaves some
                                   trained parameters without gradient (the GAN's do)
 ``generate``, ``max_context``      text families: ``TextMetrics``, ``lightning-gen sample``
 ================================  ======================================================================
+
+Validation and test randomness: a family's ``validation_step`` and ``test_step`` draw every random
+number (a GAN's ``z`` and fake labels, a VAE's posterior samples, diffusion timesteps and noise)
+from :meth:`GenerativeModel.eval_generator`, a fresh private ``torch.Generator`` seeded from
+``(EVAL_NOISE_SEED, global rank, batch_idx)``: never from the global RNG, whose state a validation
+step leaves untouched. So one checkpoint gives one validation number at the end of ``fit``, after
+a resume and in ``validate`` or ``test``; each DDP rank draws its own noise (rank 0 that of a
+1-process run), reproducibly; and training randomness and bitwise resume do not depend on when
+or how often validation ran.
 
 Export: :func:`export_payload` turns a checkpoint *dict* into a small file (builder, its keyword
 arguments, the EMA or raw weights) and :func:`load_exported` rebuilds the sampling module from it
@@ -35,7 +45,6 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import lightning as L
-import numpy as np
 import torch
 from lightning.fabric.plugins.precision.amp import _optimizer_handles_unscaling
 from lightning.pytorch.plugins.precision import MixedPrecision, Precision
@@ -46,11 +55,15 @@ from gen_common.errors import ConfigError, LightningGenError
 from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.modules import eval_mode
 from lightning_gen.utils.sampling import SamplingOptions
+from lightning_gen.utils.seeding import keyed_generator
 
 #: checkpoint entry holding :class:`ExportSpec` (as a dict)
 EXPORT_KEY = "lightning_gen_export"
 #: checkpoint entry holding the seed of the training noise (see :meth:`GenerativeModel.noise_generator`)
 NOISE_SEED_KEY = "lightning_gen_noise_seed"
+#: fixed seed of validation and test noise (see :meth:`GenerativeModel.eval_generator`); never change it:
+#: it would change every family's validation numbers
+EVAL_NOISE_SEED = 0x6C67_7661  # "lgva"
 #: ``format`` of the files :func:`export_payload` makes
 EXPORT_FORMAT = "lightning_gen.generator/1"
 #: checkpoint entry where text families keep their tokenizer (``Tokenizer.to_dict()``).
@@ -84,6 +97,9 @@ class GenerativeModel(L.LightningModule, ABC):
     ``(noise seed, rank, *key)``, e.g. ``key = (stream, global_step, batch_idx)``. It has no state
     to save beyond the seed (kept in the checkpoint), so a resumed run draws exactly the noise the
     unbroken run drew, each DDP rank draws its own noise, and callbacks that sample cannot shift it.
+
+    Validation and test noise: :meth:`eval_generator` (see the module docstring), keyed by a fixed
+    seed instead of the noise seed, so it is the same measurement in every run and every process.
     """
 
     #: ``(metric, "min" | "max")`` that checkpointing follows; ``(None, "min")``: keep the latest only
@@ -179,11 +195,16 @@ class GenerativeModel(L.LightningModule, ABC):
         """A fresh generator on this module's device, seeded from ``(noise seed, rank, *key)``."""
         if self._noise_seed is None:
             self.set_noise_seed(None)
-        words = np.random.SeedSequence([self._noise_seed, self.global_rank, *(int(k) for k in key)]).generate_state(
-            2, np.uint32
-        )
-        seed = (int(words[0]) << 31) ^ int(words[1])  # < 2**63
-        return torch.Generator(device=self.device).manual_seed(seed)
+        return keyed_generator(self.device, self._noise_seed, self.global_rank, *key)
+
+    # --- validation and test noise ---------------------------------------------------------------
+    def eval_generator(self, batch_idx: int, *key: int) -> torch.Generator:
+        """The generator of all randomness of a ``validation_step`` / ``test_step`` (module docstring).
+
+        Fresh on this module's device, seeded from ``(EVAL_NOISE_SEED, global rank, batch_idx, *key)``:
+        a pure function of the batch and the rank, so the global RNG is neither read nor advanced.
+        """
+        return keyed_generator(self.device, EVAL_NOISE_SEED, self.global_rank, batch_idx, *key)
 
     # --- export ----------------------------------------------------------------------------------
     def export_spec(self) -> ExportSpec | None:

@@ -7,8 +7,10 @@ this module adds training: the loss, label dropout, EMA, logging and checkpoints
 
 Randomness of training (timesteps, noise, dropped labels) comes from
 :meth:`~lightning_gen.models.base.GenerativeModel.noise_generator` keyed by
-``(global_step, batch_idx)``; validation noise is keyed by ``batch_idx`` alone, so ``val/loss`` is
-the same measurement at every validation. A resumed run therefore draws exactly what the unbroken
+``(global_step, batch_idx)``; validation and test noise come from the contract's
+:meth:`~lightning_gen.models.base.GenerativeModel.eval_generator` (a fixed seed, the rank and
+``batch_idx``), so ``val/loss`` is the same measurement at every validation, in ``validate`` and in
+every run. A resumed run therefore draws exactly what the unbroken
 run drew (the UNet's dropout uses the global RNG, which the CLI's ``RunState`` restores).
 """
 
@@ -32,7 +34,7 @@ from lightning_gen.nets.diffusion import (
     config_dict,
 )
 
-_TRAIN_NOISE, _EVAL_NOISE = 0, 1  # noise streams of noise_generator
+_TRAIN_NOISE = 0  # noise stream of noise_generator
 
 
 def ddpm_adam(params) -> torch.optim.Optimizer:
@@ -62,8 +64,8 @@ class Diffusion(ImageGenerator):
             net learns both the conditional and the unconditional model (guidance needs both).
         ema_decay: Decay of the weights' exponential moving average (DDPM: 0.9999); ``None``: off.
         ema_start: Warm-up: for the first ``ema_start`` optimizer steps the EMA copies the weights.
-        noise_seed: Seed of the training/validation noise; ``None`` draws one from the global
-            RNG (so ``seed_everything`` fixes it). Stored in the checkpoint.
+        noise_seed: Seed of the training noise; ``None`` draws one from the global RNG (so
+            ``seed_everything`` fixes it). Stored in the checkpoint. (Validation noise has a fixed seed.)
         optimizer: Optimizer factory (default Adam, lr 2e-4).
         lr_scheduler: Optional LR scheduler factory, stepped every optimizer step (e.g.
             ``torch.optim.lr_scheduler.LinearLR`` for DDPM's 5000-step warm-up).
@@ -165,9 +167,9 @@ class Diffusion(ImageGenerator):
     def _eval_losses(self, batch: tuple[Tensor, Tensor], batch_idx: int, split: str) -> None:
         x, y = batch
         x0, labels = x * 2.0 - 1.0, (y if self.num_classes is not None else None)
-        logs = {f"{split}/loss": self.sampling_module().loss(x0, labels, self.noise_generator(_EVAL_NOISE, batch_idx))}
+        logs = {f"{split}/loss": self.sampling_module().loss(x0, labels, self.eval_generator(batch_idx))}
         if self.ema is not None:  # the same noise for the trained weights
-            logs[f"{split}/loss_raw"] = self.diffusion.loss(x0, labels, self.noise_generator(_EVAL_NOISE, batch_idx))
+            logs[f"{split}/loss_raw"] = self.diffusion.loss(x0, labels, self.eval_generator(batch_idx))
         self.log_dict(logs, batch_size=x.shape[0], sync_dist=True)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:

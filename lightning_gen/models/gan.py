@@ -28,7 +28,9 @@ plugin calls it after the fp16 gradients were unscaled, which is where clipping 
 
 Randomness of training (``z``, fake labels, the penalty's ``alpha``) comes from a private
 ``torch.Generator`` saved in the checkpoint, so a resumed run continues the same random stream,
-whatever validation or sampling callbacks did in between.
+whatever validation or sampling callbacks did in between. Validation draws its ``z`` and fake labels
+from the contract's ``eval_generator`` (keyed by the batch and the rank), so ``val/d_fake`` of one
+checkpoint is one number at the end of ``fit``, after a resume and in ``validate``.
 
 DDP
 ---
@@ -305,12 +307,16 @@ class GAN(ImageGenerator):
             )
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """``val/d_real``, ``val/d_fake``; ``z`` and fake labels from :meth:`eval_generator` (one number per checkpoint)."""
         x, y = batch
         x = x * 2.0 - 1.0
+        generator, n = self.eval_generator(batch_idx), x.shape[0]
         fake_labels = (
-            None if self.num_classes is None else torch.randint(self.num_classes, (x.shape[0],), device=self.device)
+            None
+            if self.num_classes is None
+            else torch.randint(self.num_classes, (n,), generator=generator, device=self.device)
         )
-        z = torch.randn(x.shape[0], self.latent_dim, device=self.device)
+        z = torch.randn(n, self.latent_dim, generator=generator, device=self.device)
         d_real = self.discriminator(x, y if self.num_classes is not None else None)
         d_fake = self.discriminator(self.generator(z, fake_labels), fake_labels)
         self.log_dict(

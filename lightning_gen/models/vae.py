@@ -29,6 +29,7 @@ class VAE(ImageGenerator):
     All terms are in nats per image. Logs ``train/loss`` (``-recon_ll + beta * kl``),
     ``train/recon`` (``-log p(x|z)``), ``train/kl``, ``val/elbo`` (the true ELBO, beta = 1), and
     on test the importance-weighted bound ``test/nll`` (nats) and ``test/bpd`` (bits/dim).
+    Validation and test draw ``z`` from the contract's ``eval_generator``: one checkpoint, one number.
     The nets live in ``net`` (:class:`~lightning_gen.nets.conv_vae.ConvVAE`); with ``ema_decay``
     set, ``sample``, ``reconstruct`` and ``export`` use its average (the metrics use the raw nets).
     """
@@ -101,24 +102,29 @@ class VAE(ImageGenerator):
             return self.beta
         return self.beta * min(1.0, self.global_step / self.kl_warmup_steps)
 
-    def elbo_terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """One-sample ``(log p(x|z), KL(q(z|x) || p(z)))`` per example, both ``(B,)``."""
+    def elbo_terms(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """One-sample ``(log p(x|z), KL(q(z|x) || p(z)))`` per example, both ``(B,)``; ``z`` from ``generator``.
+
+        ``generator`` ``None``: the global RNG (training, which the CLI's ``RunState`` restores on resume).
+        """
         mu, logvar = self.encoder(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()  # reparameterisation
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        z = mu + eps * (0.5 * logvar).exp()  # reparameterisation
         return log_likelihood(x, self.decoder(z), self.likelihood, self.log_scale), kl_diag_gaussian_standard_normal(
             mu, logvar
         )
 
     @torch.no_grad()
-    def importance_weighted_log_likelihood(self, x: Tensor, k: int) -> Tensor:
-        """IWAE lower bound on ``log p(x)`` with ``k`` samples, ``(B,)``; decodes in chunks."""
+    def importance_weighted_log_likelihood(self, x: Tensor, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """IWAE lower bound on ``log p(x)`` with ``k`` samples, ``(B,)``, drawn from ``generator``; decodes in chunks."""
         mu, logvar = self.encoder(x)
         std = (0.5 * logvar).exp()
         chunk = max(1, 8192 // x.shape[0])
         log_w = []
         for start in range(0, k, chunk):
             n = min(chunk, k - start)
-            z = mu + torch.randn((n, *mu.shape), device=mu.device, dtype=mu.dtype) * std  # (n, B, D)
+            eps = torch.randn((n, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+            z = mu + eps * std  # (n, B, D)
             out = self.decoder(z.flatten(0, 1))  # (n * B, C, H, W)
             x_rep = x.expand(n, *x.shape).flatten(0, 1)
             log_px = log_likelihood(x_rep, out, self.likelihood, self.log_scale).view(n, -1)
@@ -173,8 +179,9 @@ class VAE(ImageGenerator):
         return loss
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """``val/elbo``, ``val/recon``, ``val/kl``; ``z`` from :meth:`eval_generator` (one number per checkpoint)."""
         x, _ = batch
-        log_px, kl = self.elbo_terms(x)
+        log_px, kl = self.elbo_terms(x, self.eval_generator(batch_idx))
         self.log_dict(
             {"val/elbo": (log_px - kl).mean(), "val/recon": -log_px.mean(), "val/kl": kl.mean()},
             prog_bar=True,
@@ -183,9 +190,11 @@ class VAE(ImageGenerator):
         )
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """``test/elbo``, ``test/nll``, ``test/bpd``; every sample from :meth:`eval_generator`."""
         x, _ = batch
-        log_px, kl = self.elbo_terms(x)
-        nll = -self.importance_weighted_log_likelihood(x, self.iw_samples).mean()
+        generator = self.eval_generator(batch_idx)
+        log_px, kl = self.elbo_terms(x, generator)
+        nll = -self.importance_weighted_log_likelihood(x, self.iw_samples, generator).mean()
         dims = math.prod(self.image_shape)
         self.log_dict(
             {"test/elbo": (log_px - kl).mean(), "test/nll": nll, "test/bpd": nll / (dims * math.log(2))},

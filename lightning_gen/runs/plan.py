@@ -67,7 +67,12 @@ class RunPlan:
                 wandb_id, job_type = run_id, "train"
                 resume_kwargs = (
                     wandb_resume_kwargs(
-                        options.wandb, options.project, run_id, self.resume.log_step, options.wandb_rewind
+                        options.wandb,
+                        options.project,
+                        run_id,
+                        self.resume.log_step,
+                        options.wandb_rewind,
+                        run_dir=ident.run_dir.resolve(),
                     )
                     if continuing
                     else {}
