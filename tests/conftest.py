@@ -1,4 +1,4 @@
-"""Test fixtures: CPU only, offline W&B, every test in its own temporary working directory."""
+"""Test fixtures: CPU only, offline W&B, every test in its own temporary working directory; the fork server of killed runs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-EXPERIMENTS = REPO_ROOT / "experiments"
+from tests.helpers import forked, ops
 
 
 @pytest.fixture(autouse=True)
@@ -31,16 +30,8 @@ def _isolated_run_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 
 @pytest.fixture
 def cli_env() -> dict[str, str]:
-    """Environment for ``lightning-gen`` subprocesses (``ops_utils.cli_env``)."""
-    from ops_utils import cli_env as offline_cli_env
-
-    return offline_cli_env()
-
-
-@pytest.fixture
-def lightning_gen_cmd() -> list[str]:
-    """The console script, run with this interpreter."""
-    return [sys.executable, "-m", "lightning_gen"]
+    """Environment for ``lightning-gen`` subprocesses (``tests.helpers.ops.cli_env``)."""
+    return ops.cli_env()
 
 
 @pytest.fixture
@@ -52,3 +43,15 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def fork_server() -> None:
+    """The fork server that starts killed and signalled runs in a process of their own (``tests.helpers.forked``)."""
+    forked.warm_up()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the fork server right after collection when a selected test needs it: its imports overlap the tests before."""
+    if any("fork_server" in getattr(item, "fixturenames", ()) for item in session.items):
+        forked.warm_up()
