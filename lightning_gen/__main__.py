@@ -101,6 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     if command is None:
         print(f"lightning-gen: error: {unknown_command(name)}", file=sys.stderr)
         sys.exit(2)
+    if command.trainer and rest in (["--help"], ["-h"]):  # one screen, no Lightning import
+        from lightning_gen.cli.short_help import short_help
+
+        print(short_help(name))
+        return
+    if command.trainer:
+        rest = ["--help" if arg == "--help-all" else arg for arg in rest]  # LightningCLI's full help
     try:
         module = importlib.import_module(command.module)
         module.main([name, *rest] if command.trainer and name else rest)
