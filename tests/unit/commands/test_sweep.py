@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from gen_common.errors import ConfigError
-from lightning_gen.commands.sweep import load_sweep, trial_command
+from lightning_gen.sweeps.spec import load_sweep
+from lightning_gen.sweeps.trial import trial_command
 
 GOOD = """\
 method: random

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from lightning_gen.commands import sweep
+from lightning_gen.sweeps import optuna_backend
+from lightning_gen.sweeps import trial as sweep_trial
 
 FAKE_TRIAL = """\
 import json, os, sys, time
@@ -172,7 +174,7 @@ def test_quiet_experimental_silences_only_optunas_experimental_warnings() -> Non
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with sweep._quiet_experimental():
+        with optuna_backend._quiet_experimental():
             warnings.warn("experimental", ExperimentalWarning, stacklevel=1)
             warnings.warn("other", UserWarning, stacklevel=1)
     assert [(w.category, str(w.message)) for w in caught] == [(UserWarning, "other")]
@@ -229,7 +231,7 @@ CONFIG = {
     ],
 )
 def test_unknown_key_names_the_class_or_mapping_and_what_it_takes(key: str, values: dict, reason: str | None) -> None:
-    assert sweep.unknown_key(key, CONFIG, values) == reason
+    assert sweep_trial.unknown_key(key, CONFIG, values) == reason
 
 
 TINY = """\
