@@ -38,7 +38,7 @@ class SweepOptions:
 
     Args:
         file: W&B-format sweep YAML (experiments/sweeps/*.yaml).
-        backend: ``auto``: W&B when online, else Optuna; ``ray``: Ray Tune on a Ray cluster.
+        backend: ``auto``: W&B when online, else Optuna.
         trials: Trials to finish (default: the file's ``run_cap``, else 10; a grid: its points). A grid stops when
             every point is done, and a rerun of a done grid starts no trial.
         storage: Optuna storage URL (default ``sqlite:///<root>/sweeps/<name>.db``).
@@ -50,15 +50,10 @@ class SweepOptions:
         project: W&B project.
         entity: W&B entity.
         check: Dry-run the trial command with ``--print_config`` first (``--no_check`` skips it).
-        devices_per_trial: Optuna on one node: give each running trial its own K of this process's visible
-            devices (``CUDA_VISIBLE_DEVICES``); 0 (default): every trial sees what the sweep sees.
-        cpus_per_trial: Ray: CPUs Ray reserves for each trial.
-        gpus_per_trial: Ray: GPUs Ray gives each trial (it sets the trial's ``CUDA_VISIBLE_DEVICES``).
-        address: Ray: join this running cluster (``ray start --head`` prints it); default: start a local one.
     """
 
     file: str
-    backend: Literal["auto", "wandb", "optuna", "ray"] = "auto"
+    backend: Literal["auto", "wandb", "optuna"] = "auto"
     trials: int | None = None
     storage: str | None = None
     root: str = "runs"
@@ -69,10 +64,6 @@ class SweepOptions:
     project: str = "lightning_gen"
     entity: str | None = None
     check: bool = True
-    devices_per_trial: int = 0
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    address: str | None = None
 
 
 def main(argv: list[str]) -> None:
@@ -87,13 +78,7 @@ def main(argv: list[str]) -> None:
         "lightning-gen sweep",
         positional="file",
         epilog=epilog,
-        aliases={
-            "--sweep-id": "--sweep_id",
-            "--no-check": "--no_check",
-            "--devices-per-trial": "--devices_per_trial",
-            "--cpus-per-trial": "--cpus_per_trial",
-            "--gpus-per-trial": "--gpus_per_trial",
-        },
+        aliases={"--sweep-id": "--sweep_id", "--no-check": "--no_check"},
     )
     spec = load_sweep(args.file)
     trials = args.trials or int(spec.raw.get("run_cap") or (len(grid_points(spec)) if spec.method == "grid" else 10))
