@@ -134,9 +134,39 @@ def plan_run(
         extra_callbacks: Callbacks the environment asks for (a sweep trial's reporter).
     """
     run_dir = identity.run_dir
+    fixed = _fixed_trainer_kwargs(
+        subcommand, identity, options, trainer_config, model, slurm, progress_bar, extra_callbacks
+    )
+    child_env = {env.EVAL_DIR: str(run_dir)} if identity.evaluation else {env.RUN_ID: str(identity.run_id)}
+    is_fit_writer = subcommand == "fit" and launching_rank_zero and not identity.evaluation
+    continuing = resume is not None and resume.run_id == identity.run_id
+    return RunPlan(
+        identity=identity,
+        options=options,
+        env=child_env,
+        lock=is_fit_writer,
+        require_empty_dir=is_fit_writer and not continuing and ckpt_arg != "last",
+        resume=resume,
+        trainer_kwargs_fixed=fixed,
+        build_loggers=trainer_config.get("logger") is None,
+    )
+
+
+def _fixed_trainer_kwargs(
+    subcommand: str | None,
+    identity: RunIdentity,
+    options: RunOptions,
+    trainer_config: Mapping[str, Any],
+    model: Any,
+    slurm: bool,
+    progress_bar: bool,
+    extra_callbacks: tuple[Callback, ...],
+) -> dict[str, Any]:
+    """The Trainer arguments the plan sets where the ``trainer:`` section leaves them unset: root dir, plugins,
+    callbacks, progress bar and the DDP strategy."""
     fixed: dict[str, Any] = {}
     if trainer_config.get("default_root_dir") is None:
-        fixed["default_root_dir"] = str(run_dir)
+        fixed["default_root_dir"] = str(identity.run_dir)
     if trainer_config.get("plugins") is None:
         fixed["plugins"] = [AtomicCheckpointIO()] + ([SLURMEnvironment(auto_requeue=False)] if slurm else [])
     callbacks = _callbacks(subcommand, identity, options, trainer_config, model, extra_callbacks)
@@ -156,19 +186,7 @@ def plan_run(
         trainer_config.get("num_nodes", 1),
         trainer_config.get("accelerator", "auto"),
     )
-    child_env = {env.EVAL_DIR: str(run_dir)} if identity.evaluation else {env.RUN_ID: str(identity.run_id)}
-    is_fit_writer = subcommand == "fit" and launching_rank_zero and not identity.evaluation
-    continuing = resume is not None and resume.run_id == identity.run_id
-    return RunPlan(
-        identity=identity,
-        options=options,
-        env=child_env,
-        lock=is_fit_writer,
-        require_empty_dir=is_fit_writer and not continuing and ckpt_arg != "last",
-        resume=resume,
-        trainer_kwargs_fixed=fixed,
-        build_loggers=trainer_config.get("logger") is None,
-    )
+    return fixed
 
 
 def _callbacks(
