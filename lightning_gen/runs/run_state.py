@@ -56,6 +56,21 @@ def saved_mid_batch(trainer: L.Trainer) -> bool:
     return trainer.training and total.processed == total.completed + 1
 
 
+def next_log_step(trainer: L.Trainer) -> int:
+    """The logger step of the next training batch, as a run resumed from a checkpoint saved now must use it.
+
+    Lightning bumps ``_batches_that_stepped`` after a batch's ``on_train_batch_end`` hooks and its
+    in-epoch validation; a checkpoint saved before the bump (batch end, validation end) stores one
+    less than the next batch's step, one saved after it (epoch end, train end) the step itself.
+    Lightning's restart guesses which (``_TrainingEpochLoop.reset``) and guesses wrong for an
+    epoch-end checkpoint: the resumed run skipped a step. :meth:`RunState.on_train_batch_start` sets it.
+    """
+    loop = trainer.fit_loop.epoch_loop
+    before_bump = saved_mid_batch(trainer) or (trainer.validating and trainer.state.fn == "fit")
+    steps_now = not (loop._should_accumulate() and trainer.lightning_module.automatic_optimization)
+    return int(loop._batches_that_stepped) + int(before_bump and steps_now)
+
+
 def pending_train_row(trainer: L.Trainer) -> dict[str, Any] | None:
     """The row Lightning writes after this batch's ``on_train_batch_end`` hooks, or ``None``.
 
@@ -93,6 +108,7 @@ class RunState(Callback):
         self.run_dir = run_dir
         self.experiment = experiment
         self._rng_to_restore: dict[str, Any] | None = None
+        self._log_step_to_restore: int | None = None
 
     def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
         rng = _portable(_collect_rng_states(include_cuda=True))
@@ -113,6 +129,7 @@ class RunState(Callback):
             "experiment": self.experiment,
             "model_class": class_path(pl_module),
             "log_step": int(trainer.fit_loop.epoch_loop._batches_that_stepped),
+            "next_log_step": next_log_step(trainer),
             "world_size": trainer.world_size,
             "rng": rngs,
             "csv_rows": csv_rows,  # metrics.csv rows this checkpoint covers (rank 0's count)
@@ -125,6 +142,8 @@ class RunState(Callback):
         if rngs:
             rank = trainer.global_rank if len(rngs) == trainer.world_size else 0
             self._rng_to_restore = _native(rngs[rank])
+        if meta.get("next_log_step") is not None:
+            self._log_step_to_restore = int(meta["next_log_step"])
         if trainer.is_global_zero and meta.get("run_id") == self.run_id and meta.get("csv_rows") is not None:
             for logger in trainer.loggers:  # this run's own history: cut it exactly at the checkpoint
                 if isinstance(logger, ResumableCSVLogger):
@@ -136,3 +155,11 @@ class RunState(Callback):
         if self._rng_to_restore is not None:
             _set_rng_states(self._rng_to_restore)
             self._rng_to_restore = None
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        # The first batch after a restore, once Lightning's epoch loop reset has adjusted the counter.
+        if self._log_step_to_restore is not None:
+            trainer.fit_loop.epoch_loop._batches_that_stepped = self._log_step_to_restore
+            self._log_step_to_restore = None
