@@ -33,6 +33,7 @@ from lightning_gen.cli.model_data import check_model_fits_data
 from lightning_gen.cli.parse_errors import parse_error_paragraph
 from lightning_gen.loggers.wandb import check_forced_online
 from lightning_gen.runs import env
+from lightning_gen.runs.devices import record_devices
 from lightning_gen.runs.init_from import InitSource, add_init_from_arguments, prepare_init_from
 from lightning_gen.runs.layout import check_new_run_dir, run_identity
 from lightning_gen.runs.lock import RunLock, acquire_run_lock
@@ -185,11 +186,17 @@ class LightningGenCLI(LightningCLI):
         if lock is not None:
             kwargs["callbacks"] = [*kwargs["callbacks"], RunLockRelease(lock)]
         trainer = super().instantiate_trainer(**kwargs)
+        self._record_what_runs(trainer, identity.run_dir if lock is not None else None)
+        return trainer
+
+    def _record_what_runs(self, trainer: L.Trainer, locked_run_dir: Path | None) -> None:
+        """The precision that runs, in the config (and a notice if emulated); the devices, in the run dir."""
         self._record_precision(trainer)
+        if locked_run_dir is not None and launching_rank_zero():
+            record_devices(locked_run_dir, trainer)
         notice = emulated_precision_notice(trainer.precision, isinstance(trainer.accelerator, CPUAccelerator))
         if notice and launching_rank_zero():  # DDP children re-run this CLI: say it once
             print(notice, file=sys.stderr)
-        return trainer
 
     def _refuse_what_cannot_run(self, trainer_config: Any) -> None:
         """Every check that can refuse this command, before the first file is written."""

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from gen_common.errors import ConfigError
+from lightning_gen.runs.devices import describe_devices, last_devices
 from lightning_gen.runs.metrics_csv import read_complete_rows, row_step
 from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.options import parse_options
@@ -259,6 +260,10 @@ def main(argv: list[str]) -> None:
         known = sorted({k for r in runs for k in r.history})
         raise ConfigError(f"Metric(s) {missing} were logged by none of the runs; logged: {known}.")
     header, rows, _ = summarize(runs, metrics, maximize)
+    if args.sweep:  # where each trial ran (`sweep --devices-per-trial`, Ray), from its devices.jsonl
+        header.insert(1, "devices")
+        for run, row in zip(runs, rows):
+            row.insert(1, describe_devices(last_devices(run.path)))
 
     from rich.console import Console
     from rich.table import Table

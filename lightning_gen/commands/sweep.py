@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from gen_common.errors import ConfigError
+from lightning_gen.sweeps.devices import TrialDevices
 from lightning_gen.sweeps.optuna_backend import print_summary, run_optuna
 from lightning_gen.sweeps.spec import first_values, grid_points, load_sweep
 from lightning_gen.sweeps.trial import check_command
@@ -44,6 +45,8 @@ class SweepOptions:
         storage: Optuna storage URL (default ``sqlite:///<root>/sweeps/<name>.db``).
         root: Folder of the default SQLite storage.
         workers: Trials run at once by this process (Optuna).
+        devices_per_trial: Optuna: give each running trial its own this many of the sweep's visible CUDA devices
+            (``CUDA_VISIBLE_DEVICES``); ``--workers`` times this may not exceed them. 0: every trial sees them all.
         heartbeat: Seconds between Optuna heartbeats; a trial silent for twice that is re-queued.
         seed: Sampler seed (Optuna).
         sweep_id: Attach to this W&B sweep instead of creating one.
@@ -58,6 +61,7 @@ class SweepOptions:
     storage: str | None = None
     root: str = "runs"
     workers: int = 1
+    devices_per_trial: int = 0
     heartbeat: int = 10
     seed: int = 0
     sweep_id: str | None = None
@@ -78,7 +82,11 @@ def main(argv: list[str]) -> None:
         "lightning-gen sweep",
         positional="file",
         epilog=epilog,
-        aliases={"--sweep-id": "--sweep_id", "--no-check": "--no_check"},
+        aliases={
+            "--sweep-id": "--sweep_id",
+            "--no-check": "--no_check",
+            "--devices-per-trial": "--devices_per_trial",
+        },
     )
     spec = load_sweep(args.file)
     trials = args.trials or int(spec.raw.get("run_cap") or (len(grid_points(spec)) if spec.method == "grid" else 10))
@@ -89,6 +97,12 @@ def main(argv: list[str]) -> None:
         from lightning_gen.loggers.wandb import resolve_wandb_mode
 
         backend = "wandb" if resolve_wandb_mode("auto")[0] == "online" else "optuna"
+    if args.devices_per_trial and backend != "optuna":
+        raise ConfigError(
+            f"`--devices-per-trial` places trials of `--backend optuna`, not {backend}: a W&B agent's trials see "
+            "the agent's devices, so give each agent its own `CUDA_VISIBLE_DEVICES`."
+        )
+    devices = TrialDevices(args.workers, args.devices_per_trial)  # too few devices: refused before any trial
     if args.check:
         check_command(spec, first_values(spec), extra)
     if backend == "wandb":
@@ -98,5 +112,5 @@ def main(argv: list[str]) -> None:
     storage = args.storage or f"sqlite:///{Path(args.root, 'sweeps', spec.name + '.db').resolve()}"
     if storage.startswith("sqlite:///"):
         Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    study = run_optuna(spec, trials, storage, args.workers, args.heartbeat, args.seed, extra)
+    study = run_optuna(spec, trials, storage, args.workers, args.heartbeat, args.seed, extra, devices)
     print_summary(study, spec, storage)

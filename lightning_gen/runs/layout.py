@@ -1,7 +1,7 @@
 """Where a run lives: its id, ``<root>/<name>/<id>/``, and the evaluation sub-runs under ``eval/``.
 
 A run directory holds ``config.yaml`` (the resolved config), ``metrics.csv`` + ``hparams.yaml``
-(CSV logger), ``wandb/`` (the W&B run, online or offline), ``checkpoints/`` and ``samples/``.
+(CSV logger), ``wandb/`` (the W&B run, online or offline), ``checkpoints/``, ``samples/`` and ``devices.jsonl``.
 Only ``fit`` writes them, holding ``.lock`` (:mod:`lightning_gen.runs.lock`); ``test``/``validate``/
 ``predict`` write a sub-run ``eval/<stage>-<timestamp>-<xxxx>/`` of the run they evaluate.
 """

@@ -8,6 +8,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from typing import Any
 from gen_common.errors import LightningGenError
 from gen_common.progress import interactive
 from lightning_gen.runs import env as run_env
+from lightning_gen.sweeps.devices import VISIBLE_DEVICES, TrialDevices
 from lightning_gen.sweeps.spec import SweepSpec, grid_points, suggest
 from lightning_gen.sweeps.trial import die_with_parent, trial_command
 
@@ -24,9 +26,19 @@ _DONE_STATE_NAMES = ("COMPLETE", "PRUNED")  # a trial that counts towards ``--tr
 
 
 def run_optuna(
-    spec: SweepSpec, trials: int, storage: str, workers: int, heartbeat_s: int, seed: int, extra: list[str]
+    spec: SweepSpec,
+    trials: int,
+    storage: str,
+    workers: int,
+    heartbeat_s: int,
+    seed: int,
+    extra: list[str],
+    devices: TrialDevices,
 ) -> Any:
-    """Run (or continue) the study until ``trials`` trials are complete or pruned (a grid: or every point done)."""
+    """Run (or continue) the study until ``trials`` trials are complete or pruned (a grid: or every point done).
+
+    ``workers`` trials run at once, each in the devices and rendezvous port ``devices`` leases it.
+    """
     import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -49,15 +61,17 @@ def run_optuna(
         done = len(_done_trials(study))
         grid = _plan_grid(study, spec, trials) if spec.method == "grid" else None
         if done < trials and (grid is None or grid.to_run > 0):
+            gate = _TrialGate(study, trials)
             with _SweepProgress(trials if grid is None else done + grid.to_run, done) as progress:
                 study.optimize(
-                    lambda trial: _run_trial(trial, study, spec, storage, extra),
+                    lambda trial: _run_trial(trial, study, spec, storage, extra, devices, gate),
                     n_trials=None if grid is None else grid.to_run,
-                    n_jobs=workers,
+                    n_jobs=min(workers, trials - done),
                     catch=(LightningGenError,),
                     callbacks=[
                         MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED)),
                         progress.on_trial_end,
+                        gate.after_trial,
                     ],
                     gc_after_trial=False,
                 )
@@ -78,6 +92,50 @@ def _quiet_experimental() -> Iterator[None]:
 
 def _done_trials(study: Any) -> list[Any]:
     return [t for t in study.get_trials(deepcopy=False) if t.state.name in _DONE_STATE_NAMES]
+
+
+class _TrialGate:
+    """Start a trial only while the study needs one, so that exactly ``trials`` finish across workers and processes.
+
+    Optuna's ``MaxTrialsCallback`` stops a study once ``trials`` are done; by then the workers that finished earlier
+    have started extra trials. Here a worker whose trial ended waits while the trials in flight would bring the study
+    to ``trials``: it starts the next one as soon as one of them fails, and stops when they are done. In flight: the
+    running trials of every process if the storage has heartbeats (a dead process's trials turn stale, then are
+    re-queued), else (a journal file) this process's own. A trial that starts while the earlier ones fill the
+    study (processes started at once) is not run.
+    """
+
+    def __init__(self, study: Any, trials: int, poll_s: float = 1.0) -> None:
+        from optuna.storages._heartbeat import is_heartbeat_enabled
+
+        self.study, self.trials, self.poll_s = study, trials, poll_s
+        self.shared = is_heartbeat_enabled(study._storage)
+        self.mine: set[int] = set()  # numbers of the trials this process started
+
+    def needed(self, number: int | None = None) -> bool:
+        """Wait until a trial (``number``: this one, counting only earlier trials in flight) is needed or the study is full."""
+        import optuna
+
+        while True:
+            optuna.storages.fail_stale_trials(self.study)  # no-op without heartbeats
+            all_trials = self.study.get_trials(deepcopy=False)
+            done = sum(t.state.name in _DONE_STATE_NAMES for t in all_trials)
+            in_flight = sum(
+                t.state.name == "RUNNING"
+                and t.number != number
+                and (number is None or t.number < number)
+                and (self.shared or t.number in self.mine)
+                for t in all_trials
+            )
+            if done >= self.trials:
+                return False
+            if done + in_flight < self.trials:
+                return True
+            time.sleep(self.poll_s)
+
+    def after_trial(self, study: Any, trial: Any) -> None:
+        if not self.needed():
+            study.stop()
 
 
 def _point_key(params: dict[str, Any], keys: list[str]) -> str:
@@ -183,7 +241,15 @@ def _optuna_pruner(spec: SweepSpec) -> Any:
     return optuna.pruners.NopPruner()
 
 
-def _run_trial(trial: Any, study: Any, spec: SweepSpec, storage: str, extra: list[str]) -> float:
+def _run_trial(
+    trial: Any,
+    study: Any,
+    spec: SweepSpec,
+    storage: str,
+    extra: list[str],
+    devices: TrialDevices,
+    gate: _TrialGate,
+) -> float:
     """One trial: ``lightning-gen fit`` in a subprocess, which reports the sweep metric to the study; its last value.
 
     A re-queued trial (its process was killed) keeps the original's number and run id and resumes its ``last.ckpt``.
@@ -191,6 +257,10 @@ def _run_trial(trial: Any, study: Any, spec: SweepSpec, storage: str, extra: lis
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
+    gate.mine.add(trial.number)
+    if not gate.needed(trial.number):
+        trial.set_user_attr("not_run", f"the study had its {gate.trials} trials when this one started")
+        raise LightningGenError(f"trial {trial.number} not run: the study has its {gate.trials} trials")
     frozen = study._storage.get_trial(trial._trial_id)
     original = RetryHeartbeatStaleTrialCallback.retried_trial_number(frozen)
     number = trial.number if original is None else original
@@ -203,7 +273,11 @@ def _run_trial(trial: Any, study: Any, spec: SweepSpec, storage: str, extra: lis
     env.pop(run_env.RUN_ID, None)
     trial.set_user_attr("run_id", run_id)
     trial.set_user_attr("command", shlex.join(cmd))
-    proc = subprocess.run(cmd, env=env, preexec_fn=die_with_parent if sys.platform == "linux" else None)
+    with devices.lease() as leased:
+        env.update(leased)
+        if VISIBLE_DEVICES in leased:
+            trial.set_user_attr("devices", leased[VISIBLE_DEVICES])
+        proc = subprocess.run(cmd, env=env, preexec_fn=die_with_parent if sys.platform == "linux" else None)
     if proc.returncode != 0:
         raise LightningGenError(f"trial {number} ({run_id}) exited with status {proc.returncode}")
     attrs = study._storage.get_trial(trial._trial_id).user_attrs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -79,3 +80,37 @@ def test_optuna_sweep_killed_and_restarted_finishes_planned_trials_once(tmp_path
     assert compare.returncode == 0, compare.stderr[-2000:]
     assert all(f"s/{run_id}" in compare.stdout for run_id in run_ids)
     assert (tmp_path / "cmp.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_trials_running_at_once_get_disjoint_devices_and_every_device_is_used(tmp_path: Path) -> None:
+    """4 trials, 2 at a time, 2 of the sweep's 4 declared CUDA devices each (the trials train on the CPU)."""
+    import optuna
+
+    config = write_tiny_config(tmp_path, epochs=1, wandb="disabled")
+    (tmp_path / "s.yaml").write_text(GOOD.format(config=config))
+    env = {**cli_env(), "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
+    args = ["sweep", "s.yaml", "--backend", "optuna", "--trials", "4", "--workers", "2", "--devices-per-trial", "2"]
+    proc = run_cli([*args, "--", "--trainer.accelerator=cpu"], tmp_path, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'runs' / 'sweeps' / 's.db'}")
+    trials = study.get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 4
+    seen = {}
+    for t in trials:  # what the trial's own process saw, from its run dir
+        (line,) = (Path(t.user_attrs["run_dir"]) / "devices.jsonl").read_text().splitlines()
+        record = json.loads(line)
+        seen[t.number] = set(record["CUDA_VISIBLE_DEVICES"].split(","))
+        assert record["CUDA_VISIBLE_DEVICES"] == t.user_attrs["devices"] and len(seen[t.number]) == 2
+    overlapping = [
+        (a, b)
+        for a in trials
+        for b in trials
+        if a.number < b.number and a.datetime_start < b.datetime_complete and b.datetime_start < a.datetime_complete
+    ]
+    assert overlapping, "no two trials ran at once"
+    assert all(not seen[a.number] & seen[b.number] for a, b in overlapping)
+    assert set().union(*seen.values()) == {"0", "1", "2", "3"}
+    compare = run_main(["compare", "--sweep", "s"], tmp_path)
+    assert compare.returncode == 0 and "devices" in compare.stdout and "CUDA 0,1" in compare.stdout
