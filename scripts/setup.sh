@@ -26,4 +26,17 @@ if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
     echo "setup: Fashion-MNIST not installed (needs root: apt-get install dataset-fashion-mnist)."
   fi
 fi
+# Servers the sweep tests start on 127.0.0.1 themselves: PostgreSQL (a shared study) and a headless browser
+# (optuna-dashboard's page). Debian packages; skipped with a note where apt-get or root is missing.
+missing=()
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null) \
+      || echo "setup: could not install ${missing[*]} (Debian); the shared-sweep tests need them."
+  else
+    echo "setup: ${missing[*]} not installed (needs root: apt-get install ${missing[*]}); the shared-sweep tests need them."
+  fi
+fi
 echo "setup: done. Activate with: source $VENV/bin/activate"

@@ -46,7 +46,9 @@ class OptunaTrialReporter(Callback):
         if self._trial is None:
             import optuna
 
-            study = optuna.load_study(study_name=self.study_name, storage=self.storage)
+            from lightning_gen.sweeps.storage import open_storage
+
+            study = optuna.load_study(study_name=self.study_name, storage=open_storage(self.storage))
             self._trial = optuna.trial.Trial(study, self.trial_id)
         return self._trial
 

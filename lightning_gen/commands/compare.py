@@ -27,6 +27,7 @@ import yaml
 from gen_common.errors import ConfigError
 from lightning_gen.runs.devices import describe_devices, last_devices
 from lightning_gen.runs.metrics_csv import read_complete_rows, row_step
+from lightning_gen.sweeps.storage import default_storage, open_storage
 from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.options import parse_options
 from lightning_gen.utils.trees import flatten
@@ -127,12 +128,12 @@ def expand(patterns: list[str]) -> list[Path]:
 
 def sweep_runs(name: str, storage: str | None, root: str) -> list[Path]:
     """Run dirs of an Optuna sweep (from its study) or, without a study, ``<root>/**/<name>/*``."""
-    db = storage or f"sqlite:///{Path(root, 'sweeps', name + '.db').resolve()}"
+    db = storage or default_storage(root, name)
     if storage or Path(root, "sweeps", name + ".db").is_file():
         import optuna
 
         try:
-            study = optuna.load_study(study_name=name, storage=db)
+            study = optuna.load_study(study_name=name, storage=open_storage(db))
         except KeyError:
             raise ConfigError(
                 f"No sweep {name!r} in {db}; list studies with `optuna studies --storage {db}`."

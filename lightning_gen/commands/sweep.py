@@ -21,13 +21,13 @@ rerun of a done grid starts no trial; a point whose trials all failed is queued 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from gen_common.errors import ConfigError
 from lightning_gen.sweeps.devices import TrialDevices
 from lightning_gen.sweeps.optuna_backend import print_summary, run_optuna
 from lightning_gen.sweeps.spec import first_values, grid_points, load_sweep
+from lightning_gen.sweeps.storage import default_storage
 from lightning_gen.sweeps.trial import check_command
 from lightning_gen.sweeps.wandb_backend import run_wandb
 from lightning_gen.utils.options import parse_options
@@ -109,8 +109,6 @@ def main(argv: list[str]) -> None:
         sweep_id = run_wandb(spec, trials, args.sweep_id, args.project, args.entity)
         print(f"W&B sweep {sweep_id}: compare with `lightning-gen compare --sweep {spec.name}` or in the W&B UI.")
         return
-    storage = args.storage or f"sqlite:///{Path(args.root, 'sweeps', spec.name + '.db').resolve()}"
-    if storage.startswith("sqlite:///"):
-        Path(storage[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    storage = args.storage or default_storage(args.root, spec.name)
     study = run_optuna(spec, trials, storage, args.workers, args.heartbeat, args.seed, extra, devices)
     print_summary(study, spec, storage)

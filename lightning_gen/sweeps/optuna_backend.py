@@ -8,7 +8,6 @@ import os
 import shlex
 import subprocess
 import sys
-import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,9 +19,9 @@ from gen_common.progress import interactive
 from lightning_gen.runs import env as run_env
 from lightning_gen.sweeps.devices import VISIBLE_DEVICES, TrialDevices
 from lightning_gen.sweeps.spec import SweepSpec, grid_points, suggest
+from lightning_gen.sweeps.storage import open_storage
 from lightning_gen.sweeps.trial import die_with_parent, trial_command
-
-_DONE_STATE_NAMES = ("COMPLETE", "PRUNED")  # a trial that counts towards ``--trials``
+from lightning_gen.sweeps.trial_gate import DONE_STATE_NAMES, TrialGate
 
 
 def run_optuna(
@@ -44,7 +43,7 @@ def run_optuna(
     from optuna.trial import TrialState
 
     with _quiet_experimental():  # heartbeats and retries are Optuna's experimental API: 4 warnings a sweep
-        rdb = _optuna_storage(storage, heartbeat_s)
+        rdb = open_storage(storage, heartbeat_s)
         try:  # a restarted sweep must not replay the seeded sampler's first suggestions
             seed += len(optuna.load_study(study_name=spec.name, storage=rdb).get_trials(deepcopy=False))
         except KeyError:
@@ -61,7 +60,7 @@ def run_optuna(
         done = len(_done_trials(study))
         grid = _plan_grid(study, spec, trials) if spec.method == "grid" else None
         if done < trials and (grid is None or grid.to_run > 0):
-            gate = _TrialGate(study, trials)
+            gate = TrialGate(study, trials, heartbeat_s)
             with _SweepProgress(trials if grid is None else done + grid.to_run, done) as progress:
                 study.optimize(
                     lambda trial: _run_trial(trial, study, spec, storage, extra, devices, gate),
@@ -91,51 +90,7 @@ def _quiet_experimental() -> Iterator[None]:
 
 
 def _done_trials(study: Any) -> list[Any]:
-    return [t for t in study.get_trials(deepcopy=False) if t.state.name in _DONE_STATE_NAMES]
-
-
-class _TrialGate:
-    """Start a trial only while the study needs one, so that exactly ``trials`` finish across workers and processes.
-
-    Optuna's ``MaxTrialsCallback`` stops a study once ``trials`` are done; by then the workers that finished earlier
-    have started extra trials. Here a worker whose trial ended waits while the trials in flight would bring the study
-    to ``trials``: it starts the next one as soon as one of them fails, and stops when they are done. In flight: the
-    running trials of every process if the storage has heartbeats (a dead process's trials turn stale, then are
-    re-queued), else (a journal file) this process's own. A trial that starts while the earlier ones fill the
-    study (processes started at once) is not run.
-    """
-
-    def __init__(self, study: Any, trials: int, poll_s: float = 1.0) -> None:
-        from optuna.storages._heartbeat import is_heartbeat_enabled
-
-        self.study, self.trials, self.poll_s = study, trials, poll_s
-        self.shared = is_heartbeat_enabled(study._storage)
-        self.mine: set[int] = set()  # numbers of the trials this process started
-
-    def needed(self, number: int | None = None) -> bool:
-        """Wait until a trial (``number``: this one, counting only earlier trials in flight) is needed or the study is full."""
-        import optuna
-
-        while True:
-            optuna.storages.fail_stale_trials(self.study)  # no-op without heartbeats
-            all_trials = self.study.get_trials(deepcopy=False)
-            done = sum(t.state.name in _DONE_STATE_NAMES for t in all_trials)
-            in_flight = sum(
-                t.state.name == "RUNNING"
-                and t.number != number
-                and (number is None or t.number < number)
-                and (self.shared or t.number in self.mine)
-                for t in all_trials
-            )
-            if done >= self.trials:
-                return False
-            if done + in_flight < self.trials:
-                return True
-            time.sleep(self.poll_s)
-
-    def after_trial(self, study: Any, trial: Any) -> None:
-        if not self.needed():
-            study.stop()
+    return [t for t in study.get_trials(deepcopy=False) if t.state.name in DONE_STATE_NAMES]
 
 
 def _point_key(params: dict[str, Any], keys: list[str]) -> str:
@@ -167,7 +122,7 @@ def _plan_grid(study: Any, spec: SweepSpec, trials: int) -> _GridPlan:
     keys = list(points[0])
     by_state: dict[str, set[str]] = {"DONE": set(), "WAITING": set(), "RUNNING": set()}
     for t in study.get_trials(deepcopy=False):
-        state = "DONE" if t.state.name in _DONE_STATE_NAMES else t.state.name
+        state = "DONE" if t.state.name in DONE_STATE_NAMES else t.state.name
         by_state.setdefault(state, set()).add(_trial_point(t, keys))
     todo = [p for p in points if _point_key(p, keys) not in by_state["DONE"]]
     plan = _GridPlan(len(points), len(points) - len(todo), 0, not todo)
@@ -208,18 +163,6 @@ def _report_grid(study: Any, spec: SweepSpec, trials: int, plan: _GridPlan) -> N
         )
 
 
-def _optuna_storage(storage: str, heartbeat_s: int) -> Any:
-    """The RDB storage with heartbeats: a trial silent for two beats is failed and re-queued (up to 3 times)."""
-    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
-
-    return RDBStorage(
-        storage,
-        heartbeat_interval=heartbeat_s,
-        grace_period=2 * heartbeat_s,
-        heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-    )
-
-
 def _optuna_sampler(spec: SweepSpec, seed: int) -> Any:
     """The sweep ``method`` as an Optuna sampler: random, bayes (TPE); a grid queues its points instead."""
     import optuna
@@ -248,7 +191,7 @@ def _run_trial(
     storage: str,
     extra: list[str],
     devices: TrialDevices,
-    gate: _TrialGate,
+    gate: TrialGate,
 ) -> float:
     """One trial: ``lightning-gen fit`` in a subprocess, which reports the sweep metric to the study; its last value.
 
@@ -257,8 +200,7 @@ def _run_trial(
     import optuna
     from optuna.storages import RetryHeartbeatStaleTrialCallback
 
-    gate.mine.add(trial.number)
-    if not gate.needed(trial.number):
+    if not gate.admit(trial):
         trial.set_user_attr("not_run", f"the study had its {gate.trials} trials when this one started")
         raise LightningGenError(f"trial {trial.number} not run: the study has its {gate.trials} trials")
     frozen = study._storage.get_trial(trial._trial_id)
@@ -277,9 +219,10 @@ def _run_trial(
         env.update(leased)
         if VISIBLE_DEVICES in leased:
             trial.set_user_attr("devices", leased[VISIBLE_DEVICES])
-        proc = subprocess.run(cmd, env=env, preexec_fn=die_with_parent if sys.platform == "linux" else None)
-    if proc.returncode != 0:
-        raise LightningGenError(f"trial {number} ({run_id}) exited with status {proc.returncode}")
+        proc = subprocess.Popen(cmd, env=env, preexec_fn=die_with_parent if sys.platform == "linux" else None)
+        returncode = gate.wait(trial, proc)
+    if returncode != 0:
+        raise LightningGenError(f"trial {number} ({run_id}) exited with status {returncode}")
     attrs = study._storage.get_trial(trial._trial_id).user_attrs
     if attrs.get("pruned"):
         raise optuna.TrialPruned()
