@@ -21,6 +21,7 @@ from lightning.pytorch.plugins.environments import SLURMEnvironment
 from lightning_gen.loggers.resumable_csv import ResumableCSVLogger
 from lightning_gen.loggers.wandb import WandbLogger, wandb_resume_kwargs
 from lightning_gen.runs import env
+from lightning_gen.runs.buffer_sync import BroadcastBuffers
 from lightning_gen.runs.checkpoints import AtomicCheckpointIO
 from lightning_gen.runs.finite_guard import FiniteGuard
 from lightning_gen.runs.layout import RunIdentity
@@ -247,4 +248,5 @@ def _run_callbacks(identity: RunIdentity, options: RunOptions, model: Any, has_c
     callbacks.append(RunState(run_id=str(identity.run_id), run_dir=str(identity.run_dir), experiment=identity.name))
     callbacks.append(PreemptionCheckpoint(dirpath=checkpoint_dir, exit_grace_s=options.stop_grace_s))
     callbacks.append(FiniteGuard(dirpath=checkpoint_dir))  # NaN/inf loss stops the run; never saved
+    callbacks.append(BroadcastBuffers())  # DDP: every rank validates with the checkpoint's buffers
     return callbacks
