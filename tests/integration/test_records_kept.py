@@ -125,3 +125,51 @@ def test_an_unknown_command_lists_every_command(capsys: pytest.CaptureFixture[st
         name in err
         for name in ("fit", "validate", "test", "predict", "evaluate", "sample", "export", "compare", "sweep")
     )
+
+
+def test_two_evaluations_started_together_both_keep_their_record(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 23 item 1 as a user hits it: two ``evaluate`` processes of one checkpoint, seeds 0 and 1, started at
+    once with the default record path. Both records survive, each with its own values and protocol card, and
+    ``compare`` lists both."""
+    import json
+
+    import lightning as L
+
+    from lightning_gen.models import VAE
+    from tests.helpers.metrics import LABELLED_SHAPE, labelled_blobs
+    from tests.helpers.ops import popen_cli
+
+    run = tmp_path / "runs" / "blobs" / "r1"
+    L.seed_everything(0)
+    model = VAE(image_shape=LABELLED_SHAPE, latent_dim=4, widths=(8, 16))
+    trainer = L.Trainer(
+        accelerator="cpu", max_steps=2, limit_val_batches=0, logger=False, enable_progress_bar=False,
+        enable_checkpointing=False, enable_model_summary=False, default_root_dir=tmp_path,
+    )  # fmt: skip
+    trainer.fit(model, labelled_blobs())
+    trainer.save_checkpoint(run / "checkpoints" / "last.ckpt")
+    data = {"class_path": "datamodules.SyntheticImageDataModule", "init_args": {"image_shape": list(LABELLED_SHAPE)}}
+    (run / "config.yaml").write_text(
+        yaml.safe_dump({"model": {"class_path": "lightning_gen.models.VAE"}, "data": data})
+    )
+    (run / "metrics.csv").write_text("step,epoch,val/elbo\n1,0,-500.0\n")
+    common = ["--metrics", "fd_classifier", "--num_samples", "24", "--num_real", "24", "--classifier_epochs", "1"]
+    procs = [
+        popen_cli(
+            ["evaluate", "--ckpt", str(run / "checkpoints" / "last.ckpt"), "--seed", str(seed), *common], tmp_path
+        )
+        for seed in (0, 1)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    records = sorted((run / "eval").glob("evaluate-*/evaluation.json"))
+    assert len(records) == 2 and all(f"wrote {r}" in "".join(outputs) for r in records)
+    reports = [json.loads(r.read_text()) for r in records]
+    assert sorted(r["options"]["seed"] for r in reports) == [0, 1]
+    values = [r["values"]["fd_classifier"] for r in reports]
+    assert values[0] != values[1]  # different noise, different samples: two results, both kept
+    assert all(r["cards"]["fd_classifier"]["n_fake"] == 24 for r in reports)
+    assert sorted(m["fd_classifier"] for _, m in load_run(run).evaluations) == sorted(values)
+    main(["compare", "--runs", str(run)])
+    table = capsys.readouterr().out
+    assert "2 evaluations" in table
