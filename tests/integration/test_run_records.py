@@ -93,7 +93,7 @@ def test_test_writes_its_own_sub_run_and_leaves_the_run_untouched(run_copy: Path
 
 
 def test_refused_commands_say_why_and_write_nothing(run_copy: Path, tmp_path: Path) -> None:
-    """Five refusals, one after the other in this process: no file of the run changes.
+    """Six refusals, one after the other in this process: no file of the run changes.
 
     The lock is held by this process: flock is per open file, so the `locked` case conflicts with it
     as with another process's lock (the message names this PID)."""
@@ -102,6 +102,15 @@ def test_refused_commands_say_why_and_write_nothing(run_copy: Path, tmp_path: Pa
         "mismatch_fit": ["fit", "--config", cfg, "--ckpt_path", "last", "--model.init_args.latent_dim=16"],
         "mismatch_test": ["test", "--config", cfg, "--ckpt_path", "last", "--model.init_args.latent_dim=16"],
         "zero_steps": ["fit", "--config", cfg, "--ckpt_path", "last", "--trainer.max_steps=20"],
+        "changed_lr": [
+            "fit",
+            "--config",
+            cfg,
+            "--ckpt_path",
+            "last",
+            "--trainer.max_epochs=2",
+            "--model.init_args.optimizer.init_args.lr=0.0005",
+        ],  # fmt: skip
         "new_run_in_old_dir": ["fit", "--config", "tiny.yaml", "--run.id", "r1"],
     }
     before = snapshot(run_copy)
@@ -132,6 +141,8 @@ def test_refused_commands_say_why_and_write_nothing(run_copy: Path, tmp_path: Pa
         "decides). Nothing was written. Run the same command with the higher limit to continue training, or "
         "`lightning-gen test`/`validate` to evaluate the checkpoint."
     )
+    changed = error_paragraph(done["changed_lr"])  # issue 23 item 2, through the CLI: refused, every byte kept
+    assert "`model.init_args.optimizer.init_args.lr` 0.003 -> 0.0005" in changed and "--init_from" in changed
     assert error_paragraph(done["new_run_in_old_dir"]) == (
         "lightning-gen: error: Run dir runs/tiny/r1 already holds a run (metrics.csv, config.yaml, checkpoints, wandb); "
         "a new `fit` there would replace its records. Nothing was written. Continue that run with `--ckpt_path last`, "
