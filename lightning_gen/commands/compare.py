@@ -30,7 +30,7 @@ from lightning_gen.runs.metrics_csv import read_complete_rows, row_step
 from lightning_gen.sweeps.storage import default_storage, open_storage
 from lightning_gen.utils.imports import import_object
 from lightning_gen.utils.options import parse_options
-from lightning_gen.utils.trees import flatten
+from lightning_gen.utils.trees import flatten, short_key
 
 _IGNORED_KEYS = ("run.id", "ckpt_path", "config", "trainer.logger", "run.tags", "run.group")
 
@@ -168,7 +168,7 @@ def summarize(
     """Header, rows and the differing config keys of the comparison table."""
     keys = sorted({k for r in runs for k in r.config})
     differing = [k for k in keys if not k.startswith(_IGNORED_KEYS) and len({repr(r.config.get(k)) for r in runs}) > 1]
-    header = ["run", *(k.replace(".init_args", "") for k in differing)]  # model.optimizer.lr
+    header = ["run", *(short_key(k) for k in differing)]  # model.optimizer.lr
     for m in metrics:
         header += [f"{m} final", f"{m} best"]
     rows = []

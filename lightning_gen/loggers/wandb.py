@@ -4,6 +4,11 @@ W&B itself, with no API key, waits forever at a login prompt in a terminal, and 
 no network blocks for minutes. :func:`resolve_wandb_mode` decides first (environment, API key,
 a time-boxed probe of the server W&B will really dial) and the logger tells the user in one line where an
 offline run lives and how to upload it.
+
+Dashboards that compare: every run defines its x-axis (``trainer/global_step``) and its summaries
+(the model's ``monitor`` keeps its best value, min or max as the contract says; the rest their
+last), and the CLI's config is also logged flat under the names ``compare`` shows
+(``model.optimizer.lr``), so W&B's runs table and parallel-coordinates panel read like ``compare``.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import shlex
 import threading
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
@@ -22,8 +28,11 @@ from lightning.pytorch.loggers import WandbLogger as _LightningWandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 
 from gen_common.errors import LightningGenError
+from lightning_gen.utils.trees import flatten, short_key
 
 WandbMode = Literal["auto", "online", "offline"]
+#: W&B's x-axis for every metric: Lightning's global step, logged with each row
+STEP_METRIC = "trainer/global_step"
 
 
 def wandb_base_url() -> str:
@@ -180,6 +189,41 @@ class WandbLogger(_LightningWandbLogger):
         return run
 
     @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        """Log ``params`` as Lightning does; the CLI's ``{"config": <resolved config>}`` also flat, under short names.
+
+        The nested config stays under ``config``; beside it each leaf is a top-level key named as
+        ``compare`` names it (``model.optimizer.lr``), which W&B's tables and panels show as columns.
+        """
+        super().log_hyperparams(params)
+        config = params.get("config") if isinstance(params, Mapping) else None
+        if isinstance(config, Mapping):
+            flat = flat_hyperparameters(config)
+            if flat:
+                self.experiment.config.update(flat, allow_val_change=True)
+
+    @rank_zero_only
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """The Trainer calls this with its LightningModule as each stage starts (a resume too): define the metrics.
+
+        Rank 0 only (the other ranks have no W&B run) and no collective: it reads attributes only.
+        """
+        super().log_graph(model, input_array)
+        self.define_metrics(metric_directions(model))
+
+    @rank_zero_only
+    def define_metrics(self, directions: Mapping[str, str]) -> None:
+        """Every metric against :data:`STEP_METRIC`, summarized by its last value; each metric of
+        ``directions`` (``{name: "min" | "max"}``) by its best value instead."""
+        define = getattr(self.experiment, "define_metric", None)
+        if define is None:  # a dummy experiment
+            return
+        define(STEP_METRIC)
+        define("*", step_metric=STEP_METRIC, step_sync=True)  # W&B's default summary: the last value
+        for name, mode in directions.items():
+            define(name, step_metric=STEP_METRIC, step_sync=True, summary=mode)
+
+    @rank_zero_only
     def _announce(self, run: Any) -> None:
         if self.offline and getattr(run, "dir", None):
             run_dir = os.path.dirname(run.dir)
@@ -189,6 +233,53 @@ class WandbLogger(_LightningWandbLogger):
             )
 
 
+def metric_directions(model: Any) -> dict[str, str]:
+    """``{metric: "min" | "max"}`` known for ``model``'s run: its contract's ``monitor``, then what the
+    Trainer's ``ModelCheckpoint`` callbacks monitor (a config's own checkpoint, e.g. ``eval/fid`` min)."""
+    directions: dict[str, str] = {}
+    name, mode = getattr(model, "monitor", None) or (None, "min")
+    if name:
+        directions[name] = mode
+    trainer = getattr(model, "_trainer", None)  # LightningModule.trainer raises when detached
+    for callback in getattr(trainer, "checkpoint_callbacks", None) or []:
+        if getattr(callback, "monitor", None) and getattr(callback, "mode", None) in ("min", "max"):
+            directions.setdefault(callback.monitor, callback.mode)
+    return directions
+
+
+def flat_hyperparameters(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved config's leaves under the names ``compare`` shows: ``{"model.optimizer.lr": 0.001, ...}``.
+
+    The top-level ``config`` (the ``--config`` files) is left out: that W&B key holds the nested config.
+    """
+    return {short_key(key): value for key, value in flatten(dict(config)).items() if key != "config"}
+
+
+def read_offline_summary(run_path: str | os.PathLike, timeout_s: float = 60.0) -> dict[str, Any]:
+    """A local W&B run's state as ``wandb leet inspect --summary --json`` gives it: ``summary``, ``config``, ``state``...
+
+    A metric defined with a summary reads ``{"max": 3.0}`` there; the others their last value.
+    """
+    import json
+
+    return json.loads(_leet_inspect(run_path, ["--summary", "--json"], timeout_s))
+
+
+def _leet_inspect(run_path: str | os.PathLike, options: list[str], timeout_s: float) -> str:
+    import shutil
+    import subprocess
+    import sys
+
+    wandb_bin = shutil.which("wandb") or os.path.join(os.path.dirname(sys.executable), "wandb")
+    return subprocess.run(
+        [wandb_bin, "leet", "inspect", *options, os.fspath(run_path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=True,
+    ).stdout
+
+
 def read_offline_history(run_path: str | os.PathLike, timeout_s: float = 60.0) -> list[dict[str, Any]]:
     """The logged history rows of a local W&B run (``offline-run-*`` dir or ``.wandb`` file).
 
@@ -196,18 +287,8 @@ def read_offline_history(run_path: str | os.PathLike, timeout_s: float = 60.0) -
     and compared without the W&B server.
     """
     import json
-    import shutil
-    import subprocess
-    import sys
 
-    wandb_bin = shutil.which("wandb") or os.path.join(os.path.dirname(sys.executable), "wandb")
-    out = subprocess.run(
-        [wandb_bin, "leet", "inspect", "--json", os.fspath(run_path)],
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=True,
-    ).stdout
+    out = _leet_inspect(run_path, ["--json"], timeout_s)
     rows = []
     for line in out.splitlines():
         if '"type":"history"' in line:

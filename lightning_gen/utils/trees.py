@@ -13,3 +13,8 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     for key, value in tree.items():
         out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
     return out
+
+
+def short_key(key: str) -> str:
+    """``model.init_args.optimizer.init_args.lr`` -> ``model.optimizer.lr``: the name ``compare`` and W&B show."""
+    return key.replace(".init_args", "")
