@@ -16,7 +16,7 @@ import yaml
 from lightning_gen.__main__ import main
 from tests.helpers.cli import run_main
 from tests.helpers.paths import EXPERIMENTS
-from tests.unit.exporters.checkpoints import TEXT, diffusion_checkpoint, text_checkpoint
+from tests.helpers.exports import TEXT, diffusion_checkpoint, text_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lightning_gen.exporters import export_folder
-from tests.unit.exporters.checkpoints import diffusion_checkpoint
+from tests.helpers.exports import diffusion_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

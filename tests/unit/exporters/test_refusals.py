@@ -9,7 +9,7 @@ import pytest
 from gen_common.errors import LightningGenError
 from lightning_gen.exporters import export_folder
 from lightning_gen.exporters.source import MARKER
-from tests.unit.exporters.checkpoints import TEXT, diffusion_checkpoint, text_checkpoint
+from tests.helpers.exports import TEXT, diffusion_checkpoint, text_checkpoint
 
 
 @pytest.fixture

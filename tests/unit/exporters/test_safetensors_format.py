@@ -11,7 +11,7 @@ import torch
 
 from lightning_gen.commands.export import load_generator
 from lightning_gen.exporters import export_folder
-from tests.unit.exporters.checkpoints import TEXT, diffusion_checkpoint, image_checkpoint, perturb, text_checkpoint
+from tests.helpers.exports import TEXT, diffusion_checkpoint, image_checkpoint, perturb, text_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

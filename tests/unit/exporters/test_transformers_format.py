@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from lightning_gen.exporters import export_folder
-from tests.unit.exporters.checkpoints import TEXT, text_checkpoint
+from tests.helpers.exports import TEXT, text_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 transformers = pytest.importorskip("transformers", reason="the `export` extra (scripts/setup.sh installs it)")
