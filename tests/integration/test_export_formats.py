@@ -15,8 +15,8 @@ import yaml
 
 from lightning_gen.__main__ import main
 from tests.helpers.cli import run_main
-from tests.helpers.paths import EXPERIMENTS
 from tests.helpers.exports import TEXT, diffusion_checkpoint, text_checkpoint
+from tests.helpers.paths import EXPERIMENTS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
