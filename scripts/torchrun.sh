@@ -28,7 +28,21 @@ if [[ "$NNODES" -gt 1 && -z "${RUN_ID:-}" ]]; then
 fi
 # every rank must pick the same run dir: lightning_gen.runs.layout reads this variable (lightning_gen.runs.env.RUN_ID)
 export LIGHTNING_GEN_RUN_ID="${RUN_ID:-$(date +%Y%m%d-%H%M%S)-torchrun}"
-exec "$python" -m torch.distributed.run \
+# this node's resume command, for the paragraph a rank prints when a node of the run is lost
+args=()
+skip=0
+for arg in "$@"; do
+  if [[ "$skip" == 1 ]]; then skip=0; continue; fi
+  case "$arg" in
+    --ckpt_path) skip=1 ;;
+    --ckpt_path=*) ;;
+    *) args+=("$arg") ;;
+  esac
+done
+relaunch="NNODES=$NNODES NODE_RANK=$NODE_RANK NPROC=$NPROC MASTER_ADDR=$MASTER_ADDR MASTER_PORT=$MASTER_PORT"
+relaunch+=" RUN_ID=$LIGHTNING_GEN_RUN_ID${STRATEGY:+ STRATEGY=$STRATEGY} $0$(printf ' %q' "${args[@]}") --ckpt_path last"
+export LIGHTNING_GEN_RELAUNCH="$relaunch"
+exec "$python" -m lightning_gen.cli.torchrun \
   --nproc-per-node "$NPROC" --nnodes "$NNODES" --node-rank "$NODE_RANK" \
   --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" \
   -m lightning_gen "$@" \

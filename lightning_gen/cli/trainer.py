@@ -37,6 +37,7 @@ from lightning_gen.runs.devices import record_devices
 from lightning_gen.runs.init_from import InitSource, add_init_from_arguments, prepare_init_from
 from lightning_gen.runs.layout import check_new_run_dir, run_identity
 from lightning_gen.runs.lock import RunLock, acquire_run_lock
+from lightning_gen.runs.lost_peer import die_with_launcher, report_lost_peer
 from lightning_gen.runs.options import RunOptions
 from lightning_gen.runs.plan import RunPlan, plan_run
 from lightning_gen.runs.precision import emulated_precision_notice
@@ -95,7 +96,11 @@ class LightningGenCLI(LightningCLI):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.request = Request()  # set by before_instantiate_classes
         self.plan: RunPlan | None = None  # set by instantiate_trainer
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except Exception as err:  # a dead node: one paragraph (PeerLostError), anything else re-raises
+            report_lost_peer(err, self.plan.identity.run_dir if self.plan else None, getattr(self, "trainer", None))
+            raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
@@ -302,6 +307,7 @@ def main(argv: list[str]) -> None:
     """``lightning-gen SUBCOMMAND ...`` (``argv`` starts with the subcommand); run by :mod:`lightning_gen.__main__`."""
     # The CSV logger shares the run dir with W&B by design; its "dir not empty" warning is noise.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    die_with_launcher()  # a torchrun worker ends with its node's agent
     from jsonargparse import ArgumentError
 
     try:  # None: LightningCLI reads sys.argv (it warns when given both)

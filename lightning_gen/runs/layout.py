@@ -22,6 +22,8 @@ from lightning_gen.runs.options import RunOptions
 #: subcommands that evaluate a run: they write their own sub-run, never into the training run
 EVAL_STAGES = ("test", "validate", "predict")
 
+CHECKPOINT_DIR = "checkpoints"  # <run dir>/checkpoints: last.ckpt and the best one
+
 
 @dataclass(frozen=True)
 class RunIdentity:
@@ -64,7 +66,7 @@ def run_directory(options: RunOptions, name: str, run_id: str) -> Path:
 def find_last_checkpoint(options: RunOptions, name: str) -> Path | None:
     """``<root>/<name>/<id>/checkpoints/last.ckpt`` of ``options.id``, or of the newest run that has one."""
     if options.id:
-        path = run_directory(options, name, options.id) / "checkpoints" / "last.ckpt"
+        path = run_directory(options, name, options.id) / CHECKPOINT_DIR / "last.ckpt"
         return path if path.exists() else None
     candidates = sorted(Path(options.root, name).glob("*/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
     return candidates[-1] if candidates else None

@@ -24,7 +24,7 @@ from lightning_gen.runs import env
 from lightning_gen.runs.buffer_sync import BroadcastBuffers
 from lightning_gen.runs.checkpoints import AtomicCheckpointIO
 from lightning_gen.runs.finite_guard import FiniteGuard
-from lightning_gen.runs.layout import RunIdentity
+from lightning_gen.runs.layout import CHECKPOINT_DIR, RunIdentity
 from lightning_gen.runs.options import RunOptions
 from lightning_gen.runs.preemption import PreemptionCheckpoint
 from lightning_gen.runs.resume import Resume
@@ -210,7 +210,7 @@ def _callbacks(
 
 def _run_callbacks(identity: RunIdentity, options: RunOptions, model: Any, has_checkpoint: bool) -> list[Callback]:
     """Best + last checkpoints (unless the config brings its own), run state, preemption save, finite guard."""
-    checkpoint_dir = str(identity.run_dir / "checkpoints")
+    checkpoint_dir = str(identity.run_dir / CHECKPOINT_DIR)
     callbacks: list[Callback] = []
     if not has_checkpoint:
         monitor, mode = model.monitor  # the generator contract: a class attribute of every family
