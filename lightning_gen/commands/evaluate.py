@@ -192,8 +192,15 @@ def warn_shapes(fake_scan: Any, real_scan: Any, datamodule: Any) -> list[str]:
     return lines
 
 
-def generated_images(model: Any, n: int, chunk: int, seed: int, device: str) -> Tensor:
-    """The same ``n`` samples an evaluation draws (chunk noise from ``seed``), as uint8, in memory."""
+def generated_images(
+    model: Any, n: int, chunk: int, seed: int, device: str, labels: Tensor | None = None, **conditioning: Any
+) -> Tensor:
+    """The same ``n`` samples an evaluation draws (chunk noise from ``seed``), as uint8, in memory.
+
+    ``labels`` (``(n,)``, conditional models) are cut into the chunks; ``conditioning`` (e.g. a
+    diffusion model's ``sampler``, ``steps``, ``guidance_scale``) goes to every ``sample`` call
+    (``lightning-gen sample``; an evaluation passes neither: the family's defaults).
+    """
     import torch
 
     from lightning_gen.metrics.distributed import chunk_seed
@@ -202,8 +209,11 @@ def generated_images(model: Any, n: int, chunk: int, seed: int, device: str) -> 
     out = []
     with torch.no_grad():
         for start in range(0, n, chunk):
+            size = min(chunk, n - start)
+            if labels is not None:
+                conditioning["labels"] = labels[start : start + size]
             g = torch.Generator(device=device).manual_seed(chunk_seed(seed, start))
-            out.append(to_uint8(model.sample(min(chunk, n - start), generator=g)).cpu())
+            out.append(to_uint8(model.sample(size, generator=g, **conditioning)).cpu())
     return torch.cat(out)
 
 
