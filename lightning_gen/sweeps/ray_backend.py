@@ -86,7 +86,9 @@ def run_ray(
     require_ray()
     import ray
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # not its TensorBoard one: it imports torch
     _check_local_gpus(address, gpus_per_trial)
     print_config = _start_print_config(spec, extra)  # the dry run overlaps Ray's start
     try:
@@ -113,12 +115,13 @@ def run_ray(
                 scheduler=scheduler,
                 trial_name_creator=name_trial,
                 trial_dirname_creator=lambda trial: trial.custom_trial_name,  # the run id, e.g. trial-0003
-                reuse_actors=False,
+                reuse_actors=False,  # a stopped trial's actor exits, and its fit process with it (SIGTERM)
             ),
             run_config=tune.RunConfig(
                 name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
                 storage_path=str(run_root.parent / "sweeps" / "ray"),
                 failure_config=tune.FailureConfig(max_failures=max_failures),
+                callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],  # Tune's result.json, progress.csv per trial
                 verbose=1,
             ),
         )

@@ -31,8 +31,9 @@ LOOPBACK = ["unshare", "-n", "bash", "-c", 'ip link set lo up && exec "$@"', "ba
 
 # A stand-in for `lightning-gen fit` that costs no training: it answers --print_config, records the devices it was
 # given like the fit process does (devices.jsonl), logs its --x as the metric (metrics.csv) and keeps its start, end
-# and whether it got SIGTERM. A trial with x < 5 reaches ASHA's first rung only after trial-0000 was recorded there,
-# then waits for a second row that comes too late: ASHA must stop it.
+# and whether it got SIGTERM. A trial with x >= 5 logs its second row once another trial has started (so they run at
+# once). A trial with x < 5 reaches ASHA's first rung only after trial-0000 was recorded there, then waits for a
+# second row that comes too late: ASHA must stop it.
 FAKE_FIT = """\
 import json, os, signal, sys, time
 from pathlib import Path
@@ -56,6 +57,9 @@ if x < 5:
     while not list(Path("runs/sweeps/ray").glob("*/trial-0000/result.json")) and time.time() < deadline:
         time.sleep(0.05)
 (run / "metrics.csv").write_text(f"step,val/x\\n1,{x}\\n")
+deadline = time.time() + 60
+while len(list(run.parent.glob("trial-*/devices.jsonl"))) < 2 and time.time() < deadline:
+    time.sleep(0.05)
 time.sleep(60 if x < 5 else 0.3)
 with open(run / "metrics.csv", "a") as f:
     f.write(f"2,{x}\\n")
@@ -101,17 +105,17 @@ def _devices(run: Path) -> list[set[str]]:
 
 
 def test_ray_sweep_gives_running_trials_disjoint_gpus_and_asha_stops_the_bad_ones(tmp_path: Path) -> None:
-    """A local cluster of the sweep's 4 declared GPUs, 2 per trial: 3 of the 4 grid points, 2 at a time; ASHA stops x=1."""
+    """A local cluster of the sweep's 4 declared GPUs, 2 per trial: 2 of the 4 grid points at once; ASHA stops x=1."""
     (tmp_path / "fake_fit.py").write_text(FAKE_FIT)
     (tmp_path / "s.yaml").write_text(FAKE_SWEEP.format(python=sys.executable))
     env = {**cli_env(), "CUDA_VISIBLE_DEVICES": "0,1,2,3"}
-    args = ["sweep", "s.yaml", "--backend", "ray", "--trials", "3", "--gpus-per-trial", "2", "--cpus-per-trial", "0.5"]
+    args = ["sweep", "s.yaml", "--backend", "ray", "--trials", "2", "--gpus-per-trial", "2", "--cpus-per-trial", "0.5"]
     proc = _loopback_cli(args, tmp_path, env, timeout=120)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert "sweep s: 3 finished (1 stopped early by ASHA), 0 failed" in proc.stdout
+    assert "sweep s: 2 finished (1 stopped early by ASHA), 0 failed" in proc.stdout
 
     runs = {p.name: p for p in sorted((tmp_path / "runs" / "s").iterdir())}
-    assert list(runs) == ["trial-0000", "trial-0001", "trial-0002"]  # the grid's first 3 points, one run each
+    assert list(runs) == ["trial-0000", "trial-0001"]  # the grid's first 2 points, one run each
     span = {name: json.loads((run / "span.json").read_text()) for name, run in runs.items()}
     gpus = {name: _devices(run)[0] for name, run in runs.items()}
     assert all(len(g) == 2 and g <= {"0", "1", "2", "3"} for g in gpus.values())
@@ -121,8 +125,8 @@ def test_ray_sweep_gives_running_trials_disjoint_gpus_and_asha_stops_the_bad_one
         for b in runs
         if a < b and max(span[a]["start"], span[b]["start"]) < min(span[a]["end"], span[b]["end"])
     ]
-    assert ("trial-0000", "trial-0001") in overlapping, span
-    assert all(not gpus[a] & gpus[b] for a, b in overlapping), (gpus, overlapping)
+    assert overlapping == [("trial-0000", "trial-0001")], span  # both ran at once ...
+    assert gpus["trial-0000"] | gpus["trial-0001"] == {"0", "1", "2", "3"}, gpus  # ... on disjoint GPU pairs
 
     stopped = {name for name, s in span.items() if s["sigterm"]}
     assert stopped == {"trial-0001"}  # x = 1, below the first rung's cutoff (x = 8 was there first)
