@@ -37,7 +37,7 @@ from lightning_gen.runs.devices import record_devices
 from lightning_gen.runs.init_from import InitSource, add_init_from_arguments, prepare_init_from
 from lightning_gen.runs.layout import check_new_run_dir, run_identity
 from lightning_gen.runs.lock import RunLock, acquire_run_lock
-from lightning_gen.runs.lost_peer import die_with_launcher, report_lost_peer
+from lightning_gen.runs.lost_peer import Ranks, die_with_launcher, report_lost_peer
 from lightning_gen.runs.options import RunOptions
 from lightning_gen.runs.plan import RunPlan, plan_run
 from lightning_gen.runs.precision import emulated_precision_notice
@@ -99,7 +99,8 @@ class LightningGenCLI(LightningCLI):
         try:
             super().__init__(*args, **kwargs)
         except Exception as err:  # a dead node: one paragraph (PeerLostError), anything else re-raises
-            report_lost_peer(err, self.plan.identity.run_dir if self.plan else None, getattr(self, "trainer", None))
+            run_dir = self.plan.identity.run_dir if self.plan is not None else None
+            report_lost_peer(err, run_dir, Ranks.of(getattr(self, "trainer", None)))
             raise
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

@@ -156,13 +156,12 @@ def lost_peer_paragraph(reason: str, run_dir: Path, ranks: Ranks, relaunch: str,
     )
 
 
-def report_lost_peer(err: BaseException, run_dir: Path | None, trainer: object | None = None) -> None:
+def report_lost_peer(err: BaseException, run_dir: Path | None, ranks: Ranks) -> None:
     """Raise :class:`PeerLostError` if ``err`` is a lost peer of a multi-process run (else return).
 
     Only local rank 0 prints it, once per node; the node's other ranks exit with status 1 quietly.
     """
     reason = lost_peer(err)
-    ranks = Ranks.of(trainer)
     if reason is None or run_dir is None or ranks.world < 2:
         return
     if os.environ.get("LOCAL_RANK", "0") != "0":

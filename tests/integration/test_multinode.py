@@ -8,6 +8,8 @@ A node is killed as a machine dies: ``kill -9`` of its torchrun agent, whose wor
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 import re
 import shlex
@@ -23,7 +25,7 @@ import pytest
 import torch
 
 from tests.helpers.ops import cli_env, logged_steps, train_rows, write_tiny_config
-from tests.helpers.paths import REPO_ROOT
+from tests.helpers.paths import EXPERIMENTS, REPO_ROOT
 
 TORCHRUN_SH = REPO_ROOT / "scripts" / "torchrun.sh"
 RUN_ID = "x"
@@ -210,10 +212,13 @@ def check_paragraph(paragraph: str, lost: int, run_dir: Path, config: Path) -> N
 
 
 def check_continued(metrics: Path, at_kill: list[str], checkpoint_step: int, expected_steps: list[int]) -> None:
-    """Every step logged once; the rows before the checkpoint the relaunch resumed from are those of the first launch."""
+    """Every step logged once; the rows before the checkpoint the relaunch resumed from are those of the first
+    launch (the header may have gained columns since: a row's new columns are empty)."""
     assert logged_steps(train_rows(metrics)) == expected_steps
-    kept = [row for row in at_kill[1:] if int(row.split(",")[1]) < checkpoint_step]
-    assert metrics.read_text().splitlines()[1 : 1 + len(kept)] == kept
+    kept = [row for row in csv.DictReader(at_kill) if int(row["step"]) < checkpoint_step]
+    final = train_rows(metrics)[: len(kept)]
+    assert [{k: row[k] for k in kept[0]} for row in final] == kept
+    assert all(not value for row in final for key, value in row.items() if key not in kept[0])
 
 
 def checkpoint_step(run_dir: Path) -> int:
@@ -233,3 +238,201 @@ def test_a_killed_node_costs_one_paragraph_and_the_relaunch_continues(tmp_path: 
     assert saved_step >= 4
     check_continued(metrics, at_kill, saved_step, list(range(16)))
     assert checkpoint_step(run_dir) == 16
+
+
+def experiment_args(*configs: str) -> list[str]:
+    """An experiment file + ``debug.yaml`` (20 steps), every step logged, ``last.ckpt`` every 4 steps."""
+    files = [arg for name in configs for arg in ("--config", str(EXPERIMENTS / f"{name}.yaml"))]
+    return [
+        "fit",
+        *files,
+        "--config",
+        str(EXPERIMENTS / "debug.yaml"),
+        "--trainer.accelerator=cpu",
+        "--trainer.log_every_n_steps=1",
+        "--run.checkpoint_every_n_steps=4",
+    ]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(("experiment", "kill"), [("vae_mnist", 0), ("gpt_shakespeare_char", 1)])
+def test_killed_node_of_an_experiment_then_relaunched(tmp_path: Path, experiment: str, kill: int) -> None:
+    """The issue's command: kill -9 the master (image) or node 1 (text) at step >= 10 of 20; the survivor prints
+    the paragraph, the relaunch resumes from the newest step-checkpoint and logs each step once."""
+    args = experiment_args(experiment)
+    run_dir = tmp_path / "runs" / "debug" / experiment / RUN_ID
+    metrics = run_dir / "metrics.csv"
+    paragraph, at_kill, saved_step = kill_and_relaunch(tmp_path, args, metrics, kill=kill, at_step=10, timeout_s=90)
+    lost = kill
+    assert paragraph.startswith(f"lightning-gen: error: rank {1 - lost} (node {1 - lost} of 2, host ")
+    assert f"lost node {lost} (rank {lost} at 127.0.0.1" in paragraph
+    assert f"The newest checkpoint is {run_dir / 'checkpoints' / 'last.ckpt'} (saved " in paragraph
+    assert saved_step >= 8
+    check_continued(metrics, at_kill, saved_step, list(range(20)))
+    assert checkpoint_step(run_dir) == 20
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_node_that_stops_answering_ends_the_survivor_within_the_collective_timeout(tmp_path: Path) -> None:
+    """SIGSTOP of node 1 (a host that vanished without closing its sockets): node 0 waits the collective
+    timeout (30 s), then prints the paragraph; it never hangs."""
+    config = write_tiny_config(tmp_path, epochs=8)
+    args = ["fit", "--config", str(config), "--trainer.accelerator=cpu", "--run.collective_timeout_min=0.5"]
+    metrics = tmp_path / "runs" / "tiny" / RUN_ID / "metrics.csv"
+    port = free_port()
+    with cluster(tmp_path) as nodes:
+        agents = [nodes.node(rank, args, port) for rank in (0, 1)]
+        nodes.wait_for_step(metrics, 5)
+        nodes.remember()
+        for pid in [agents[1].pid, *descendants(agents[1].pid)]:
+            os.kill(pid, signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        status = nodes.wait(agents[0], 120)
+        took = time.monotonic() - stopped_at
+    paragraph = paragraph_of(nodes.stderr(agents[0]))
+    assert status == 1 and 25 < took < 120, (status, took)
+    assert "lost a peer that stopped answering (no message within the collective timeout" in paragraph
+    assert "--ckpt_path last`" in paragraph
+
+
+def tree_listing(run_dir: Path) -> list[str]:
+    """The run dir's files, W&B's time-stamped folder names made comparable."""
+    names = [str(p.relative_to(run_dir)) for p in run_dir.rglob("*") if p.is_file()]
+    return sorted(re.sub(r"run-\d{8}_\d{6}-", "run-T-", name) for name in names)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_two_node_run_equals_a_two_process_single_node_run(tmp_path: Path) -> None:
+    """2 nodes x 1 process (torchrun.sh) and 1 node x 2 processes (Lightning's DDP): the same files, the same
+    metrics.csv rows and the same weights (to float rounding)."""
+    from tests.helpers.ops import run_cli, state_dict
+
+    two_nodes, one_node = tmp_path / "nodes", tmp_path / "single"
+    for folder in (two_nodes, one_node):
+        folder.mkdir()
+        write_tiny_config(folder, epochs=2)
+    args = ["fit", "--config", "tiny.yaml", "--trainer.accelerator=cpu"]
+    port = free_port()
+    with cluster(two_nodes) as nodes:
+        agents = [nodes.node(rank, args, port) for rank in (0, 1)]
+        for agent in agents:
+            assert nodes.wait(agent, 300) == 0, nodes.stderr(agent)[-3000:]
+    single = run_cli([*args, "--trainer.strategy=ddp", "--trainer.devices=2", f"--run.id={RUN_ID}"], one_node)
+    assert single.returncode == 0, single.stderr[-3000:]
+    a, b = two_nodes / "runs" / "tiny" / RUN_ID, one_node / "runs" / "tiny" / RUN_ID
+    assert tree_listing(a) == tree_listing(b)
+    rows_a, rows_b = train_rows(a / "metrics.csv"), train_rows(b / "metrics.csv")
+    assert [row.keys() for row in rows_a] == [row.keys() for row in rows_b]
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):  # gloo sums in another order: last digits differ
+        for key, value in row_a.items():
+            assert (value == row_b[key]) if not value else math.isclose(float(value), float(row_b[key]), rel_tol=1e-5)
+    for name in ("last.ckpt", "epoch=1-step=8.ckpt"):
+        left, right = state_dict(a / "checkpoints" / name), state_dict(b / "checkpoints" / name)
+        assert left.keys() == right.keys()
+        assert all(torch.allclose(left[k].float(), right[k].float(), rtol=1e-4, atol=1e-6) for k in left)
+
+
+FAKE_SRUN = """#!/bin/bash
+# srun on one machine: SLURM_NTASKS tasks with the variables srun gives each; SIGTERM goes to every task
+while [[ "$1" == -* ]]; do shift; done
+pids=()
+for ((i = 0; i < SLURM_NTASKS; i++)); do
+  SLURM_PROCID=$i SLURM_LOCALID=$((i % SLURM_NTASKS_PER_NODE)) SLURM_NODEID=$((i / SLURM_NTASKS_PER_NODE)) \\
+    SLURM_STEP_ID=0 SLURM_STEPID=0 "$@" &
+  pids+=($!)
+done
+trap 'kill -TERM "${pids[@]}" 2>/dev/null' TERM
+status=0
+for pid in "${pids[@]}"; do
+  while true; do wait "$pid"; code=$?; kill -0 "$pid" 2>/dev/null || break; done
+  [[ "$code" != 0 ]] && status=$code
+done
+exit "$status"
+"""
+FAKE_SCONTROL = '#!/bin/bash\necho "$@" >> "$SCONTROL_LOG"\n'
+
+
+def slurm_env(tmp_path: Path, port: int) -> dict[str, str]:
+    """What sbatch gives ``scripts/slurm.sbatch`` for 2 nodes of 1 task each, both nodes this machine."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("srun", FAKE_SRUN), ("scontrol", FAKE_SCONTROL)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    venv_bin = Path(os.sys.executable).parent
+    return {
+        **cli_env(),
+        "PATH": f"{bin_dir}:{venv_bin}:{os.environ['PATH']}",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOBID": "4242",
+        "SLURM_JOB_NAME": "lightning-gen",
+        "SLURM_JOB_NUM_NODES": "2",
+        "SLURM_NNODES": "2",
+        "SLURM_NTASKS": "2",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_NODELIST": "127.0.0.1,127.0.0.1",
+        "SLURM_JOB_NODELIST": "127.0.0.1,127.0.0.1",
+        "SLURM_SUBMIT_DIR": str(tmp_path),
+        "MASTER_PORT": str(port),
+        "SCONTROL_LOG": str(tmp_path / "scontrol.log"),
+    }
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_slurm_script_under_srun_variables_checkpoints_requeues_and_resumes(tmp_path: Path) -> None:
+    """``scripts/slurm.sbatch`` with srun's variables for 2 tasks: Lightning takes its SLURM environment (one run
+    dir ``slurm-<job id>``); SIGUSR1 (the time-limit warning) saves last.ckpt, exits 0 and requeues; the requeued
+    start continues the run with each step logged once."""
+    config = write_tiny_config(tmp_path, epochs=4)
+    env = slurm_env(tmp_path, free_port())
+    command = [
+        "bash",
+        str(REPO_ROOT / "scripts" / "slurm.sbatch"),
+        "--config",
+        str(config),
+        "--trainer.accelerator=cpu",
+    ]
+    run_dir = tmp_path / "runs" / "tiny" / "slurm-4242"
+    metrics = run_dir / "metrics.csv"
+    job = Cluster(tmp_path)
+    try:
+        first = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env=env,
+            stdout=open(tmp_path / "job1.out", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        job.procs.append(first)
+        job.logs[first.pid] = (tmp_path / "job1.out", tmp_path / "job1.out")
+        job.wait_for_step(metrics, 5)
+        os.kill(first.pid, signal.SIGUSR1)
+        assert job.wait(first, 120) == 0, job.stderr(first)[-3000:]
+        assert (tmp_path / "scontrol.log").read_text() == "requeue 4242\n"
+        saved = checkpoint_step(run_dir)
+        assert 5 <= saved < 16
+        at_requeue = metrics.read_text().splitlines()
+        second = subprocess.Popen(
+            command,
+            cwd=tmp_path,
+            env={**env, "SLURM_RESTART_COUNT": "1"},
+            stdout=open(tmp_path / "job2.out", "w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        job.procs.append(second)
+        job.logs[second.pid] = (tmp_path / "job2.out", tmp_path / "job2.out")
+        assert job.wait(second, 240) == 0, job.stderr(second)[-3000:]
+    finally:
+        job.kill_all()
+    log = job.stderr(first)
+    assert "signal USR1: checkpoint and requeue" in log and "Traceback" not in log
+    assert "Traceback" not in job.stderr(second)
+    check_continued(metrics, at_requeue, saved, list(range(16)))
+    assert checkpoint_step(run_dir) == 16
+    assert [p.name for p in (tmp_path / "runs" / "tiny").iterdir()] == ["slurm-4242"]
