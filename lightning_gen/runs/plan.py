@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, 
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
+from lightning_gen.callbacks.final_validation import FinalValidation
 from lightning_gen.loggers.resumable_csv import ResumableCSVLogger
 from lightning_gen.loggers.wandb import WandbLogger, wandb_resume_kwargs
 from lightning_gen.runs import env
@@ -204,7 +205,7 @@ def _callbacks(
         has_checkpoint = any(isinstance(c, ModelCheckpoint) for c in callbacks)
         callbacks += _run_callbacks(identity, options, model, has_checkpoint)
     if subcommand == "fit":
-        callbacks += list(extra_callbacks)
+        callbacks += [FinalValidation(), *extra_callbacks]  # every fit ends validating its final weights
     return callbacks
 
 

@@ -14,7 +14,6 @@ from tests.helpers.cli import run_main
 from tests.helpers.ops import run_cli, train_rows
 from tests.helpers.paths import EXPERIMENTS
 
-CALLBACK = "--trainer.callbacks+=lightning_gen.callbacks.final_validation.FinalValidation"
 FIT = [
     "fit",
     "--config", str(EXPERIMENTS / "ddpm_mnist.yaml"),
@@ -38,7 +37,7 @@ def _check(run: Path, out: str) -> None:
 
 @pytest.mark.usefixtures("one_thread")
 def test_ddpm_mnist_debug_fit_ends_with_a_validation_and_a_grid(tmp_path: Path) -> None:
-    proc = run_main([*FIT, CALLBACK], tmp_path)
+    proc = run_main(FIT, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "debug" / "ddpm_mnist" / "t"
     _check(run, proc.stdout)
@@ -48,7 +47,7 @@ def test_ddpm_mnist_debug_fit_ends_with_a_validation_and_a_grid(tmp_path: Path) 
 @pytest.mark.slow
 def test_under_ddp_both_ranks_validate_once_and_finish(tmp_path: Path) -> None:
     ddp = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
-    proc = run_cli([*FIT, CALLBACK, *ddp], tmp_path, timeout=600)
+    proc = run_cli([*FIT, *ddp], tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "runs" / "debug" / "ddpm_mnist" / "t"
     _check(run, proc.stdout)
