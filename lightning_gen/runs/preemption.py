@@ -4,20 +4,21 @@ Exit status: 0 after SIGTERM/SIGUSR1 (a preemption: the scheduler or batch scrip
 next), 130 after Ctrl-C (the shell's status of an interrupted command, so ``fit ... && next`` stops).
 
 What Lightning 2.6 does by itself: on SIGTERM it sets ``trainer.received_sigterm``, forwards the
-signal to the DDP children it launched, and raises ``SIGTERMException`` (a ``SystemExit``) after
-the current batch -- without saving anything. Under SLURM with ``auto_requeue`` its SIGUSR1
+signal to the DDP children it launched, broadcasts from rank 0 *inside the signal handler* (a
+collective at whatever point each rank was interrupted: ranks signalled at different instants, as
+``srun`` does, pair it with another collective and hang), and raises ``SIGTERMException`` (a
+``SystemExit``) after the current batch -- without saving anything. So while a fit runs, SIGTERM's
+handler is ours: it only raises a flag. Under SLURM with ``auto_requeue`` its SIGUSR1
 handler saves ``hpc_ckpt_<n>.ckpt`` *inside the signal handler* (possibly mid-step) and runs
 ``scontrol requeue``. We keep Lightning's SIGTERM flag and exit path and add the save:
 
 * :class:`PreemptionCheckpoint` checks the flag at every ``on_train_batch_end`` (all ranks agree
   through one boolean all-reduce under DDP), writes ``<run>/checkpoints/last.ckpt`` through the
   trainer's atomic checkpoint IO (the same point where ``ModelCheckpoint`` saves step checkpoints,
-  so Lightning's restart logic applies unchanged), and lets Lightning log the batch and exit
-  (status 0) through its ``SIGTERMException`` after the batch.
-* A signal that arrives during validation: Lightning 2.6 stops the validation loop at once
-  (``SIGTERMException``) before any training batch ends, so no new checkpoint is written; the run
-  resumes from the previous ``last.ckpt`` (at most ``run.checkpoint_every_n_steps`` steps, or one
-  epoch, are redone).
+  so Lightning's restart logic applies unchanged), then raises Lightning's own SIGTERM flag on every
+  rank at once, so that each logs the batch and exits (status 0) through ``SIGTERMException``.
+* A signal that arrives during validation: the validation finishes (its row is logged), and the
+  checkpoint is saved at the next training batch end.
 * SIGUSR1 (SLURM's ``--signal=USR1@<s>`` warning) is turned into the same flag; the CLI turns
   off Lightning's SLURM auto-requeue so the requeue is the batch script's decision
   (``scripts/slurm.sbatch``), and the requeued job resumes with ``--ckpt_path last``.
@@ -88,9 +89,10 @@ class PreemptionCheckpoint(Callback):
             flush=True,
         )
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # After Lightning registered its own handlers (``_run``), before the first batch.
-        handlers = {sig: self._handler for sig in self.signals}
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # After Lightning registered its own handlers (``_run``, which calls ``on_fit_start`` before that), before
+        # the first batch: its SIGTERM handler would otherwise run beside ours, collective included.
+        handlers = {sig: self._handler for sig in (signal.SIGTERM, *self.signals)}  # no collective in a handler
         handlers[signal.SIGINT] = self._sigint_handler
         for sig, handler in handlers.items():
             try:
@@ -127,10 +129,7 @@ class PreemptionCheckpoint(Callback):
             trainer._signal_connector.received_sigterm = False
             return
         self._save(trainer)
-        if not trainer.received_sigterm:
-            # SIGUSR1, or a DDP rank the signal did not reach: raise Lightning's own SIGTERM flag,
-            # so every rank logs this batch's row and then exits through SIGTERMException.
-            signal.raise_signal(signal.SIGTERM)
+        _stop_after_this_batch(trainer)  # every rank, at the same batch: log its row, exit through SIGTERMException
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._deferred and self.saved_path is None and not trainer.sanity_checking:
@@ -141,7 +140,7 @@ class PreemptionCheckpoint(Callback):
             return
         if self.saved_path is None:  # no validation ran this epoch
             self._save(trainer)
-        signal.raise_signal(signal.SIGTERM)  # Lightning's flag again: the fit loop stops after this epoch
+        _stop_after_this_batch(trainer)  # the fit loop stops after this epoch
 
     def _save(self, trainer: L.Trainer) -> None:
         trainer.save_checkpoint(self.last_path)  # collective under DDP; atomic through AtomicCheckpointIO
@@ -168,6 +167,12 @@ class PreemptionCheckpoint(Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
+
+
+def _stop_after_this_batch(trainer: L.Trainer) -> None:
+    """Raise Lightning's SIGTERM flag (its own handler is replaced, see the module docstring): the loops then
+    stop through ``SIGTERMException`` at their next check, on every rank that reached this same decision."""
+    trainer._signal_connector.received_sigterm = True
 
 
 def stuck_message(sig: int, grace_s: float, last: str) -> str:

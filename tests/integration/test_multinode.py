@@ -383,11 +383,6 @@ def slurm_env(tmp_path: Path, port: int) -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-@pytest.mark.xfail(
-    strict=False,
-    reason="known race (found here, 2 runs in 3): SIGTERM reaching both DDP tasks can leave them in a collective "
-    "until the 60 s stop watchdog (lightning_gen/runs/preemption.py with Lightning's SLURM SIGTERM handler)",
-)
 def test_slurm_script_under_srun_variables_checkpoints_requeues_and_resumes(tmp_path: Path) -> None:
     """``scripts/slurm.sbatch`` with srun's variables for 2 tasks: Lightning takes its SLURM environment (one run
     dir ``slurm-<job id>``); SIGUSR1 (the time-limit warning) saves last.ckpt, exits 0 and requeues; the requeued
