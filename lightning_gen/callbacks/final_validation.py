@@ -102,5 +102,6 @@ def summary_text(trainer: L.Trainer, pl_module: L.LightningModule) -> str:
             f"sample:   lightning-gen sample --ckpt {last} "
             + ('--prompt "..."' if text else f"--num 64 --out {os.path.join(run_dir, 'samples', 'final.png')}")
         )
-        lines.append(f"resume:   lightning-gen fit --config {os.path.join(run_dir, 'config.yaml')} --ckpt_path {last}")
+        config = os.path.join(run_dir, "config.yaml")  # it names the run id: `last` is this run's last.ckpt
+        lines.append(f"resume:   lightning-gen fit --config {config} --ckpt_path last  (raise the step/epoch limit)")
     return "\n".join(lines)
