@@ -42,38 +42,10 @@ def legacy_gan_payload(checkpoint: dict[str, Any], ckpt_path: Path, use_ema: boo
 
 
 def legacy_gan_generator(payload: dict[str, Any]) -> Any:
-    """The sampling module of a pre-contract GAN export: ``sample(n)`` in ``[0, 1]``, ``info`` = the file's metadata."""
-    import torch
-    from torch import Tensor, nn
-
+    """The generator of a pre-contract GAN export (its own ``sample(n)`` in ``[0, 1]``); ``info`` = the file's metadata."""
     from lightning_gen.nets.gan import build_generator
 
-    class ExportedGenerator(nn.Module):
-        """A generator rebuilt from an export: ``forward(z, y)`` in ``[-1, 1]``, ``sample(n)`` in ``[0, 1]``."""
-
-        def __init__(self, net: nn.Module, latent_dim: int, num_classes: int | None, info: dict[str, Any]) -> None:
-            super().__init__()
-            self.net = net
-            self.latent_dim = latent_dim
-            self.num_classes = num_classes
-            self.info = info
-
-        def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-            return self.net(z, y)
-
-        @torch.no_grad()
-        def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
-            """``n`` images ``(n, C, H, W)`` in ``[0, 1]``; conditional nets default to ``labels = arange(n) % num_classes``."""
-            device = next(self.parameters()).device
-            z = torch.randn(
-                n, self.latent_dim, generator=generator, device="cpu" if generator is None else generator.device
-            ).to(device)
-            if self.num_classes is not None and labels is None:
-                labels = torch.arange(n, device=device) % self.num_classes
-            return ((self.net(z, labels) + 1.0) / 2.0).clamp(0.0, 1.0)
-
-    kwargs = payload["kwargs"]
-    net = build_generator(payload["architecture"], **kwargs)
+    net = build_generator(payload["architecture"], **payload["kwargs"])
     net.load_state_dict(payload["state_dict"])
-    info = {k: v for k, v in payload.items() if k != "state_dict"}
-    return ExportedGenerator(net, kwargs["latent_dim"], kwargs.get("num_classes"), info)
+    net.info = {k: v for k, v in payload.items() if k != "state_dict"}
+    return net
