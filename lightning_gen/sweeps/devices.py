@@ -83,9 +83,14 @@ class TrialDevices:
         """A loopback port free now and held by no other running trial of this process."""
         with self._lock:
             while True:
-                with socket.socket() as s:
-                    s.bind(("127.0.0.1", 0))
-                    port = s.getsockname()[1]
+                port = free_loopback_port()
                 if port not in self._ports:
                     self._ports.add(port)
                     return port
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (a trial's ``MASTER_PORT``)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -34,7 +34,7 @@ from gen_common.errors import ConfigError, LightningGenError
 from lightning_gen.runs import env as run_env
 from lightning_gen.runs.devices import DEVICES_FILE
 from lightning_gen.runs.metrics_csv import read_complete_rows, row_step
-from lightning_gen.sweeps.devices import VISIBLE_DEVICES, visible_devices
+from lightning_gen.sweeps.devices import VISIBLE_DEVICES, free_loopback_port, visible_devices
 from lightning_gen.sweeps.spec import SweepSpec, first_values, grid_points
 from lightning_gen.sweeps.trial import check_command, die_with_parent, trial_command
 
@@ -325,12 +325,6 @@ def _scheduler(spec: SweepSpec) -> Any:
 # ------------------------------------------------------------------------------------------------ the trial side
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def metric_rows(csv_path: Path, metric: str, after_step: int) -> list[tuple[int, float]]:
     """``(step, value)`` of the complete rows of ``metrics.csv`` that log ``metric`` at a step past ``after_step``."""
     try:
@@ -378,7 +372,7 @@ def _trial(config: dict[str, Any], setup: _TrialSetup) -> None:
     if resumed:  # the process that ran it may still be saving: wait for its lock
         run_args += ["--ckpt_path=last", "--run.lock_wait_s=120"]
     cmd = trial_command(spec, config, run_args + setup.extra)
-    env = dict(setup.env, MASTER_PORT=str(_free_port()))
+    env = dict(setup.env, MASTER_PORT=str(free_loopback_port()))
     env[VISIBLE_DEVICES] = os.environ.get(VISIBLE_DEVICES, "") if setup.gpus > 0 else ""  # Ray's choice
     print(
         f"{run_id}: node {ray.get_runtime_context().get_node_id()[:8]} GPUs {ray.get_gpu_ids()} "
