@@ -22,6 +22,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from lightning_gen.callbacks.samples import SampleGrid
 from lightning_gen.loggers.images import run_output_dir
+from lightning_gen.models.base import TextGenerator
 
 
 def is_final_batch(trainer: L.Trainer) -> bool:
@@ -95,7 +96,7 @@ def summary_text(trainer: L.Trainer, pl_module: L.LightningModule) -> str:
     if grid is not None and grid.last_paths.get("samples"):
         lines.append(f"sample grid: {grid.last_paths['samples']}")
     if last:
-        text = hasattr(pl_module, "generate")
+        text = isinstance(pl_module, TextGenerator)
         if not text:
             lines.append(f"evaluate: lightning-gen evaluate --ckpt {last} --metrics fid kid")
         lines.append(
