@@ -14,21 +14,19 @@ import hashlib
 import importlib.util
 import os
 import re
-import shlex
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen_common.errors import ConfigError, CorruptDataError, DataNotFoundError
+from datamodules.text.tokenize import scan_corpus
+from gen_common.atomic import atomic_write
+from gen_common.errors import ConfigError, DataNotFoundError
 
 TEXT_SUFFIXES = (".txt", ".md", ".text", ".rst")
 
 _SPEAKER = re.compile(r"^\*\*(?P<name>[^*]+?)\*\*\s*$")
 _HEADING = re.compile(r"^#+\s*")
 _ESCAPE = re.compile(r"\\(.)")
-#: C0 control characters a text may not hold: all of U+0000..U+001F but \t \n \v \f \r
-_STRAY_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f]")
 
 
 @dataclass(frozen=True)
@@ -108,89 +106,41 @@ def shakespeare_corpus(plays: Sequence[str] | None = None, exclude_plays: Sequen
     return Corpus("shakespeare", "\n".join(markdown_play_to_text(f.read_text(encoding="utf-8")) for f in chosen))
 
 
-def text_path_corpus(path: str | os.PathLike) -> Corpus:
-    """A UTF-8 text file, or every text file (``*.txt, *.md, *.text, *.rst``) under a folder, sorted."""
+def text_path_files(path: str | os.PathLike) -> list[Path]:
+    """A text file, or every text file (``*.txt, *.md, *.text, *.rst``) under a folder, sorted: a corpus's files."""
     root = Path(path).expanduser()
     if root.is_file():
-        files = [root]
-    elif root.is_dir():
+        return [root]
+    if root.is_dir():
         files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
         if not files:
             raise DataNotFoundError(
                 f"`data.init_args.text_path` {root} holds no text files ({', '.join(TEXT_SUFFIXES)})."
             )
-    else:
-        raise DataNotFoundError(
-            f"`data.init_args.text_path` {root} does not exist; pass a text file or a folder of them."
-        )
-    texts = []
-    for f in files:
-        try:
-            texts.append(f.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as err:
-            raise CorruptDataError(
-                f"`data.init_args.text_path`: {f} is not UTF-8 text ({err}). Fix: convert it to UTF-8 "
-                "(e.g. `iconv -t UTF-8`) or remove it from the folder."
-            ) from None
-        check_looks_like_text(f, texts[-1])
-        check_no_control_characters(f, texts[-1])
-    text = "\n".join(texts)
-    check_enough_symbols(root, text)
-    return Corpus(root.stem or "text", text)
+        return files
+    raise DataNotFoundError(f"`data.init_args.text_path` {root} does not exist; pass a text file or a folder of them.")
 
 
-def check_looks_like_text(path: Path, text: str, max_control_share: float = 0.01) -> None:
-    """Refuse a "text" that is mostly control characters (NUL bytes, a binary file read as UTF-8)."""
-    kinds = {c: text.count(c) for c in set(text) if unicodedata.category(c) == "Cc" and not c.isspace()}
-    n_control = sum(kinds.values())
-    if n_control > max_control_share * len(text):
-        listed = ", ".join(f"{c!r} x{n:,}" for c, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
-        raise CorruptDataError(
-            f"`data.init_args.text_path`: {path} does not look like text: {n_control:,} of its {len(text):,} characters "
-            f"are control characters ({listed}), and a model trained on it would learn nothing useful. Fix: point "
-            "`--data.init_args.text_path` at UTF-8 text (without this file)."
-        )
+def text_path_name(path: str | os.PathLike) -> str:
+    """The corpus name of a ``text_path`` (its stem): part of every cache key."""
+    return Path(path).expanduser().stem or "text"
 
 
-def check_no_control_characters(path: Path, text: str) -> None:
-    """Refuse a text holding C0 control characters (NUL, ESC, ...; tabs and line breaks are text).
-
-    A tokenizer would make each of them a token without a word: the model learns to emit NULs.
-    (A file that is mostly control characters is refused before, by :func:`check_looks_like_text`.)
-    """
-    first = _STRAY_CONTROL.search(text)
-    if first is None:
-        return
-    kinds: dict[str, int] = {}
-    for match in _STRAY_CONTROL.finditer(text):
-        kinds[match.group()] = kinds.get(match.group(), 0) + 1
-    offset = first.start()
-    line = text.count("\n", 0, offset) + 1
-    column = offset - (text.rfind("\n", 0, offset) + 1) + 1
-    listed = ", ".join(f"{c!r} x{n:,}" for c, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:5])
-    octal = "".join(f"\\{ord(c):03o}" for c in sorted(kinds))
-    cleaned = path.with_name(f"{path.stem}.clean{path.suffix}")
-    raise CorruptDataError(
-        f"`data.init_args.text_path`: {path} holds {sum(kinds.values()):,} control characters ({listed}) among its "
-        f"{len(text):,} characters, the first at character offset {offset:,} (line {line}, column {column}); a model "
-        "trained on it would learn them as tokens of their own. Fix: clean the file, e.g. "
-        f"`tr -d '{octal}' < {shlex.quote(str(path))} > {shlex.quote(str(cleaned))}`, and train on the cleaned copy "
-        "(move the original out of a `text_path` folder)."
-    )
+def text_path_corpus(path: str | os.PathLike) -> Corpus:
+    """The files of :func:`text_path_files` read whole (UTF-8) and joined with ``"\n"``, after the checks of
+    :func:`datamodules.text.tokenize.scan_corpus`. For small corpora: ``TextDataModule`` streams instead."""
+    files = text_path_files(path)
+    scan_corpus(files, root=Path(path).expanduser())
+    return Corpus(text_path_name(path), "\n".join(f.read_text(encoding="utf-8") for f in files))
 
 
-def check_enough_symbols(root: Path, text: str, min_symbols: int = 2) -> None:
-    """Refuse a corpus that is empty, only whitespace, or has fewer than ``min_symbols`` distinct characters."""
-    if not text.strip():
-        what = "is empty (0 characters)" if not text else f"holds only whitespace ({len(text):,} characters)"
-        raise ConfigError(
-            f"`data.init_args.text_path` {root} {what}: there is no text to learn. "
-            "Fix: point `--data.init_args.text_path` at a UTF-8 text file (or folder of them) with real text."
-        )
-    symbols = sorted(set(text))
-    if len(symbols) < min_symbols:
-        raise ConfigError(
-            f"`data.init_args.text_path` {root} has {len(symbols)} distinct character ({symbols[0]!r}, {len(text):,} times): "
-            f"a vocabulary of {len(symbols)} leaves nothing to predict (at least {min_symbols} are needed). "
-            "Fix: point `--data.init_args.text_path` at real text."
-        )
+def shakespeare_file(
+    cache_dir: str | os.PathLike, plays: Sequence[str] | None = None, exclude_plays: Sequence[str] = ()
+) -> Path:
+    """:func:`shakespeare_corpus` as a UTF-8 file in ``cache_dir`` (named by its fingerprint), for the tokenizer."""
+    corpus = shakespeare_corpus(plays, exclude_plays)
+    path = Path(cache_dir) / f"corpus-{corpus.name}-{corpus.fingerprint}.txt"
+    if not path.is_file():
+        with atomic_write(path) as f:
+            f.write(corpus.text.encode("utf-8"))
+    return path
