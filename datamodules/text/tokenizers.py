@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +112,25 @@ class CharTokenizer(Tokenizer):
 
 
 class TiktokenTokenizer(Tokenizer):
-    """A tiktoken encoding (e.g. ``gpt2``, vocabulary 50257); needs its files (online or ``TIKTOKEN_CACHE_DIR``)."""
+    """A tiktoken encoding (e.g. ``gpt2``, vocabulary 50257); needs its files (online or ``TIKTOKEN_CACHE_DIR``).
+
+    With ``n_vocab`` given, the files load on the first ``encode``/``decode`` only: ids made elsewhere
+    (nanoGPT's ``train.bin``) train offline, and only decoding them needs the files.
+    """
 
     kind = "tiktoken"
 
-    def __init__(self, encoding: str = "gpt2", timeout_s: float = TIKTOKEN_TIMEOUT_S) -> None:
-        self.encoding_name = encoding
-        self.encoding = _load_tiktoken(encoding, timeout_s)
+    def __init__(
+        self, encoding: str = "gpt2", timeout_s: float = TIKTOKEN_TIMEOUT_S, n_vocab: int | None = None
+    ) -> None:
+        self.encoding_name, self.timeout_s, self.n_vocab = encoding, timeout_s, n_vocab
+        self._encoding = None if n_vocab is not None else _load_tiktoken(encoding, timeout_s)
+
+    @property
+    def encoding(self) -> Any:
+        if self._encoding is None:
+            self._encoding = _load_tiktoken(self.encoding_name, self.timeout_s)
+        return self._encoding
 
     def encode(self, text: str) -> list[int]:
         return self.encoding.encode_ordinary(text)
@@ -128,7 +140,7 @@ class TiktokenTokenizer(Tokenizer):
 
     @property
     def vocab_size(self) -> int:
-        return self.encoding.n_vocab
+        return self.n_vocab if self.n_vocab is not None else self.encoding.n_vocab
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "encoding": self.encoding_name}
@@ -146,14 +158,18 @@ class ByteLevelBPETokenizer(Tokenizer):
         self.hf = HFTokenizer.from_str(hf_json)
 
     @classmethod
-    def train(cls, text: str, vocab_size: int, min_frequency: int = 2) -> ByteLevelBPETokenizer:
-        """Train on ``text`` (one pass, a few seconds for Shakespeare's 5 M characters)."""
+    def train(cls, text: str | Iterable[str], vocab_size: int, min_frequency: int = 2) -> ByteLevelBPETokenizer:
+        """Train on ``text`` (one pass, a few seconds for Shakespeare's 5 M characters).
+
+        ``text``: a string, or its lines (``splitlines(keepends=True)``) as an iterable: a corpus streamed
+        from disk trains in memory that grows with its distinct words, not its size.
+        """
         from tokenizers import ByteLevelBPETokenizer as HFByteLevelBPE
 
         if vocab_size < 257:
             raise ConfigError(f"`data.init_args.bpe_vocab_size` must be > 256 (the byte alphabet), got {vocab_size}.")
         hf = HFByteLevelBPE()
-        lines = text.splitlines(keepends=True)
+        lines = text.splitlines(keepends=True) if isinstance(text, str) else text
         hf.train_from_iterator(lines, vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False)
         return cls(hf._tokenizer.to_str())
 
@@ -196,23 +212,28 @@ def _load_tiktoken(encoding: str, timeout_s: float) -> Any:
 
 
 def bpe_tokenizer(
-    text: str,
+    text: str | Iterable[str],
     encoding: str | None = "gpt2",
     vocab_size: int = 4096,
     cache_dir: str | os.PathLike | None = None,
     timeout_s: float = TIKTOKEN_TIMEOUT_S,
+    key: str | None = None,
 ) -> Tokenizer:
     """The tiktoken ``encoding`` when its files load, else a byte-level BPE trained on ``text``.
 
-    The trained BPE (``vocab_size`` ids) is cached in ``cache_dir`` keyed by the text and size,
-    so a corpus is trained on once. ``encoding=None`` skips tiktoken.
+    The trained BPE (``vocab_size`` ids) is cached in ``cache_dir`` keyed by the text (``key``: its
+    fingerprint, 16 hex digits of sha256; needed when ``text`` is an iterable of lines, read only on a
+    cache miss) and size, so a corpus is trained on once. ``encoding=None`` skips tiktoken.
     """
     if encoding:
         try:
             return TiktokenTokenizer(encoding, timeout_s)
         except DataNotFoundError as err:
             print(f"lightning_gen: {err} Falling back to a byte-level BPE ({vocab_size} ids) trained on the corpus.")
-    key = hashlib.sha256(text.encode()).hexdigest()[:16]
+    if key is None:
+        if not isinstance(text, str):
+            raise ValueError("bpe_tokenizer: pass `key` (the corpus fingerprint) with lines")
+        key = hashlib.sha256(text.encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"bpe-{vocab_size}-{key}.json" if cache_dir is not None else None
     if path is not None and path.is_file():
         return Tokenizer.load(path)

