@@ -50,30 +50,49 @@ def die_with_parent() -> None:
 
 
 def check_command(spec: SweepSpec, values: dict[str, Any], extra: list[str], timeout_s: float = 300.0) -> None:
-    """Dry-run the CLI on one trial's arguments (``--print_config``): a bad key fails before any trial."""
+    """Dry-run the CLI on one trial's arguments (``--print_config``): a bad key fails before any trial.
+
+    The command without the sweep's values is dry-run beside it, at the same time, so that a refusal can
+    name the sweep key at fault (:func:`unknown_key`) without a second start-up after the first.
+    """
     cmd = trial_command(spec, values, extra)
-    proc = subprocess.run([*cmd, "--print_config"], capture_output=True, text=True, timeout=timeout_s)
-    if proc.returncode != 0:
-        unknown = _unknown_parameter(spec, values, extra, timeout_s)
+    with_values = _start([*cmd, "--print_config"])
+    without_values = _start([*trial_command(spec, {}, extra), "--print_config"])
+    try:
+        _, err = with_values.communicate(timeout=timeout_s)
+        if with_values.returncode == 0:
+            return
+        unknown = _unknown_parameter(spec, values, without_values, timeout_s)
         if unknown:
             raise ConfigError(f"{unknown} Fix the key in the sweep file. Nothing was run.")
-        tail = " ".join(proc.stderr.strip().splitlines()[-3:])
+        tail = " ".join(err.strip().splitlines()[-3:])
         raise ConfigError(
             f"Sweep {spec.name}: the trial command is rejected by the CLI: {tail} (command: {shlex.join(cmd)}). Nothing was run."
         )
+    finally:
+        for proc in (with_values, without_values):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
-def _unknown_parameter(spec: SweepSpec, values: dict[str, Any], extra: list[str], timeout_s: float) -> str | None:
+def _start(cmd: list[str]) -> subprocess.Popen:
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _unknown_parameter(
+    spec: SweepSpec, values: dict[str, Any], without_values: subprocess.Popen, timeout_s: float
+) -> str | None:
     """The first sweep key that names no option of the trial command, said plainly; ``None`` if none can be told.
 
     jsonargparse reports a bad key under a ``class_path`` as its last Union branch ("Expected a <class
-    'NoneType'>"); instead the command's config without the sweep's values is printed once and every key is
-    walked through it, a key under a ``class_path`` checked against that class's signature.
+    'NoneType'>"); instead the command's config without the sweep's values (``without_values``, a running
+    ``--print_config``) is read and every key is walked through it, a key under a ``class_path`` checked
+    against that class's signature.
     """
-    cmd = [*trial_command(spec, {}, extra), "--print_config"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
-        config = yaml.safe_load(proc.stdout) if proc.returncode == 0 else None
+        out, _ = without_values.communicate(timeout=timeout_s)
+        config = yaml.safe_load(out) if without_values.returncode == 0 else None
     except (subprocess.SubprocessError, OSError, yaml.YAMLError):
         return None
     if not isinstance(config, dict):
