@@ -15,7 +15,7 @@ from tests.helpers.paths import EXPERIMENTS
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
 
 
-@pytest.mark.slow  # minutes on 2 cores (the default suite keeps one DDP run: test_experiments_matrix)
+@pytest.mark.slow  # minutes on 2 cores (the default suite keeps one DDP run: test_multinode)
 def test_ddp_two_processes_write_one_run_dir(tmp_path: Path) -> None:
     config = write_tiny_config(tmp_path, epochs=1)
     proc = run_cli(["fit", "--config", str(config), *DDP], tmp_path)

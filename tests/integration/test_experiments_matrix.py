@@ -225,8 +225,9 @@ def test_discovery_finds_every_experiment() -> None:
     assert not names & {"debug", "vae_mnist_eval"}  # layers, not experiments
 
 
+@pytest.mark.slow  # ~18 s; the default suite's DDP run is test_multinode's 2-node gloo run
 def test_dcgan_mnist_under_ddp_bf16_two_critic_steps(tmp_path: Path) -> None:
-    """The default suite's DDP run: both nets, n_critic, EMA, bf16-mixed autocast, a sample grid from rank 0."""
+    """A DDP run of the GAN: both nets, n_critic, EMA, bf16-mixed autocast, a sample grid from rank 0."""
     experiment = EXPERIMENTS / "dcgan_mnist.yaml"
     extra = ["--trainer.precision=bf16-mixed", "--model.init_args.n_critic=2", "--model.init_args.ema_start=1"]
     run_dir, probe = fit(experiment, tmp_path, *extra, ddp=True)

@@ -104,6 +104,7 @@ def _devices(run: Path) -> list[set[str]]:
     return [set(json.loads(line)["CUDA_VISIBLE_DEVICES"].split(",")) for line in (run / "devices.jsonl").open()]
 
 
+@pytest.mark.slow  # a real Ray cluster, ~18 s; the default suite keeps the fast refusals below
 def test_ray_sweep_gives_running_trials_disjoint_gpus_and_asha_stops_the_bad_ones(tmp_path: Path) -> None:
     """A local cluster of the sweep's 4 declared GPUs, 2 per trial: 2 of the 4 grid points at once; ASHA stops x=1."""
     (tmp_path / "fake_fit.py").write_text(FAKE_FIT)

@@ -92,6 +92,7 @@ def _assert_exactly_once(storage: str, cwd: Path, trials: int) -> list:
 SWEEP = ["sweep", "s.yaml", "--backend", "optuna", "--no-check"]
 
 
+@pytest.mark.slow  # a real PostgreSQL server, ~25 s; the default suite's sweeps share an SQLite/journal study
 def test_two_sweep_processes_on_one_postgresql_study_run_each_trial_once(tmp_path: Path, postgres: str) -> None:
     storage = _database(postgres, "two_workers")
     _sweep_file(tmp_path, epochs=1)
