@@ -51,9 +51,8 @@ import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import lightning as L
 import numpy as np
@@ -88,8 +87,7 @@ OVERRIDES = [
 ]
 
 
-@dataclass(frozen=True)
-class Plan:
+class Plan(NamedTuple):
     """How ``steps`` optimizer steps of ``BATCH`` images fit the script, which only counts epochs."""
 
     steps: int
@@ -158,6 +156,15 @@ def script_args(data_dir: Path, out_dir: Path, unet_dir: Path, plan: Plan, cache
         f"--save_model_epochs={plan.epochs + 1}",  # the pipeline (EMA weights) at the last epoch only
         "--logger=tensorboard",
     ]
+
+
+def instantiate_ours(fit_args: list[str]) -> Any:
+    """Our ``fit`` as LightningCLI builds it (model, datamodule, trainer), without running it: nothing is written."""
+    from lightning_gen.cli.trainer import build_cli
+
+    with warnings.catch_warnings():  # LightningCLI warns that this process has argv of its own
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return build_cli(fit_args, run=False)
 
 
 def load_reference_module() -> Any:
@@ -298,14 +305,16 @@ def parity_rows(cli: Any, args: argparse.Namespace, plan: Plan) -> list[tuple[st
 
 
 def assert_parity(rows: list[tuple[str, Any, Any]]) -> None:
-    """Print the parity table; stop with the rows that differ."""
+    """Print the parity table (long values as their size, then the UNet configs in full); stop if any row differs."""
     print("| equal on both sides | lightning_gen | train_unconditional.py |\n|---|---|---|")
     for what, ours, theirs in rows:
-        shown = [
-            str(v) if len(str(v)) <= 60 else f"{len(v)} entries" if hasattr(v, "__len__") else "..."
-            for v in (ours, theirs)
-        ]
+        shown = [str(v) if len(str(v)) <= 60 else f"{len(v)} entries" for v in (ours, theirs)]
         print(f"| {what} | {shown[0]} | {shown[1]} |")
+    for what, ours, theirs in rows:
+        if what == "UNet config":
+            print(
+                f"UNet config, lightning_gen:          {json.dumps(ours)}\nUNet config, train_unconditional.py: {json.dumps(theirs)}"
+            )
     differ = [what for what, ours, theirs in rows if ours != theirs]
     if differ:
         raise SystemExit(f"The two sides differ in: {', '.join(differ)}. Nothing was trained.")
@@ -412,8 +421,7 @@ class StepClock(L.Callback):
             csv.writer(f).writerows([("step", "time", "loss", "clean"), *self.rows])
 
 
-@dataclass(frozen=True)
-class SeedDirs:
+class SeedDirs(NamedTuple):
     """Where one seed's two runs read and write."""
 
     out: Path
@@ -658,12 +666,8 @@ def prepare_seed(
     dirs: SeedDirs, plan: Plan, train_dir: Path, arrays: np.ndarray, n_check: int
 ) -> tuple[list[str], list[str]]:
     """One seed: our split, the script's folder of links to it, the parity table and the input check."""
-    from lightning_gen.cli.trainer import build_cli
-
     fit_args = ours_fit_args(train_dir, plan.steps, dirs.seed, dirs.ours_runs)
-    with warnings.catch_warnings():  # LightningCLI warns that this process has argv of its own
-        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
-        cli = build_cli(fit_args, run=False)  # instantiates only: nothing is written
+    cli = instantiate_ours(fit_args)
     cli.datamodule.setup("fit")
     link_split(cli.datamodule.train_set.files, dirs.script_data)
     unet_dir = dirs.out / "unet_config"
