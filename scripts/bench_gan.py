@@ -26,6 +26,9 @@ from lightning.pytorch.loggers import CSVLogger
 from datamodules import MNISTDataModule
 from lightning_gen.losses.gan import discriminator_loss, generator_loss
 from lightning_gen.models.gan import GAN
+from lightning_gen.utils.provenance import add_record_argument, recorded
+
+REPO = Path(__file__).resolve().parents[1]
 
 EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "dcgan_mnist.yaml"
 
@@ -113,33 +116,38 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed iterations first")
     parser.add_argument("--repeats", type=int, default=2, help="alternating runs of each")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is steadier on a shared CPU)")
+    add_record_argument(parser, REPO)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    config = yaml.safe_load(EXPERIMENT.read_text())
-    data_args = config["data"]["init_args"]
-    log_every = int(config["trainer"]["log_every_n_steps"])
-    dm = MNISTDataModule(**data_args)
-    dm.setup("fit")
-    L.seed_everything(0, verbose=False)
-    template = GAN(image_shape=dm.image_shape, num_classes=dm.num_classes, **model_kwargs(config))
-    lightning_times, hand_times = [], []
-    with tempfile.TemporaryDirectory() as root:
-        for _ in range(args.repeats):
-            lightning_times.append(run_trainer(copy.deepcopy(template), dm, args.steps, args.warmup, log_every, root))
-            hand_times.append(run_hand_loop(copy.deepcopy(template), dm, args.steps, args.warmup))
-    t_l, t_h = statistics.median(lightning_times), statistics.median(hand_times)
-    print(
-        f"dcgan_mnist (batch {data_args['batch_size']}, {args.steps} timed iterations x {args.repeats}, {args.threads} thread(s))"
-    )
-    print(
-        f"  GAN module + Trainer : {args.steps / t_l:7.2f} generator it/s  (runs: {', '.join(f'{t:.1f}s' for t in lightning_times)})"
-    )
-    print(
-        f"  hand-written loop    : {args.steps / t_h:7.2f} generator it/s  (runs: {', '.join(f'{t:.1f}s' for t in hand_times)})"
-    )
-    print(
-        f"  time ratio Trainer / hand loop: {t_l / t_h:.3f}x median, {min(lightning_times) / min(hand_times):.3f}x best-of (goal <= 1.05x)"
-    )
+    with recorded(args.record, "bench_gan", REPO):
+        torch.set_num_threads(args.threads)
+        config = yaml.safe_load(EXPERIMENT.read_text())
+        data_args = config["data"]["init_args"]
+        log_every = int(config["trainer"]["log_every_n_steps"])
+        dm = MNISTDataModule(**data_args)
+        dm.setup("fit")
+        L.seed_everything(0, verbose=False)
+        template = GAN(image_shape=dm.image_shape, num_classes=dm.num_classes, **model_kwargs(config))
+        lightning_times, hand_times = [], []
+        with tempfile.TemporaryDirectory() as root:
+            for _ in range(args.repeats):
+                lightning_times.append(
+                    run_trainer(copy.deepcopy(template), dm, args.steps, args.warmup, log_every, root)
+                )
+                hand_times.append(run_hand_loop(copy.deepcopy(template), dm, args.steps, args.warmup))
+        t_l, t_h = statistics.median(lightning_times), statistics.median(hand_times)
+        print(
+            f"dcgan_mnist (batch {data_args['batch_size']}, {args.steps} timed iterations x {args.repeats}, {args.threads} thread(s))"
+        )
+        print(
+            f"  GAN module + Trainer : {args.steps / t_l:7.2f} generator it/s  (runs: {', '.join(f'{t:.1f}s' for t in lightning_times)})"
+        )
+        print(
+            f"  hand-written loop    : {args.steps / t_h:7.2f} generator it/s  (runs: {', '.join(f'{t:.1f}s' for t in hand_times)})"
+        )
+        print(
+            f"  time ratio Trainer / hand loop: {t_l / t_h:.3f}x median, "
+            f"{min(lightning_times) / min(hand_times):.3f}x best-of (goal <= 1.05x)"
+        )
 
 
 if __name__ == "__main__":

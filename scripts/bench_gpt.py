@@ -42,6 +42,7 @@ from datamodules.text import TextDataModule  # noqa: E402
 from lightning_gen.cli.trainer import build_cli  # noqa: E402
 from lightning_gen.models.gpt import warmup_cosine_lr  # noqa: E402
 from lightning_gen.nets.gpt import GPT, GPTConfig  # noqa: E402
+from lightning_gen.utils.provenance import add_record_argument, recorded  # noqa: E402
 
 EXPERIMENT = REPO / "experiments" / "gpt_shakespeare_char.yaml"
 BLOCK, BATCH, LR, MIN_LR, WARMUP, EVAL_INTERVAL = 64, 12, 1e-3, 1e-4, 100, 250
@@ -206,42 +207,43 @@ def main() -> None:
     )
     parser.add_argument("--run-root", default="runs/bench")
     parser.add_argument("--only", choices=["reference", "lightning_gen"], help=argparse.SUPPRESS)
+    add_record_argument(parser, REPO)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.only:  # child of --mode concurrent: one run, its result as one JSON line
-        result = _run_one(args.only, args)
-        print(json.dumps(result))
+        print(json.dumps(_run_one(args.only, args)))
         return
-    print(
-        f"{args.iters} iterations of {BATCH}x{BLOCK} Shakespeare-char tokens, mode {args.mode}, "
-        f"torch threads {1 if args.mode == 'concurrent' else torch.get_num_threads()}, lightning_gen loggers: {args.loggers}"
-    )
-    t = time.perf_counter()
-    runs = (
-        _concurrent(args)
-        if args.mode == "concurrent"
-        else {n: _run_one(n, args) for n in ("reference", "lightning_gen")}
-    )
-    for name, run in runs.items():
-        print(f"{name}: {run['tokens_per_s']:,.0f} tokens/s (training {run['train_s']:.1f} s)")
-    print(f"(wall {time.perf_counter() - t:.0f} s)")
-    ref, lg = runs["reference"], runs["lightning_gen"]
-    common = sorted(set(ref["val"]) & set(lg["val"]))
-    print("\n| iteration | reference val loss | lightning_gen val loss |\n|---|---|---|")
-    for it in common:
-        print(f"| {it} | {ref['val'][it]:.4f} | {lg['val'][it]:.4f} |")
-    print(
-        f"\ntokens/s ratio lightning_gen / reference: {lg['tokens_per_s'] / ref['tokens_per_s']:.3f}x "
-        f"({lg['tokens_per_s']:,.0f} vs {ref['tokens_per_s']:,.0f}; goal >= 1.0)"
-    )
-    if common:
-        final = max(common)
+    with recorded(args.record, "bench_gpt", REPO):
         print(
-            f"val loss at {final} iterations: lightning_gen {lg['val'][final]:.4f} vs reference {ref['val'][final]:.4f} "
-            f"(difference {lg['val'][final] - ref['val'][final]:+.4f}; ppl {math.exp(lg['val'][final]):.2f} vs "
-            f"{math.exp(ref['val'][final]):.2f})"
+            f"{args.iters} iterations of {BATCH}x{BLOCK} Shakespeare-char tokens, mode {args.mode}, "
+            f"torch threads {1 if args.mode == 'concurrent' else torch.get_num_threads()}, lightning_gen loggers: {args.loggers}"
         )
+        t = time.perf_counter()
+        runs = (
+            _concurrent(args)
+            if args.mode == "concurrent"
+            else {n: _run_one(n, args) for n in ("reference", "lightning_gen")}
+        )
+        for name, run in runs.items():
+            print(f"{name}: {run['tokens_per_s']:,.0f} tokens/s (training {run['train_s']:.1f} s)")
+        print(f"(wall {time.perf_counter() - t:.0f} s)")
+        ref, lg = runs["reference"], runs["lightning_gen"]
+        common = sorted(set(ref["val"]) & set(lg["val"]))
+        print("\n| iteration | reference val loss | lightning_gen val loss |\n|---|---|---|")
+        for it in common:
+            print(f"| {it} | {ref['val'][it]:.4f} | {lg['val'][it]:.4f} |")
+        print(
+            f"\ntokens/s ratio lightning_gen / reference: {lg['tokens_per_s'] / ref['tokens_per_s']:.3f}x "
+            f"({lg['tokens_per_s']:,.0f} vs {ref['tokens_per_s']:,.0f}; goal >= 1.0)"
+        )
+        if common:
+            final = max(common)
+            print(
+                f"val loss at {final} iterations: lightning_gen {lg['val'][final]:.4f} vs reference {ref['val'][final]:.4f} "
+                f"(difference {lg['val'][final] - ref['val'][final]:+.4f}; ppl {math.exp(lg['val'][final]):.2f} vs "
+                f"{math.exp(ref['val'][final]):.2f})"
+            )
 
 
 if __name__ == "__main__":

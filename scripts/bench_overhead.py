@@ -14,11 +14,15 @@ import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
 
 from lightning_gen.cli.trainer import build_cli
+from lightning_gen.utils.provenance import add_record_argument, recorded
+
+REPO = Path(__file__).resolve().parents[1]
 
 EXPERIMENT = os.path.join(os.path.dirname(__file__), "..", "experiments", "vae_mnist.yaml")
 
@@ -81,22 +85,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--repeats", type=int, default=2)
+    add_record_argument(parser, REPO)
     args = parser.parse_args()
-    os.environ.setdefault("WANDB_MODE", "offline")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    plain, lightning = [], []
-    with tempfile.TemporaryDirectory() as root:
-        for _ in range(args.repeats):
-            torch.manual_seed(0)
-            plain.append(plain_loop(args.steps, args.warmup, root))
-            torch.manual_seed(0)
-            lightning.append(trainer_loop(args.steps, args.warmup, root))
-            print(f"plain {plain[-1]:.2f} steps/s   lightning_gen {lightning[-1]:.2f} steps/s", flush=True)
-    p, t = statistics.median(plain), statistics.median(lightning)
-    print(f"\nthreads={torch.get_num_threads()} steps={args.steps} warmup={args.warmup} repeats={args.repeats}")
-    print(f"plain PyTorch loop : {p:.2f} steps/s")
-    print(f"lightning_gen fit  : {t:.2f} steps/s")
-    print(f"time ratio lightning_gen / plain = {p / t:.3f}  (overhead {100 * (p / t - 1):+.1f} %)")
+    with recorded(args.record, "bench_overhead", REPO):
+        os.environ.setdefault("WANDB_MODE", "offline")
+        os.environ.setdefault("WANDB_SILENT", "true")
+        plain, lightning = [], []
+        with tempfile.TemporaryDirectory() as root:
+            for _ in range(args.repeats):
+                torch.manual_seed(0)
+                plain.append(plain_loop(args.steps, args.warmup, root))
+                torch.manual_seed(0)
+                lightning.append(trainer_loop(args.steps, args.warmup, root))
+                print(f"plain {plain[-1]:.2f} steps/s   lightning_gen {lightning[-1]:.2f} steps/s", flush=True)
+        p, t = statistics.median(plain), statistics.median(lightning)
+        print(f"\nthreads={torch.get_num_threads()} steps={args.steps} warmup={args.warmup} repeats={args.repeats}")
+        print(f"plain PyTorch loop : {p:.2f} steps/s")
+        print(f"lightning_gen fit  : {t:.2f} steps/s")
+        print(f"time ratio lightning_gen / plain = {p / t:.3f}  (overhead {100 * (p / t - 1):+.1f} %)")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import os
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -24,6 +25,9 @@ from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 
 from datamodules import SyntheticImageDataModule
 from lightning_gen.models import VAE
+from lightning_gen.utils.provenance import add_record_argument, recorded
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class StepTimer(L.Callback):
@@ -76,20 +80,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=3)
+    add_record_argument(parser, REPO)
     args = parser.parse_args()
-    variants = ["none", "tqdm (Lightning default)", "rich (refresh_rate=1)", "rich (refresh_rate=10)"]
-    times: dict[str, list[float]] = {v: [] for v in variants}
-    for _ in range(args.repeats):
+    with recorded(args.record, "bench_progress", REPO):
+        variants = ["none", "tqdm (Lightning default)", "rich (refresh_rate=1)", "rich (refresh_rate=10)"]
+        times: dict[str, list[float]] = {v: [] for v in variants}
+        for _ in range(args.repeats):
+            for v in variants:
+                times[v].append(run(v, args.steps))
+        base = statistics.median(times["none"])
+        print(
+            f"torch threads {torch.get_num_threads()}, {args.steps} steps x {args.repeats} rounds (median ms/step)",
+            file=sys.stderr,
+        )
         for v in variants:
-            times[v].append(run(v, args.steps))
-    base = statistics.median(times["none"])
-    print(
-        f"torch threads {torch.get_num_threads()}, {args.steps} steps x {args.repeats} rounds (median ms/step)",
-        file=sys.stderr,
-    )
-    for v in variants:
-        ms = statistics.median(times[v])
-        print(f"{v:28s} {ms:7.2f} ms/step  x{ms / base:.3f} vs none  (+{ms - base:.2f} ms)")
+            ms = statistics.median(times[v])
+            print(f"{v:28s} {ms:7.2f} ms/step  x{ms / base:.3f} vs none  (+{ms - base:.2f} ms)")
 
 
 if __name__ == "__main__":

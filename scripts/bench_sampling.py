@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
 from lightning_gen.models import Diffusion
+from lightning_gen.utils.provenance import add_record_argument, recorded
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def images_per_second(model: Diffusion, n: int, batch: int, sampler: str, steps: int, device: str) -> float:
@@ -40,23 +44,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=64, help="images per run")
     parser.add_argument("--batch", type=int, default=64, help="images per sample() call")
     parser.add_argument("--device", default="cpu")
+    add_record_argument(parser, REPO)
     args = parser.parse_args(argv)
-    model = Diffusion.load_from_checkpoint(args.ckpt, map_location=args.device).eval()
-    name = (
-        torch.cuda.get_device_name(0) if args.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} threads"
-    )
-    print(
-        f"{args.ckpt}: {sum(p.numel() for p in model.diffusion.parameters()):,} parameters, {args.n} images, batch {args.batch}, {name}"
-    )
-    reference = None
-    for run in args.runs:
-        sampler, steps = run.rsplit(":", 1)
-        rate = images_per_second(model, args.n, args.batch, sampler, int(steps), args.device)
-        reference = reference or rate
-        print(
-            f"{sampler:>13} {int(steps):5d} steps: {rate:9.2f} images/s  ({rate / reference:.3f}x the first)",
-            flush=True,
+    with recorded(args.record, "bench_sampling", REPO):
+        model = Diffusion.load_from_checkpoint(args.ckpt, map_location=args.device).eval()
+        name = (
+            torch.cuda.get_device_name(0)
+            if args.device.startswith("cuda")
+            else f"CPU, {torch.get_num_threads()} threads"
         )
+        print(
+            f"{args.ckpt}: {sum(p.numel() for p in model.diffusion.parameters()):,} parameters, {args.n} images, batch {args.batch}, {name}"
+        )
+        reference = None
+        for run in args.runs:
+            sampler, steps = run.rsplit(":", 1)
+            rate = images_per_second(model, args.n, args.batch, sampler, int(steps), args.device)
+            reference = reference or rate
+            print(
+                f"{sampler:>13} {int(steps):5d} steps: {rate:9.2f} images/s  ({rate / reference:.3f}x the first)",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import csv
 import hashlib
 import json
 import os
-import platform
 import re
 import shlex
 import subprocess
@@ -28,13 +27,16 @@ from typing import Any
 
 import yaml
 
-from lightning_gen.runs import env
+from lightning_gen.utils.provenance import BENCHMARKS_FILE, commit, hardware, render_benchmarks
+from lightning_gen.utils.provenance import read_jsonl as read_results
 
 REPO = Path(__file__).resolve().parent.parent
 ROWS_FILE = REPO / "experiments" / "results" / "rows.yaml"
 RESULTS_FILE = REPO / "results" / "results.jsonl"
 README = REPO / "README.md"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+DOCS_PAGE = REPO / "docs" / "benchmarks.md"
+DOCS_MARKERS = ("<!-- benchmarks:begin -->", "<!-- benchmarks:end -->")
 SMOKE_N, SMOKE_K = 16, 8
 TAIL_LINES = 15
 
@@ -139,38 +141,6 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def hardware() -> str:
-    """The GPU name when CUDA is visible, else the CPU model from /proc/cpuinfo."""
-    import torch
-
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def commit() -> str:
-    """``git rev-parse HEAD``, with ``-dirty`` when tracked files differ from it.
-
-    A copy of the tree without ``.git`` (a remote machine) names its commit in ``$LIGHTNING_GEN_COMMIT``.
-    """
-    if os.environ.get(env.COMMIT):
-        return os.environ[env.COMMIT]
-    head = (
-        subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
-        or "unknown"
-    )
-    dirty = subprocess.run(
-        ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True
-    ).stdout.strip()
-    return head + ("-dirty" if dirty else "")
-
-
 def eval_device(choice: str) -> str:
     """``auto``: ``cuda`` when a GPU is visible (the fit's Trainer picks it too), else ``cpu``."""
     import torch
@@ -224,7 +194,7 @@ def reproduce(
         "eval_s": round(eval_s, 1),
         "hardware": hardware(),
         "torch": torch.__version__,
-        "commit": commit(),
+        "commit": commit(REPO),
         "checkpoint_sha256": sha256(ckpt),
         "run_dir": str(run_dir),
         "commands": [shlex.join(c) for c in (fit, evaluate) if c],
@@ -255,15 +225,11 @@ def newest_results(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return newest
 
 
-def read_results(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(s) for s in path.read_text().splitlines() if s.strip()] if path.exists() else []
-
-
 def render_table(rows: dict[str, dict[str, Any]], lines: list[dict[str, Any]]) -> str:
     """Markdown table: one line per row, its newest non-smoke result or "not run", and its anchor."""
     newest = newest_results(lines)
     out = [
-        "| row | protocol | N | result | anchor (source) | train / eval | hardware, commit |",
+        "| row | protocol | N | result | anchor (source) | train / eval | hardware, commit, date |",
         "|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
@@ -283,17 +249,31 @@ def render_table(rows: dict[str, dict[str, Any]], lines: list[dict[str, Any]]) -
         values = ", ".join(f"{k} {line['metrics'][k]:.4g}" for k in primary_metrics(row) if k in line["metrics"])
         times = f"{line['train_s'] / 60:.1f} / {line['eval_s'] / 60:.1f} min"
         out.append(
-            f"| {name} | {kind} | {line['n']} | {values} | {anchor_text} | {times} | {line['hardware']}, `{line['commit'][:12]}` |"
+            f"| {name} | {kind} | {line['n']} | {values} | {anchor_text} | {times} | "
+            f"{line['hardware']}, `{line['commit'][:12]}`{', ' + line['date'][:10] if line.get('date') else ''} |"
         )
     return "\n".join(out)
 
 
-def rewrite_between_markers(text: str, table: str) -> str:
-    """``text`` with everything between the results markers replaced by ``table`` (the rest byte-identical)."""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise ReproduceError(f"README.md has no `{BEGIN}` ... `{END}` markers.")
-    return text[: start + len(BEGIN)] + "\n" + table + "\n" + text[end:]
+def rewrite_between_markers(
+    text: str, table: str, markers: tuple[str, str] = (BEGIN, END), name: str = "README.md"
+) -> str:
+    """``text`` with everything between ``markers`` replaced by ``table`` (the rest byte-identical)."""
+    begin, end = markers
+    start, stop = text.find(begin), text.find(end)
+    if start < 0 or stop < start:
+        raise ReproduceError(f"{name} has no `{begin}` ... `{end}` markers.")
+    return text[: start + len(begin)] + "\n" + table + "\n" + text[stop:]
+
+
+def write_tables(readme: Path, docs_page: Path, results: Path, benchmarks: Path) -> None:
+    """README's results table, and docs/benchmarks.md's generated part: that table and every benchmark's newest record."""
+    table = render_table(load_rows(), read_results(results))
+    new_readme = rewrite_between_markers(readme.read_text(), table)
+    generated = f"{table}\n\n{render_benchmarks(read_results(benchmarks))}"
+    new_page = rewrite_between_markers(docs_page.read_text(), generated, DOCS_MARKERS, docs_page.name)
+    readme.write_text(new_readme)
+    docs_page.write_text(new_page)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -313,16 +293,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--device", default="auto", help="device of `lightning-gen evaluate` (auto: cuda when visible, else cpu)"
     )
-    parser.add_argument("--table", action="store_true", help="rewrite README.md's results table from --results")
+    parser.add_argument(
+        "--table",
+        action="store_true",
+        help="rewrite README.md's results table from --results, and docs/benchmarks.md's generated part from it and "
+        "--benchmarks",
+    )
+    parser.add_argument(
+        "--benchmarks", type=Path, default=REPO / BENCHMARKS_FILE, help="benchmark records (bench scripts' --record)"
+    )
     parser.add_argument("--readme", type=Path, default=README, help=argparse.SUPPRESS)
+    parser.add_argument("--docs-page", type=Path, default=DOCS_PAGE, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     rows = load_rows()
     try:
         if args.table:
-            args.readme.write_text(
-                rewrite_between_markers(args.readme.read_text(), render_table(rows, read_results(args.results)))
-            )
-            print(f"reproduce: wrote the results table into {args.readme}")
+            write_tables(args.readme, args.docs_page, args.results, args.benchmarks)
+            print(f"reproduce: wrote the results table into {args.readme} and the benchmarks into {args.docs_page}")
             return 0
         if not args.row:
             parser.error(f"give a ROW ({', '.join(rows)}) or --table")

@@ -139,49 +139,53 @@ def test_table_newest_non_smoke_line_per_row(tmp_path: Path) -> None:
     assert "| — (" in by_row["wgan_gp_mnist"]
 
 
-def test_table_rewrite_keeps_the_rest_of_readme(tmp_path: Path) -> None:
-    original = (REPO_ROOT / "README.md").read_text()
-    readme = tmp_path / "README.md"
+def _table_command(results: Path, benchmarks: Path, readme: Path, page: Path) -> list[str]:
+    script = str(REPO_ROOT / "scripts" / "reproduce.py")
+    return [sys.executable, script, "--table", "--results", str(results), "--benchmarks", str(benchmarks)] + [
+        "--readme",
+        str(readme),
+        "--docs-page",
+        str(page),
+    ]
+
+
+def test_table_rewrite_keeps_the_rest_of_readme_and_the_docs_page(tmp_path: Path) -> None:
+    """README's table and docs/benchmarks.md's generated part are rewritten; every other byte stays; no markers: refused."""
+    readme, page = tmp_path / "README.md", tmp_path / "benchmarks.md"
+    original, original_page = (REPO_ROOT / "README.md").read_text(), (REPO_ROOT / "docs" / "benchmarks.md").read_text()
     readme.write_text(original)
-    results = tmp_path / "results.jsonl"
+    page.write_text(original_page)
+    results, benchmarks = tmp_path / "results.jsonl", tmp_path / "benchmarks.jsonl"
     results.write_text(json.dumps(_line("vae_mnist", False, **{"test/nll": 88.25})) + "\n")
-    subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "scripts" / "reproduce.py"),
-            "--table",
-            "--results",
-            str(results),
-            "--readme",
-            str(readme),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    new = readme.read_text()
+    record = {"bench": "bench_x", "date": "2026-12-06T05:00:00+0000", "hardware": "CPU X (2 cores)", "torch": "2.14.1"}
+    record |= {"commit": "abcdef0123456789", "command": "python scripts/bench_x.py --record", "output": "| a |"}
+    benchmarks.write_text(json.dumps(record | {"output": "| old |"}) + "\n" + json.dumps(record) + "\n")
+    subprocess.run(_table_command(results, benchmarks, readme, page), check=True, capture_output=True)
+    new, new_page = readme.read_text(), page.read_text()
     begin, end = reproduce.BEGIN, reproduce.END
     assert new[: new.index(begin)] == original[: original.index(begin)]
     assert new[new.index(end) :] == original[original.index(end) :]
     assert "test/nll 88.25" in new[new.index(begin) : new.index(end)]
+    begin, end = reproduce.DOCS_MARKERS
+    assert new_page[: new_page.index(begin)] == original_page[: original_page.index(begin)]
+    assert new_page[new_page.index(end) :] == original_page[original_page.index(end) :]
+    generated = new_page[new_page.index(begin) : new_page.index(end)]
+    assert "test/nll 88.25" in generated and "### `bench_x`" in generated and "| old |" not in generated
+    assert "2026-12-06, CPU X (2 cores), torch 2.14.1, commit `abcdef012345`" in generated
     readme.write_text("no markers\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO_ROOT / "scripts" / "reproduce.py"),
-            "--table",
-            "--results",
-            str(results),
-            "--readme",
-            str(readme),
-        ],
-        capture_output=True,
-        text=True,
-    )
-    assert (
-        proc.returncode == 1
-        and "has no `<!-- results:begin -->`" in proc.stderr
-        and readme.read_text() == "no markers\n"
-    )
+    proc = subprocess.run(_table_command(results, benchmarks, readme, page), capture_output=True, text=True)
+    assert proc.returncode == 1 and "has no `<!-- results:begin -->`" in proc.stderr
+    assert readme.read_text() == "no markers\n" and page.read_text() == new_page
+
+
+def test_committed_readme_table_and_benchmarks_page_are_what_the_records_render() -> None:
+    """No hand edit inside the markers: the committed tables equal the rendering of the committed records."""
+    readme, page = (REPO_ROOT / "README.md").read_text(), (REPO_ROOT / "docs" / "benchmarks.md").read_text()
+    table = reproduce.render_table(reproduce.load_rows(), reproduce.read_results(reproduce.RESULTS_FILE))
+    assert reproduce.rewrite_between_markers(readme, table) == readme
+    records = reproduce.read_results(REPO_ROOT / reproduce.BENCHMARKS_FILE)
+    generated = f"{table}\n\n{reproduce.render_benchmarks(records)}"
+    assert reproduce.rewrite_between_markers(page, generated, reproduce.DOCS_MARKERS) == page
 
 
 def test_gpu_row_refused_in_one_line(tmp_path: Path) -> None:
