@@ -77,45 +77,10 @@ def sample_conditioning(
 
     takes = set(inspect.signature(model.sample).parameters)
     family = family_name(model)
-    conditional = model.num_classes is not None
     if labels is not None:
-        if not conditional:
-            how = (
-                "it was trained with `conditional: false`"
-                if "labels" in takes
-                else "this family has no class conditioning"
-            )
-            raise ConfigError(
-                f"`--labels` asks for classes, but {ckpt} holds an unconditional {family} ({how}), so it cannot be told "
-                "which class to draw. Drop `--labels`, or sample a GAN or diffusion model trained with "
-                "`model.init_args.conditional: true`."
-            )
-        bad = sorted({k for k in labels if not 0 <= k < model.num_classes})
-        if bad:
-            raise ConfigError(
-                f"`--labels` {bad} out of range: {ckpt} was trained on {model.num_classes} classes, so labels go from 0 "
-                f"to {model.num_classes - 1}."
-            )
-        if len(labels) > num:
-            raise ConfigError(
-                f"`--labels` gives {len(labels)} labels for {num} images (`--num`): give one label (for every image) or at "
-                "most `--num` labels (repeated in turn to fill `--num`), or raise `--num`."
-            )
+        _check_labels(model, ckpt, family, "labels" in takes, num, labels)
     if guidance_scale is not None:
-        if "guidance_scale" not in takes:
-            raise ConfigError(
-                f"`--guidance_scale` sets classifier-free guidance, which only conditional diffusion models have; {ckpt} "
-                f"holds a {family}. Drop `--guidance_scale` (and use `--labels` alone for a conditional GAN)."
-            )
-        if not conditional:
-            raise ConfigError(
-                f"`--guidance_scale` guides towards `--labels`, but {ckpt} holds an unconditional diffusion model "
-                "(trained with `conditional: false`): there is nothing to guide. Drop `--guidance_scale`."
-            )
-        if guidance_scale < 0:
-            raise ConfigError(
-                f"`--guidance_scale` must be >= 0 (0 unconditional, 1 conditional, > 1 guided), got {guidance_scale}."
-            )
+        _check_guidance(model, ckpt, family, "guidance_scale" in takes, guidance_scale)
     chosen = [flag for flag, value in (("--sampler", sampler), ("--steps", steps)) if value is not None]
     if chosen and not {"sampler", "steps"} <= takes:
         raise ConfigError(
@@ -133,6 +98,46 @@ def sample_conditioning(
     if sampler is not None:
         kwargs["sampler"] = SAMPLERS[sampler]
     return kwargs
+
+
+def _check_labels(model: Any, ckpt: Path, family: str, takes_labels: bool, num: int, labels: list[int]) -> None:
+    """``--labels`` needs a conditional model, classes it was trained on, and at most ``--num`` of them."""
+    if model.num_classes is None:
+        how = "it was trained with `conditional: false`" if takes_labels else "this family has no class conditioning"
+        raise ConfigError(
+            f"`--labels` asks for classes, but {ckpt} holds an unconditional {family} ({how}), so it cannot be told "
+            "which class to draw. Drop `--labels`, or sample a GAN or diffusion model trained with "
+            "`model.init_args.conditional: true`."
+        )
+    bad = sorted({k for k in labels if not 0 <= k < model.num_classes})
+    if bad:
+        raise ConfigError(
+            f"`--labels` {bad} out of range: {ckpt} was trained on {model.num_classes} classes, so labels go from 0 "
+            f"to {model.num_classes - 1}."
+        )
+    if len(labels) > num:
+        raise ConfigError(
+            f"`--labels` gives {len(labels)} labels for {num} images (`--num`): give one label (for every image) or at "
+            "most `--num` labels (repeated in turn to fill `--num`), or raise `--num`."
+        )
+
+
+def _check_guidance(model: Any, ckpt: Path, family: str, takes_guidance: bool, guidance_scale: float) -> None:
+    """``--guidance_scale`` needs a conditional diffusion model and a scale >= 0."""
+    if not takes_guidance:
+        raise ConfigError(
+            f"`--guidance_scale` sets classifier-free guidance, which only conditional diffusion models have; {ckpt} "
+            f"holds a {family}. Drop `--guidance_scale` (and use `--labels` alone for a conditional GAN)."
+        )
+    if model.num_classes is None:
+        raise ConfigError(
+            f"`--guidance_scale` guides towards `--labels`, but {ckpt} holds an unconditional diffusion model "
+            "(trained with `conditional: false`): there is nothing to guide. Drop `--guidance_scale`."
+        )
+    if guidance_scale < 0:
+        raise ConfigError(
+            f"`--guidance_scale` must be >= 0 (0 unconditional, 1 conditional, > 1 guided), got {guidance_scale}."
+        )
 
 
 def pil_image(array: Any) -> Any:
