@@ -86,7 +86,6 @@ def run_ray(
     require_ray()
     import ray
     from ray import tune
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # not its TensorBoard one: it imports torch
     _check_local_gpus(address, gpus_per_trial)
@@ -101,30 +100,7 @@ def run_ray(
         trainable = tune.with_resources(
             tune.with_parameters(_trial, setup=setup), {"cpu": cpus_per_trial, "gpu": gpus_per_trial}
         )
-        param_space, search_alg, num_samples = _search(spec, trials, seed)
-        scheduler = _scheduler(spec)
-        name_trial = _trial_names(_first_free_number(run_root))
-        tuner = tune.Tuner(
-            trainable,
-            param_space=param_space,
-            tune_config=tune.TuneConfig(
-                metric=spec.metric,
-                mode="max" if spec.direction == "maximize" else "min",
-                num_samples=num_samples,
-                search_alg=search_alg,
-                scheduler=scheduler,
-                trial_name_creator=name_trial,
-                trial_dirname_creator=lambda trial: trial.custom_trial_name,  # the run id, e.g. trial-0003
-                reuse_actors=False,  # a stopped trial's actor exits, and its fit process with it (SIGTERM)
-            ),
-            run_config=tune.RunConfig(
-                name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
-                storage_path=str(run_root.parent / "sweeps" / "ray"),
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],  # Tune's result.json, progress.csv per trial
-                verbose=1,
-            ),
-        )
+        tuner, scheduler = _tuner(trainable, spec, trials, seed, run_root, max_failures)
         results = tuner.fit()
         results.stopped_early = set(scheduler.stopped) if scheduler is not None else set()
         results.run_root = run_root
@@ -133,6 +109,40 @@ def run_ray(
         if print_config.poll() is None:
             print_config.kill()
         _time_boxed(ray.shutdown, "ray.shutdown()")  # a joined cluster keeps running: only this driver leaves
+
+
+def _tuner(
+    trainable: Any, spec: SweepSpec, trials: int, seed: int, run_root: Path, max_failures: int
+) -> tuple[Any, Any]:
+    """Tune's ``Tuner`` for the sweep (search, scheduler, trial names = run ids, result files), and its scheduler."""
+    from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    param_space, search_alg, num_samples = _search(spec, trials, seed)
+    scheduler = _scheduler(spec)
+    name_trial = _trial_names(_first_free_number(run_root))
+    tuner = tune.Tuner(
+        trainable,
+        param_space=param_space,
+        tune_config=tune.TuneConfig(
+            metric=spec.metric,
+            mode="max" if spec.direction == "maximize" else "min",
+            num_samples=num_samples,
+            search_alg=search_alg,
+            scheduler=scheduler,
+            trial_name_creator=name_trial,
+            trial_dirname_creator=lambda trial: trial.custom_trial_name,  # the run id, e.g. trial-0003
+            reuse_actors=False,  # a stopped trial's actor exits, and its fit process with it (SIGTERM)
+        ),
+        run_config=tune.RunConfig(
+            name=f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=str(run_root.parent / "sweeps" / "ray"),
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            callbacks=[JsonLoggerCallback(), CSVLoggerCallback()],  # Tune's result.json, progress.csv per trial
+            verbose=1,
+        ),
+    )
+    return tuner, scheduler
 
 
 def _trial_names(first: int) -> Callable[[Any], str]:
