@@ -13,7 +13,9 @@ Two hooks do the work: :meth:`LightningGenCLI.before_instantiate_classes` checks
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import sys
 import warnings
 from dataclasses import dataclass
@@ -304,10 +306,49 @@ def build_cli(args: list[str] | None = None, run: bool = True, exit_on_error: bo
     )
 
 
-def main(argv: list[str]) -> None:
-    """``lightning-gen SUBCOMMAND ...`` (``argv`` starts with the subcommand); run by :mod:`lightning_gen.__main__`."""
+#: Lightning's info lines that tell our users nothing: an advert, the absence of hardware they did not ask
+#: for, and the seed (``config.yaml`` records it). There is no Trainer option for them (Lightning 2.6).
+QUIET_LIGHTNING_LINES = (
+    "💡 Tip:",
+    "GPU available: False",
+    "TPU available: False",
+    "HPU available: False",
+    "Seed set to ",
+)
+
+
+class _DropLines(logging.Filter):
+    """Drop log records whose message starts with one of ``QUIET_LIGHTNING_LINES``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = re.sub(r"^\[rank: \d+\] ", "", str(record.msg))  # DDP ranks prefix theirs ("[rank: 1] Seed set to 0")
+        return not message.startswith(QUIET_LIGHTNING_LINES)
+
+
+_DROP_LINES = _DropLines()
+
+
+def quiet_console() -> None:
+    """Keep the console of a command to what our users need (see ``QUIET_LIGHTNING_LINES``); idempotent."""
     # The CSV logger shares the run dir with W&B by design; its "dir not empty" warning is noise.
     warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+    # Lightning 2.6's own pytree helper builds torch's deprecated LeafSpec on every batch; nothing for users to fix.
+    warnings.filterwarnings(
+        "ignore",
+        message=r"`isinstance\(treespec, LeafSpec\)` is deprecated",
+        category=FutureWarning,
+        module=r"lightning\.pytorch\.utilities\._pytree",
+    )
+    # Filters act on the logger that emits the record: Lightning's rank-zero helper and fabric's seed module.
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed"):
+        logger = logging.getLogger(name)
+        if _DROP_LINES not in logger.filters:
+            logger.addFilter(_DROP_LINES)
+
+
+def main(argv: list[str]) -> None:
+    """``lightning-gen SUBCOMMAND ...`` (``argv`` starts with the subcommand); run by :mod:`lightning_gen.__main__`."""
+    quiet_console()
     die_with_launcher()  # a torchrun worker ends with its node's agent
     from jsonargparse import ArgumentError
 

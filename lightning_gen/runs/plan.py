@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, RichProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ModelSummary, ProgressBar, RichProgressBar
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 
 from lightning_gen.callbacks.final_validation import FinalValidation
+from lightning_gen.callbacks.model_summary import ParameterSummary
 from lightning_gen.loggers.resumable_csv import ResumableCSVLogger
 from lightning_gen.loggers.wandb import WandbLogger, wandb_resume_kwargs
 from lightning_gen.runs import env
@@ -179,6 +180,10 @@ def _fixed_trainer_kwargs(
             callbacks.append(RichProgressBar(refresh_rate=options.progress_refresh_steps, leave=True))
         else:
             fixed["enable_progress_bar"] = False
+    if subcommand == "fit" and trainer_config.get("enable_model_summary") is not False:
+        if not any(isinstance(c, ModelSummary) for c in callbacks):
+            callbacks.append(ParameterSummary())  # one line, not Lightning's table (its FLOPs column reads 0)
+        fixed["enable_model_summary"] = False  # Lightning adds no table of its own, nor a line saying it skipped it
     fixed["callbacks"] = callbacks
     fixed["strategy"] = ddp_strategy(  # DDP with a collective timeout in minutes
         trainer_config.get("strategy", "auto"),
