@@ -1,7 +1,10 @@
 """Any folder of images (e.g. CelebA's ``img_align_celeba``): centre-crop to a square, resize, split by seed.
 
 Images are found recursively by extension, sorted by path (so the split is reproducible), and
-decoded lazily by the DataLoader. Labels are all zero: the data is treated as unlabelled.
+decoded lazily by the DataLoader. A folder laid out as ``root/<class>/...`` (torchvision's
+``ImageFolder`` convention: sub-folders and no image directly in ``root``) is labelled: the classes
+are the sub-folders in sorted order, label ``k`` the ``k``-th, so class-conditional models train on
+it. A flat folder is unlabelled (labels all zero, ``num_classes`` ``None``); ``labels`` forces either.
 
 Files are not checked up front (decoding a 200k-image folder takes minutes): a file that does not
 decode stops training with a :class:`CorruptDataError` naming it, also from DataLoader workers.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -45,12 +49,13 @@ def load_square_image(path: str | Path, size: int, channels: int) -> Tensor:
 
 
 class ImageFileDataset(Dataset):
-    """Items ``(image (C, size, size) in [0, 1], label 0)`` decoded from a list of files."""
+    """Items ``(image (C, size, size) in [0, 1], label)`` decoded from a list of files (labels: all 0 if not given)."""
 
-    def __init__(self, files: Sequence[Path], size: int, channels: int) -> None:
+    def __init__(self, files: Sequence[Path], size: int, channels: int, labels: Sequence[int] | None = None) -> None:
         self.files = list(files)
         self.size = size
         self.channels = channels
+        self.labels = list(labels) if labels is not None else [0] * len(self.files)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -65,7 +70,7 @@ class ImageFileDataset(Dataset):
                 "its data split, so `--ckpt_path last` resumes) or delete it and start a new run; "
                 f"`python -m datamodules.check_images {path.parent}` lists every unreadable image under a folder."
             ) from None
-        return image, torch.tensor(0, dtype=torch.int64)
+        return image, torch.tensor(self.labels[index], dtype=torch.int64)
 
 
 class ImageFolderDataModule(ImageDataModule):
@@ -78,6 +83,7 @@ class ImageFolderDataModule(ImageDataModule):
         channels: int = 3,
         val_fraction: float = 0.05,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
+        labels: Literal["auto", "folders", "none"] = "auto",
         batch_size: int = 64,
         num_workers: int = 2,
         seed: int = 0,
@@ -89,6 +95,9 @@ class ImageFolderDataModule(ImageDataModule):
             channels: 3 (RGB) or 1 (greyscale).
             val_fraction: Share of the files held out for validation (and test), chosen by ``seed``.
             extensions: File name endings that count as images (case-insensitive).
+            labels: ``folders``: one class per sub-folder of ``root`` (sorted names; every one must hold
+                images); ``none``: unlabelled; ``auto``: ``folders`` when ``root`` has sub-folders and no
+                image of its own, else ``none``.
             batch_size: Images per batch.
             num_workers: DataLoader workers (decoding JPEGs is the cost).
             seed: Seed of the split and of the shuffling.
@@ -105,42 +114,88 @@ class ImageFolderDataModule(ImageDataModule):
         self.channels = channels
         self.val_fraction = val_fraction
         self.extensions = tuple(e.lower() for e in extensions)
+        self.labels = labels
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
         return (self.channels, self.image_size, self.image_size)
 
     @property
-    def dataset_id(self) -> str:
-        return f"imagefolder-{Path(self.root).resolve().name}-{self.channels}x{self.image_size}-val{self.val_fraction}-seed{self.seed}"
+    def class_names(self) -> list[str] | None:
+        """The class sub-folders of a labelled folder, sorted (label ``k`` is ``class_names[k]``); else ``None``."""
+        root = Path(self.root)
+        if self.labels == "none" or not root.is_dir():
+            return None
+        folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if self.labels == "auto" and (
+            not folders or any(p.is_file() and p.suffix.lower() in self.extensions for p in root.iterdir())
+        ):
+            return None
+        return folders
 
-    def list_files(self) -> list[Path]:
-        """All image files under ``root``, sorted; raises :class:`DataNotFoundError` when there are none."""
+    @property
+    def num_classes(self) -> int | None:
+        names = self.class_names
+        return len(names) if names is not None else None
+
+    @property
+    def dataset_id(self) -> str:
+        name = Path(self.root).resolve().name + (f"-classes{self.num_classes}" if self.num_classes is not None else "")
+        return f"imagefolder-{name}-{self.channels}x{self.image_size}-val{self.val_fraction}-seed{self.seed}"
+
+    def _images_under(self, folder: Path) -> list[Path]:
+        return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in self.extensions)
+
+    def list_labelled_files(self) -> tuple[list[Path], list[int]]:
+        """All image files under ``root`` (sorted) and their labels; one paragraph for a missing, empty or
+        too small folder, or a class folder without images."""
         root = Path(self.root)
         if not root.is_dir():
             raise DataNotFoundError(
                 f"Image folder '{root}' does not exist. Fix: set `--data.init_args.root` to a folder of images."
             )
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in self.extensions)
+        names = self.class_names
+        if names is None:
+            files = self._images_under(root)
+            labels = [0] * len(files)
+        else:
+            per_class = [self._images_under(root / name) for name in names]
+            empty = [name for name, found in zip(names, per_class) if not found]
+            if empty:
+                raise DataNotFoundError(
+                    f"Image folder '{root}' is labelled by its sub-folders (one class each), but the class folder(s) "
+                    f"{', '.join(repr(n) for n in empty[:10])} hold no image with extensions {self.extensions}. Fix: put "
+                    f"images in them or remove them (the labels of the other classes would change), or set "
+                    f"`--data.init_args.labels=none` to train unlabelled. Nothing was written."
+                )
+            files = [p for found in per_class for p in found]
+            labels = [k for k, found in enumerate(per_class) for _ in found]
         if len(files) < 2:
             raise DataNotFoundError(
                 f"Image folder '{root}' holds {len(files)} image(s) with extensions {self.extensions}; at least 2 are needed "
                 f"(one for training, one for validation). Fix: point `--data.init_args.root` at the images or extend "
                 f"`--data.init_args.extensions`."
             )
-        return files
+        return files, labels
+
+    def list_files(self) -> list[Path]:
+        """All image files under ``root``, sorted; raises :class:`DataNotFoundError` when there are none."""
+        return self.list_labelled_files()[0]
 
     def prepare_data(self) -> None:
-        self.list_files()  # fail fast
+        self.list_labelled_files()  # fail fast
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        files = self.list_files()
+        files, labels = self.list_labelled_files()
         n_val = min(len(files) - 1, max(1, round(self.val_fraction * len(files))))
         perm = torch.randperm(len(files), generator=torch.Generator().manual_seed(self.seed)).tolist()
-        val_files = [files[i] for i in sorted(perm[:n_val])]
-        train_files = [files[i] for i in sorted(perm[n_val:])]
-        self.train_set = ImageFileDataset(train_files, self.image_size, self.channels)
-        self.val_set = ImageFileDataset(val_files, self.image_size, self.channels)
+        val_idx, train_idx = sorted(perm[:n_val]), sorted(perm[n_val:])
+        self.train_set = ImageFileDataset(
+            [files[i] for i in train_idx], self.image_size, self.channels, [labels[i] for i in train_idx]
+        )
+        self.val_set = ImageFileDataset(
+            [files[i] for i in val_idx], self.image_size, self.channels, [labels[i] for i in val_idx]
+        )
         self.test_set = self.val_set

@@ -44,6 +44,9 @@ COMMANDS: dict[str, Command] = {
         "lightning_gen.commands.compare", "table and PNG of runs' metrics and differing config (run dirs or --sweep)"
     ),
     "sweep": Command("lightning_gen.commands.sweep", "run a W&B-format sweep file with W&B agents or Optuna"),
+    "prepare": Command(
+        "lightning_gen.commands.prepare", "write LitData shards (images or tokens) to a folder or s3://"
+    ),
 }
 
 
