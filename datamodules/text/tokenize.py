@@ -8,8 +8,8 @@ punctuation or symbol on both sides. No UTF-8 sequence, ``\\r\\n`` pair or GPT-2
 such a cut, so each chunk encodes alone to exactly the ids the whole text gives (char, byte-level
 BPE and tiktoken alike; ``tests/unit/datamodules/text/test_tokenize.py`` checks it on Shakespeare).
 
-Two streaming passes, each over ``workers`` spawned processes (in-process for ``workers <= 1`` or
-a single chunk), results consumed in order with at most ``2 * workers`` chunks in flight:
+Two streaming passes, each over ``workers`` spawned processes (in this process for ``workers <= 1``
+or at most ``2 * workers`` chunks), results consumed in order with at most ``2 * workers`` chunks in flight:
 
 1. :func:`scan_corpus`: refuses a file that is not text (invalid UTF-8, control characters, a
    binary file) in one paragraph naming the file and the fix, counts every character (the char
@@ -605,9 +605,12 @@ def _ordered(
     tokenizer: Tokenizer | None,
     workers: int | None,
 ) -> Iterator[Any]:
-    """``task(state, chunk)`` of every chunk, in order: in ``workers`` spawned processes, at most 2 per worker in flight."""
-    workers = min(default_workers() if workers is None else workers, len(chunks))
-    if workers <= 1:
+    """``task(state, chunk)`` of every chunk, in order: in ``workers`` spawned processes, at most 2 per worker in flight.
+
+    Up to ``2 * workers`` chunks run in this process: starting the processes (~0.3 s each) would cost more.
+    """
+    workers = default_workers() if workers is None else workers
+    if workers <= 1 or len(chunks) <= 2 * workers:
         state = _WorkerState(paths, tokenizer)
         yield from (task(state, chunk) for chunk in chunks)
         return
