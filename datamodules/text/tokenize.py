@@ -28,6 +28,7 @@ Used by :class:`datamodules.text.TextDataModule` and by the streaming shard writ
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import multiprocessing
 import os
@@ -113,9 +114,12 @@ class _Layout:
     def parts(self, lo: int, hi: int) -> Chunk:
         """The file ranges (and separators) of stream bytes ``[lo, hi)``."""
         parts = []
-        for i, (start, (size, _)) in enumerate(zip(self.starts, self.stats)):
+        for i in range(max(bisect.bisect_right(self.starts, lo) - 1, 0), len(self.paths)):
+            start, size = self.starts[i], self.stats[i][0]
+            if start >= hi:
+                break
             end = start + size  # the separator's position, for every file but the last
-            if end + 1 <= lo or start >= hi:
+            if end + 1 <= lo:
                 continue
             sep = i < len(self.paths) - 1 and lo <= end < hi
             parts.append(Part(i, max(lo - start, 0), min(hi - start, size), sep))
