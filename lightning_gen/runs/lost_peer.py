@@ -5,7 +5,10 @@ or its watchdog times out, a peer that vanished without closing its sockets ends
 and the c10d store stops answering. Every surviving rank then raises from deep inside a collective, and
 torchrun adds its own report. What the user needs is which peer, where the newest checkpoint is, and how to
 relaunch: :func:`lost_peer_paragraph` says it, :func:`report_lost_peer` raises it as a :class:`PeerLostError`
-(printed by ``lightning-gen`` as one paragraph, exit status 1).
+(printed by ``lightning-gen`` as one paragraph, exit status 1). Under torchrun with restarts left
+(``scripts/torchrun.sh`` with ``MAX_RESTARTS``), the paragraph says instead that this node waits for the lost one
+to rejoin, and the loss is recorded in torchrun's error file, from which ``lightning_gen.cli.torchrun`` knows that
+a restart can help.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from lightning_gen.runs.layout import CHECKPOINT_DIR
 
 #: the command that resumes this node, set by ``scripts/torchrun.sh`` and ``scripts/slurm.sbatch``
 RELAUNCH_ENV = "LIGHTNING_GEN_RELAUNCH"
+#: how long torchrun waits for a lost node to rejoin (seconds), set by ``scripts/torchrun.sh`` when restarts are on
+REJOIN_TIMEOUT_ENV = "LIGHTNING_GEN_REJOIN_TIMEOUT_S"
 
 _SIGNS = (
     "Connection closed by peer",
@@ -144,30 +149,82 @@ def relaunch_command(argv: list[str], run_id: str | None) -> str:
     return prefix + shlex.join(["lightning-gen", *command, "--ckpt_path", "last"])
 
 
-def lost_peer_paragraph(reason: str, run_dir: Path, ranks: Ranks, relaunch: str, host: str | None = None) -> str:
-    """Which rank lost whom and why, the newest checkpoint and the command that resumes."""
+@dataclass(frozen=True)
+class Restart:
+    """torchrun restarts this node's processes after this failure: restart ``number`` of ``most``."""
+
+    number: int
+    most: int
+    rejoin_timeout_s: int | None = None
+
+    @classmethod
+    def pending(cls) -> Restart | None:
+        """From torchrun's environment (``TORCHELASTIC_RESTART_COUNT`` < ``TORCHELASTIC_MAX_RESTARTS``), else ``None``."""
+        env = os.environ
+        try:
+            done, most = int(env["TORCHELASTIC_RESTART_COUNT"]), int(env["TORCHELASTIC_MAX_RESTARTS"])
+        except (KeyError, ValueError):
+            return None
+        timeout = env.get(REJOIN_TIMEOUT_ENV, "")
+        return cls(done + 1, most, int(timeout) if timeout.isdigit() else None) if done < most else None
+
+    def sentence(self, relaunch: str, run_dir: Path) -> str:
+        """What happens next: the wait for the lost node, how to bring it back, what to do if it does not come."""
+        within = f" up to {self.rejoin_timeout_s} s" if self.rejoin_timeout_s is not None else ""
+        return (
+            f"torchrun restarts this node's processes (restart {self.number} of {self.most}) and waits{within} for "
+            f"the lost node to rejoin: start that node again with its own command, this node's but for its "
+            f"NODE_RANK (this node: `{relaunch}`), and the run continues in {run_dir.absolute()} from that "
+            "checkpoint. If it does not come back in time, or it was the rendezvous host (MASTER_ADDR), this node "
+            "stops too: then relaunch every node with that command."
+        )
+
+
+def lost_peer_paragraph(
+    reason: str, run_dir: Path, ranks: Ranks, relaunch: str, host: str | None = None, restart: Restart | None = None
+) -> str:
+    """Which rank lost whom and why, the newest checkpoint and the command that resumes (or, with ``restart``, the
+    wait for the lost node to rejoin)."""
     where = f"node {ranks.node} of {ranks.nodes}, " if ranks.nodes > 1 else ""
-    return (
+    head = (
         f"rank {ranks.rank} ({where}host {host or socket.gethostname()}) lost {_who_was_lost(reason, ranks)}: "
         f"{reason} That node or one of its processes died (killed, out of memory, preempted) or the network to it "
-        f"failed, so this node stopped too. {_checkpoint_sentence(run_dir)} To resume, relaunch every node with the "
+        "failed"
+    )
+    if restart is not None:
+        return f"{head}. {_checkpoint_sentence(run_dir)} {restart.sentence(relaunch, run_dir)}"
+    return (
+        f"{head}, so this node stopped too. {_checkpoint_sentence(run_dir)} To resume, relaunch every node with the "
         f"same run id and `--ckpt_path last` (each with its own NODE_RANK); this node: `{relaunch}`. The run "
         f"continues in {run_dir.absolute()}."
     )
 
 
+def record_for_launcher(err: PeerLostError) -> None:
+    """Write ``err`` to torchrun's error file for this process (``TORCHELASTIC_ERROR_FILE``), where the agent
+    reads it: ``lightning_gen.cli.torchrun`` restarts a node's processes only after such a loss (or a kill)."""
+    if not os.environ.get("TORCHELASTIC_ERROR_FILE"):
+        return
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    ErrorHandler().record_exception(err)
+
+
 def report_lost_peer(err: BaseException, run_dir: Path | None, ranks: Ranks) -> None:
     """Raise :class:`PeerLostError` if ``err`` is a lost peer of a multi-process run (else return).
 
-    Only local rank 0 prints it, once per node; the node's other ranks exit with status 1 quietly.
+    Only local rank 0 prints it, once per node; the node's other ranks exit with status 1 quietly. Every rank
+    records it for torchrun (:func:`record_for_launcher`).
     """
     reason = lost_peer(err)
     if reason is None or run_dir is None or ranks.world < 2:
         return
+    relaunch = relaunch_command(sys.argv[1:], run_dir.name)
+    lost = PeerLostError(lost_peer_paragraph(reason, run_dir, ranks, relaunch, restart=Restart.pending()))
+    record_for_launcher(lost)
     if os.environ.get("LOCAL_RANK", "0") != "0":
         raise SystemExit(1)
-    paragraph = lost_peer_paragraph(reason, run_dir, ranks, relaunch_command(sys.argv[1:], run_dir.name))
-    raise PeerLostError(paragraph) from None
+    raise lost from None
 
 
 def die_with_launcher() -> None:

@@ -1,5 +1,7 @@
 """Two "nodes" on localhost (``scripts/torchrun.sh``, 1 gloo process each): a killed node costs one paragraph on
-the survivor, and relaunching every node with ``--ckpt_path last`` continues the run step by step.
+the survivor, and relaunching every node with ``--ckpt_path last`` continues the run step by step. With restarts
+on (torchrun.sh's default for 2 nodes), a killed node started again rejoins the run; a lost rendezvous host or a
+node that does not come back in time ends the survivor with the paragraph and one line from the launcher.
 
 A node is killed as a machine dies: ``kill -9`` of its torchrun agent, whose worker follows it
 (``lightning_gen.runs.lost_peer.die_with_launcher``). Every wait has a timeout, and every process a test started
@@ -24,11 +26,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.helpers.ops import cli_env, logged_steps, train_rows, write_tiny_config
+from tests.helpers.ops import cli_env, logged_steps, train_rows, wandb_segments, write_tiny_config
 from tests.helpers.paths import EXPERIMENTS, REPO_ROOT
 
 TORCHRUN_SH = REPO_ROOT / "scripts" / "torchrun.sh"
 RUN_ID = "x"
+RESTARTS_OFF = "MAX_RESTARTS=0"  # a lost node stops the run (torchrun.sh restarts 3 times by default with 2 nodes)
 
 
 def free_port() -> int:
@@ -85,9 +88,11 @@ class Cluster:
         self.logs[proc.pid] = (out, err)
         return proc
 
-    def node(self, node_rank: int, args: list[str], port: int, nnodes: int = 2) -> subprocess.Popen:
-        env = f"NNODES={nnodes} NODE_RANK={node_rank} NPROC=1 RUN_ID={RUN_ID} MASTER_PORT={port}"
-        return self.start(f"{env} {TORCHRUN_SH} {shlex.join(args)}", f"node{node_rank}-{len(self.procs)}")
+    def node(self, node_rank: int, args: list[str], port: int, nnodes: int = 2, settings: str = "") -> subprocess.Popen:
+        """``scripts/torchrun.sh ARGS`` as node ``node_rank`` on 127.0.0.1, with torchrun.sh ``settings``
+        (``VAR=value ...``; none: its defaults)."""
+        env = f"NNODES={nnodes} NODE_RANK={node_rank} NPROC=1 RUN_ID={RUN_ID} MASTER_PORT={port} LOCAL_ADDR=127.0.0.1"
+        return self.start(f"{env} {settings} {TORCHRUN_SH} {shlex.join(args)}", f"node{node_rank}-{len(self.procs)}")
 
     def stderr(self, proc: subprocess.Popen) -> str:
         return self.logs[proc.pid][1].read_text()
@@ -119,6 +124,18 @@ class Cluster:
                 return
             time.sleep(0.1)
         pytest.fail(f"no step {step} in {metrics} after {timeout} s")
+
+    def wait_for_line(self, proc: subprocess.Popen, start: str, timeout: float) -> str:
+        """The first line of ``proc``'s stderr that starts with ``start`` (fails if it does not come in time)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.remember()
+            found = [line for line in self.stderr(proc).splitlines() if line.startswith(start)]
+            if found:
+                return found[0]
+            assert proc.poll() is None, f"{proc.args} ended (status {proc.returncode}):\n{self.stderr(proc)[-3000:]}"
+            time.sleep(0.1)
+        pytest.fail(f"no line {start!r} from {proc.args} after {timeout} s:\n{self.stderr(proc)[-3000:]}")
 
     def kill_all(self) -> None:
         self.remember()
@@ -172,14 +189,20 @@ def relaunch_commands(paragraph: str) -> list[str]:
 
 
 def kill_and_relaunch(
-    tmp_path: Path, args: list[str], metrics: Path, kill: int, at_step: int, timeout_s: float = 90
-) -> tuple[str, list[str], int]:
+    tmp_path: Path,
+    args: list[str],
+    metrics: Path,
+    kill: int,
+    at_step: int,
+    timeout_s: float = 90,
+    settings: str = RESTARTS_OFF,
+) -> tuple[str, list[str], int, str]:
     """Run 2 nodes, kill node ``kill`` at ``at_step``, check the survivor's exit and paragraph, relaunch both
-    with the paragraph's command and check they finish. Returns the paragraph, metrics.csv's lines at the kill
-    and the step of the checkpoint the relaunch resumed from."""
+    with the paragraph's command and check they finish. Returns the paragraph, metrics.csv's lines at the kill,
+    the step of the checkpoint the relaunch resumed from and the survivor's last line."""
     port = free_port()
     with cluster(tmp_path) as nodes:
-        agents = [nodes.node(rank, args, port) for rank in (0, 1)]
+        agents = [nodes.node(rank, args, port, settings=settings) for rank in (0, 1)]
         nodes.wait_for_step(metrics, at_step)
         killed_at = kill_node(nodes, agents[kill])
         survivor = agents[1 - kill]
@@ -196,7 +219,7 @@ def kill_and_relaunch(
         ]
         for proc in relaunched:
             assert nodes.wait(proc, 240) == 0, nodes.stderr(proc)[-3000:]
-    return paragraph, at_kill, saved_step
+    return paragraph, at_kill, saved_step, stderr.splitlines()[-1]
 
 
 def check_paragraph(paragraph: str, lost: int, run_dir: Path, config: Path) -> None:
@@ -233,11 +256,55 @@ def test_a_killed_node_costs_one_paragraph_and_the_relaunch_continues(tmp_path: 
     args = ["fit", "--config", str(config), "--trainer.accelerator=cpu"]
     run_dir = tmp_path / "runs" / "tiny" / RUN_ID
     metrics = run_dir / "metrics.csv"
-    paragraph, at_kill, saved_step = kill_and_relaunch(tmp_path, args, metrics, kill=1, at_step=5, timeout_s=60)
+    paragraph, at_kill, saved_step, _ = kill_and_relaunch(tmp_path, args, metrics, kill=1, at_step=5, timeout_s=60)
     check_paragraph(paragraph, 1, run_dir, config)
+    assert "so this node stopped too" in paragraph and "torchrun restarts" not in paragraph
     assert saved_step >= 4
     check_continued(metrics, at_kill, saved_step, list(range(16)))
     assert checkpoint_step(run_dir) == 16
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_killed_node_started_again_rejoins_and_the_run_continues(tmp_path: Path) -> None:
+    """Restarts on (torchrun.sh's default for 2 nodes): kill -9 node 1 at step >= 5 of 16 and start it again with
+    the same command. Node 0 restarts its process, both rejoin and resume from the step-checkpoint: each step is
+    logged once and the run ends complete in its one run dir, as the relaunch of every node leaves it."""
+    config = write_tiny_config(tmp_path, epochs=4)
+    args = ["fit", "--config", str(config), "--trainer.accelerator=cpu"]
+    run_dir = tmp_path / "runs" / "tiny" / RUN_ID
+    metrics = run_dir / "metrics.csv"
+    port = free_port()
+    with cluster(tmp_path) as nodes:
+        agents = [nodes.node(rank, args, port) for rank in (0, 1)]
+        nodes.wait_for_step(metrics, 5)
+        kill_node(nodes, agents[1])
+        nodes.wait_for_line(agents[0], "lightning-gen: error:", 60)  # node 0's process has ended
+        at_kill, saved_step = metrics.read_text().splitlines(), checkpoint_step(run_dir)
+        replacement = nodes.node(1, args, port)
+        for agent in (agents[0], replacement):
+            assert nodes.wait(agent, 300) == 0, nodes.stderr(agent)[-3000:]
+    paragraph = paragraph_of(nodes.stderr(agents[0]))
+    assert paragraph.startswith("lightning-gen: error: rank 0 (node 0 of 2, host ")
+    assert "lost node 1 (rank 1 at 127.0.0.1): Connection closed by peer" in paragraph
+    assert "torchrun restarts this node's processes (restart 1 of 3) and waits up to 600 s" in paragraph
+    assert f"this node: `NNODES=2 NODE_RANK=0 NPROC=1 MASTER_ADDR=127.0.0.1 MASTER_PORT={port}" in paragraph
+    assert "Restored all states from the checkpoint" in nodes.stderr(agents[0])
+    assert "Traceback" not in nodes.stderr(replacement) and "error" not in nodes.stderr(replacement)
+    assert saved_step >= 4
+    check_continued(metrics, at_kill, saved_step, list(range(16)))
+    assert checkpoint_step(run_dir) == 16
+    kept = [name for name in tree_listing(run_dir) if not name.startswith("wandb/")]
+    assert kept == [
+        "checkpoints/epoch=3-step=16.ckpt",
+        "checkpoints/last.ckpt",
+        "config.yaml",
+        "devices.jsonl",
+        f"history/config-at-step-{saved_step}.yaml",  # the resume's record
+        "hparams.yaml",
+        "metrics.csv",
+    ]
+    assert len(wandb_segments(run_dir)) == 2  # the first start and the resume, one W&B run id
 
 
 def experiment_args(*configs: str) -> list[str]:
@@ -254,16 +321,31 @@ def experiment_args(*configs: str) -> list[str]:
     ]
 
 
+#: what the survivor's launcher says last, with restarts on: the rendezvous host is gone, or no node came back
+LAST_LINES = {
+    0: "torchrun: the rendezvous host (the --rdzv-endpoint / MASTER_ADDR node, which keeps the run's store) is gone; "
+    "this node stopped. To resume, relaunch every node",
+    1: "torchrun: not every node of this run joined within the rendezvous timeout (20 s); this node stopped. To "
+    "resume, relaunch every node",
+}
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize(("experiment", "kill"), [("vae_mnist", 0), ("gpt_shakespeare_char", 1)])
 def test_killed_node_of_an_experiment_then_relaunched(tmp_path: Path, experiment: str, kill: int) -> None:
-    """The issue's command: kill -9 the master (image) or node 1 (text) at step >= 10 of 20; the survivor prints
-    the paragraph, the relaunch resumes from the newest step-checkpoint and logs each step once."""
+    """The issue's command with restarts on: kill -9 the master (image; torchrun's rendezvous store dies with it)
+    or node 1, not started again (text; 20 s to rejoin) at step >= 10 of 20. The survivor prints the paragraph
+    and the launcher's line; the relaunch resumes from the newest step-checkpoint and logs each step once."""
     args = experiment_args(experiment)
     run_dir = tmp_path / "runs" / "debug" / experiment / RUN_ID
     metrics = run_dir / "metrics.csv"
-    paragraph, at_kill, saved_step = kill_and_relaunch(tmp_path, args, metrics, kill=kill, at_step=10, timeout_s=90)
+    settings = "REJOIN_TIMEOUT_S=20" if kill else ""
+    paragraph, at_kill, saved_step, last = kill_and_relaunch(
+        tmp_path, args, metrics, kill=kill, at_step=10, timeout_s=90, settings=settings
+    )
+    assert "torchrun restarts this node's processes (restart 1 of 3)" in paragraph
+    assert last.startswith(LAST_LINES[kill]) and last.endswith("--ckpt_path last`."), last
     lost = kill
     assert paragraph.startswith(f"lightning-gen: error: rank {1 - lost} (node {1 - lost} of 2, host ")
     assert f"lost node {lost} (rank {lost} at 127.0.0.1" in paragraph
@@ -283,7 +365,7 @@ def test_a_node_that_stops_answering_ends_the_survivor_within_the_collective_tim
     metrics = tmp_path / "runs" / "tiny" / RUN_ID / "metrics.csv"
     port = free_port()
     with cluster(tmp_path) as nodes:
-        agents = [nodes.node(rank, args, port) for rank in (0, 1)]
+        agents = [nodes.node(rank, args, port, settings=RESTARTS_OFF) for rank in (0, 1)]
         nodes.wait_for_step(metrics, 5)
         nodes.remember()
         for pid in [agents[1].pid, *descendants(agents[1].pid)]:

@@ -1,0 +1,82 @@
+"""``python -m lightning_gen.cli.torchrun`` with ``--max-restarts``: torchrun's real agent restarts a node's processes
+only after a lost peer (or a kill), never after bad input; a rendezvous that cannot form ends in one line."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightning_gen.runs.lost_peer import RELAUNCH_ENV, PeerLostError, record_for_launcher
+from tests.helpers.ops import cli_env
+
+#: a worker that counts its starts and fails, leaving the error record it is given (or none) for the agent
+WORKER = """\
+import os, shutil, sys
+with open(sys.argv[1], "a") as starts:
+    starts.write("start\\n")
+if sys.argv[2] != "-":
+    shutil.copy(sys.argv[2], os.environ["TORCHELASTIC_ERROR_FILE"])
+print("lightning-gen: error: the paragraph", file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(tmp_path: Path, nnodes: int, worker_args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
+    """One torchrun agent of ``nnodes`` on 127.0.0.1 (c10d, 2 restarts, rendezvous timeout 3 s) running ``WORKER``."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+    rdzv = ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "t"]
+    command = [sys.executable, "-m", "lightning_gen.cli.torchrun", "--nnodes", str(nnodes), "--nproc-per-node", "1"]
+    command += [*rdzv, "--rdzv-conf", "join_timeout=3", "--max-restarts", "2", "--monitor-interval", "0.1"]
+    env = {**cli_env(), RELAUNCH_ENV: "NODE_RANK=0 scripts/torchrun.sh fit --ckpt_path last"}
+    return subprocess.run(
+        [*command, "--local-addr", "127.0.0.1", str(worker), *worker_args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_restarts_follow_a_lost_peer_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lost peer (its record as ``report_lost_peer`` writes it): 1 start + 2 restarts; bad input: 1 start."""
+    record = tmp_path / "lost.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(record))
+    record_for_launcher(PeerLostError("rank 0 (node 0 of 2, host h) lost node 1 ..."))
+    for name, given, starts in (("lost", str(record), 3), ("bad", "-", 1)):
+        counted = tmp_path / f"{name}.starts"
+        done = torchrun(tmp_path, 1, [str(counted), given])
+        assert done.returncode == 1, done.stderr[-3000:]
+        assert counted.read_text().count("start") == starts, (name, done.stderr[-3000:])
+        assert done.stderr.count("lightning-gen: error: the paragraph") == starts
+        assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr
+        assert done.stderr.endswith(
+            "torchrun: this node's processes ended (rank 0: status 1); their own messages are above.\n"
+        )
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_node_alone_past_the_rendezvous_timeout_stops_with_one_line(tmp_path: Path) -> None:
+    """2 nodes wanted, 1 started: after ``join_timeout`` (3 s) one line with the relaunch command, no traceback."""
+    done = torchrun(tmp_path, 2, [str(tmp_path / "starts"), "-"])
+    assert done.returncode == 1 and not (tmp_path / "starts").exists()
+    assert done.stderr.splitlines()[-1] == (
+        "torchrun: not every node of this run joined within the rendezvous timeout (3 s); this node stopped. To "
+        "resume, relaunch every node with the same run id and `--ckpt_path last`; this node: "
+        "`NODE_RANK=0 scripts/torchrun.sh fit --ckpt_path last`."
+    )
+    assert "Traceback" not in done.stderr
