@@ -9,8 +9,7 @@ The reference is diffusers' ``examples/unconditional_image_generation/train_unco
 unchanged in ``scripts/third_party/diffusers/`` (see its NOTICE), run as ``__main__`` with its own flags,
 offline through ``HF_HUB_OFFLINE``/``HF_DATASETS_OFFLINE``. It has no ``--seed``: the child process seeds
 it with accelerate's ``set_seed`` first. Ours is ``experiments/ddpm_mnist.yaml`` through
-``lightning-gen fit`` (in process: ``lightning_gen.__main__.main``) with :data:`OVERRIDES`, plus a
-callback that only takes the time and loss of each step.
+``lightning-gen fit`` (in process: ``lightning_gen.__main__.main``) with :data:`OVERRIDES`.
 
 Equal terms, asserted before training (:func:`parity_rows`, printed as a table):
 
@@ -29,11 +28,14 @@ Equal terms, asserted before training (:func:`parity_rows`, printed as a table):
   scheduler config, asserted); FID by ``lightning-gen evaluate --real <MNIST test PNGs> --fake <samples>``.
 
 Both trainings of a seed run at once (``--mode concurrent``, one torch thread each, so background load
-hits both alike). Steps/s counts the intervals between consecutive optimizer steps, leaving out those
-that also held other work on either side: the first step of every epoch (the script samples and saves
-at epoch ends) and a step after our validation (every 500 steps, with a sample grid). Outputs in
-``--out``: ``loss_curves.csv`` (side, seed, step, loss, time), ``loss_curves.png``, ``table.md``,
-``results.json``.
+hits both alike). Each child notes wall and process CPU time after every ``optimizer.step()`` (one global
+torch hook, the same on both sides); a step's time is the interval from the previous step, which holds
+the data loading, forward, backward, clipping, optimizer, EMA and logging of that side. Left out, on
+both sides alike: the interval into the first step of every epoch (the script samples and saves at
+epoch ends) and the one after each of our validations (every 500 steps, with a sample grid). Losses
+come from each side's own log (our ``metrics.csv``, the script's TensorBoard events). Outputs in
+``--out``: ``loss_curves.csv`` (side, seed, step, loss, wall and CPU time), ``loss_curves.png``,
+``table.md``, ``results.json``.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import lightning as L
 import numpy as np
 import torch
 
@@ -393,32 +394,28 @@ def check_inputs(dm: Any, args: argparse.Namespace, arrays: np.ndarray, n_check:
 
 
 # --- the two trainings ---------------------------------------------------------------------------
-class StepClock(L.Callback):
-    """Wall time and loss of every optimizer step, written to ``path`` (CSV) when training ends.
+class Step(NamedTuple):
+    """One optimizer step of one run: its number (from 1), when it ended (wall and process CPU seconds), its loss."""
 
-    ``clean`` is 0 for the first step of an epoch and the step after a validation: their interval
-    since the previous step also held other work.
-    """
+    step: int
+    wall: float
+    cpu: float
+    loss: float
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.rows: list[tuple[int, float, float, int]] = []
-        self._dirty = True
 
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._dirty = True
+def record_step_times(path: Path) -> Any:
+    """Note wall and CPU time after every ``optimizer.step()`` of this process (a global torch hook, the same in
+    both children); returns the function that writes them to ``path``."""
+    from torch.optim.optimizer import register_optimizer_step_post_hook
 
-    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._dirty = True
+    times: list[tuple[float, float]] = []
+    register_optimizer_step_post_hook(lambda *_: times.append((time.time(), time.process_time())))
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, *_: Any) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        self.rows.append((trainer.global_step, time.time(), float(loss), int(not self._dirty)))
-        self._dirty = False
+    def write() -> None:
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows([("wall", "cpu"), *times])
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        with open(self.path, "w", newline="") as f:
-            csv.writer(f).writerows([("step", "time", "loss", "clean"), *self.rows])
+    return write
 
 
 class SeedDirs(NamedTuple):
@@ -440,39 +437,41 @@ class SeedDirs(NamedTuple):
         return self.root / "ours"
 
     @property
-    def ours_steps(self) -> Path:
-        return self.root / "ours_steps.csv"
-
-    @property
-    def ours_ckpt(self) -> Path:
-        return self.ours_runs / f"seed{self.seed}" / "run" / "checkpoints" / "last.ckpt"
+    def ours_run(self) -> Path:
+        return self.ours_runs / f"seed{self.seed}" / "run"
 
     @property
     def script_out(self) -> Path:
         return self.root / "diffusers"
 
+    def step_times(self, side: str) -> Path:
+        return self.root / f"{side}_step_times.csv"
 
-def child_ours(fit_args: list[str], steps_csv: Path) -> None:
-    """Our side in this process: ``lightning-gen fit`` with the step clock added."""
+
+def child_ours(fit_args: list[str], times_csv: Path) -> None:
+    """Our side in this process: ``lightning-gen fit`` as a user runs it, its step times noted."""
     from lightning_gen.__main__ import main as lightning_gen
 
-    clock = json.dumps({"class_path": "bench_diffusion.StepClock", "init_args": {"path": str(steps_csv)}})
-    lightning_gen(["fit", *fit_args, f"--trainer.callbacks+={clock}"])
+    write = record_step_times(times_csv)
+    lightning_gen(["fit", *fit_args])
+    write()
 
 
-def child_script(argv: list[str], seed: int) -> None:
+def child_script(argv: list[str], seed: int, times_csv: Path) -> None:
     """The script in this process, as its own ``__main__``, after seeding every RNG (it has no ``--seed``)."""
     from accelerate.utils import set_seed
 
+    write = record_step_times(times_csv)
     set_seed(seed)
     sys.argv = [str(SCRIPT), *argv]
     runpy.run_path(str(SCRIPT), run_name="__main__")
+    write()
 
 
 def launch(side: str, payload: dict[str, Any], log: Path, threads: int | None) -> subprocess.Popen:
     """This file as a child process running one side (``payload``: its arguments), output to ``log``."""
     env = {**os.environ, **OFFLINE_ENV, **(ONE_THREAD_ENV if threads == 1 else {})}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "scripts"), str(REPO), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     cmd = [sys.executable, __file__, "--child", side, "--payload", json.dumps(payload)]
     if threads:
         cmd += ["--threads", str(threads)]
@@ -482,8 +481,8 @@ def launch(side: str, payload: dict[str, Any], log: Path, threads: int | None) -
 def train_pair(dirs: SeedDirs, fit_args: list[str], argv: list[str], mode: str) -> dict[str, float]:
     """Both trainings of one seed (at once, or one after the other); returns each side's wall seconds."""
     payloads = {
-        "ours": {"fit_args": fit_args, "steps_csv": str(dirs.ours_steps)},
-        "diffusers": {"argv": argv, "seed": dirs.seed},
+        "ours": {"fit_args": fit_args, "times_csv": str(dirs.step_times("ours"))},
+        "diffusers": {"argv": argv, "seed": dirs.seed, "times_csv": str(dirs.step_times("diffusers"))},
     }
     threads = 1 if mode == "concurrent" else None
     dirs.root.mkdir(parents=True, exist_ok=True)
@@ -508,8 +507,8 @@ def wait(side: str, start: float, proc: subprocess.Popen, dirs: SeedDirs) -> flo
 
 
 # --- reading the runs back -----------------------------------------------------------------------
-def script_steps(out_dir: Path, steps_per_epoch: int) -> list[tuple[int, float, float, int]]:
-    """``(step, time, loss, clean)`` from the script's TensorBoard events (logged after every step)."""
+def script_losses(out_dir: Path) -> dict[int, float]:
+    """Loss by step (from 1) from the script's TensorBoard events (it logs after every step)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = sorted(out_dir.glob("logs/**/events.out.tfevents.*"))
@@ -517,18 +516,33 @@ def script_steps(out_dir: Path, steps_per_epoch: int) -> list[tuple[int, float, 
         raise SystemExit(f"no TensorBoard events under {out_dir / 'logs'}: the script logged nothing")
     acc = EventAccumulator(str(events[-1].parent), size_guidance={"scalars": 0})
     acc.Reload()
-    return [(e.step, e.wall_time, e.value, int((e.step - 1) % steps_per_epoch != 0)) for e in acc.Scalars("loss")]
+    return {e.step: e.value for e in acc.Scalars("loss")}
 
 
-def ours_steps(path: Path) -> list[tuple[int, float, float, int]]:
-    with open(path) as f:
-        return [(int(r["step"]), float(r["time"]), float(r["loss"]), int(r["clean"])) for r in csv.DictReader(f)]
+def ours_losses(run_dir: Path) -> dict[int, float]:
+    """Loss by step (from 1) from our run's ``metrics.csv`` (``train/loss`` rows; its ``step`` counts from 0)."""
+    with open(run_dir / "metrics.csv") as f:
+        return {int(r["step"]) + 1: float(r["train/loss"]) for r in csv.DictReader(f) if r.get("train/loss")}
 
 
-def steps_per_second(rows: list[tuple[int, float, float, int]]) -> float:
-    """Clean intervals / their total seconds (an interval ends at a step; see the module docstring)."""
-    seconds = [t - t_prev for (_, t_prev, _, _), (_, t, _, clean) in zip(rows, rows[1:]) if clean]
-    return len(seconds) / sum(seconds)
+def read_steps(times_csv: Path, losses: dict[int, float], steps: int) -> list[Step]:
+    """Every step of a run, checked to be steps 1..``steps`` on both the clock and the loss log."""
+    with open(times_csv) as f:
+        times = [(float(r["wall"]), float(r["cpu"])) for r in csv.DictReader(f)]
+    if len(times) != steps or sorted(losses) != list(range(1, steps + 1)):
+        raise SystemExit(f"{times_csv.parent}: {len(times)} timed steps and {len(losses)} logged losses, not {steps}")
+    return [Step(k, wall, cpu, losses[k]) for k, (wall, cpu) in enumerate(times, start=1)]
+
+
+def clean_intervals(rows: list[Step], steps_per_epoch: int, val_every: int) -> list[tuple[float, float]]:
+    """``(wall, cpu)`` seconds from each step to the next, leaving out the intervals that also held other work on
+    either side: into the first step of an epoch (the script samples and saves at epoch ends) and after our
+    validation (every ``val_every`` steps)."""
+    return [
+        (b.wall - a.wall, b.cpu - a.cpu)
+        for a, b in zip(rows, rows[1:])
+        if a.step % steps_per_epoch != 0 and a.step % val_every != 0
+    ]
 
 
 # --- sampling and FID ----------------------------------------------------------------------------
@@ -570,7 +584,17 @@ def sample_and_score(dirs: SeedDirs, test_dir: Path, fid_n: int) -> dict[str, fl
         folder = dirs.root / f"samples_{side}"
         if side == "ours":
             lightning_gen(
-                ["sample", "--ckpt", str(dirs.ours_ckpt), "--num", str(fid_n), "--out", str(folder), "--seed", "0"]
+                [
+                    "sample",
+                    "--ckpt",
+                    str(dirs.ours_run / "checkpoints" / "last.ckpt"),
+                    "--num",
+                    str(fid_n),
+                    "--out",
+                    str(folder),
+                    "--seed",
+                    "0",
+                ]
                 + ["--sampler", SAMPLER, "--steps", str(SAMPLER_STEPS), "--batch_size", str(SAMPLE_CHUNK)]
             )
         else:
@@ -591,30 +615,39 @@ def mean_half_range(values: list[float]) -> str:
     return f"{np.mean(values):.2f} ± {(max(values) - min(values)) / 2:.2f}"
 
 
+def side_means(results: dict[str, Any], key: str) -> dict[str, float]:
+    """``key`` of each side, averaged over the seeds."""
+    return {s: float(np.mean([results["per_seed"][str(k)][s][key] for k in results["seeds"]])) for s in SIDES}
+
+
 def table(results: dict[str, Any], last_k: int, fid_n: int) -> str:
     """The side-by-side markdown table of ``results`` (per side: speed, final loss, FID per seed)."""
-    seeds = results["seeds"]
+    seeds, per = results["seeds"], results["per_seed"]
     lines = ["| | " + " | ".join(SIDES.values()) + " |", "|---|---|---|"]
 
-    def row(label: str, cell) -> None:
+    def row(label: str, cell: Any) -> None:
         lines.append(f"| {label} | " + " | ".join(cell(side) for side in SIDES) + " |")
 
-    per = results["per_seed"]
-    row("steps/s (mean of seeds)", lambda s: f"{np.mean([per[str(k)][s]['steps_per_s'] for k in seeds]):.3f}")
+    wall, cpu = side_means(results, "wall_s_per_step"), side_means(results, "cpu_s_per_step")
+    row("steps/s, wall (mean of seeds)", lambda s: f"{1 / wall[s]:.3f}")
+    row("CPU s/step (mean of seeds)", lambda s: f"{cpu[s]:.3f}")
     row(
-        f"final loss (mean of last {last_k} steps)",
+        f"final loss, mean of last {last_k} steps",
         lambda s: ", ".join(f"{per[str(k)][s]['final_loss']:.4f}" for k in seeds),
     )
     if all("fid" in per[str(k)]["ours"] for k in seeds):
         for k in seeds:
             row(f"FID@{fid_n}, seed {k}", lambda s, k=k: f"{per[str(k)][s]['fid']:.2f}")
         row(f"FID@{fid_n}, mean ± half-range", lambda s: mean_half_range([per[str(k)][s]["fid"] for k in seeds]))
-    ratio = results["seconds_per_step_ratio"]
-    lines.append(f"\nwall time per step, lightning_gen / diffusers: {ratio:.3f}x (goal <= 1.0), measured side by side")
+    lines.append(
+        f"\ntime per step, lightning_gen / diffusers: wall {wall['ours'] / wall['diffusers']:.3f}x (goal <= 1.0), "
+        f"CPU {cpu['ours'] / cpu['diffusers']:.3f}x; seeds {' '.join(map(str, seeds))}, {results['steps']} steps, "
+        f"{results['mode']}"
+    )
     return "\n".join(lines)
 
 
-def write_curves(out: Path, curves: dict[tuple[str, int], list[tuple[int, float, float, int]]]) -> None:
+def write_curves(out: Path, curves: dict[tuple[str, int], list[Step]]) -> None:
     """``loss_curves.csv`` (every step of every run) and ``loss_curves.png`` (raw and smoothed)."""
     import matplotlib
 
@@ -623,23 +656,22 @@ def write_curves(out: Path, curves: dict[tuple[str, int], list[tuple[int, float,
 
     with open(out / "loss_curves.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(("side", "seed", "step", "loss", "time_s", "clean"))
+        writer.writerow(("side", "seed", "step", "loss", "wall_s", "cpu_s"))
         for (side, seed), rows in curves.items():
-            writer.writerows((side, seed, s, loss, round(t - rows[0][1], 4), c) for s, t, loss, c in rows)
+            t0 = rows[0]
+            writer.writerows(
+                (side, seed, r.step, r.loss, f"{r.wall - t0.wall:.4f}", f"{r.cpu - t0.cpu:.4f}") for r in rows
+            )
     fig, ax = plt.subplots(figsize=(8, 5))
+    first_seed = min(seed for _, seed in curves)
     for (side, seed), rows in curves.items():
-        steps, losses = np.array([r[0] for r in rows]), np.array([r[2] for r in rows])
+        steps, losses = np.array([r.step for r in rows]), np.array([r.loss for r in rows])
         window = max(1, min(50, len(losses) // 5))
         smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
         color = "tab:blue" if side == "ours" else "tab:orange"
         ax.plot(steps, losses, color=color, alpha=0.15, linewidth=0.5)
-        ax.plot(
-            steps[window - 1 :],
-            smooth,
-            color=color,
-            linestyle="-" if seed == min(s for _, s in curves) else "--",
-            label=f"{SIDES[side]}, seed {seed}",
-        )
+        style = "-" if seed == first_seed else "--"
+        ax.plot(steps[window - 1 :], smooth, color=color, linestyle=style, label=f"{SIDES[side]}, seed {seed}")
     ax.set(xlabel="optimizer step", ylabel="training loss (epsilon MSE)", yscale="log", title="DDPM on MNIST, batch 64")
     ax.legend()
     fig.savefig(out / "loss_curves.png", dpi=120, bbox_inches="tight")
@@ -664,8 +696,9 @@ def offline() -> Iterator[None]:
 
 def prepare_seed(
     dirs: SeedDirs, plan: Plan, train_dir: Path, arrays: np.ndarray, n_check: int
-) -> tuple[list[str], list[str]]:
-    """One seed: our split, the script's folder of links to it, the parity table and the input check."""
+) -> tuple[list[str], list[str], int]:
+    """One seed: our split, the script's folder of links to it, the parity table and the input check.
+    Returns our ``fit`` arguments, the script's and our validation interval."""
     fit_args = ours_fit_args(train_dir, plan.steps, dirs.seed, dirs.ours_runs)
     cli = instantiate_ours(fit_args)
     cli.datamodule.setup("fit")
@@ -679,42 +712,46 @@ def prepare_seed(
     with offline():
         checked = check_inputs(cli.datamodule, args, arrays, n_check, dirs.seed)
     print(f"seed {dirs.seed}: {plan.images} training images, the same files on both sides; {checked} decoded bit-equal")
-    return fit_args, argv
+    return fit_args, argv, int(cli.trainer.val_check_interval)
+
+
+def measure_seed(
+    dirs: SeedDirs, plan: Plan, opts: argparse.Namespace, data: tuple[Path, np.ndarray], curves: dict
+) -> dict[str, dict[str, float]]:
+    """Train both sides of one seed; per side: wall and CPU seconds per step (clean intervals), final loss."""
+    fit_args, argv, val_every = prepare_seed(dirs, plan, *data, opts.check_images)
+    walls = train_pair(dirs, fit_args, argv, opts.mode)
+    losses = {"ours": ours_losses(dirs.ours_run), "diffusers": script_losses(dirs.script_out)}
+    per = {}
+    for side in SIDES:
+        rows = curves[(side, dirs.seed)] = read_steps(dirs.step_times(side), losses[side], plan.steps)
+        intervals = np.array(clean_intervals(rows, plan.steps_per_epoch, val_every)).reshape(-1, 2)
+        per[side] = {
+            "wall_s_per_step": float(intervals[:, 0].mean()),
+            "cpu_s_per_step": float(intervals[:, 1].mean()),
+            "timed_intervals": len(intervals),
+            "final_loss": float(np.mean([r.loss for r in rows[-min(opts.last_k, plan.steps) :]])),
+            "process_wall_s": walls[side],
+        }
+        print(
+            f"seed {dirs.seed} {side}: {1 / per[side]['wall_s_per_step']:.3f} steps/s, "
+            f"{per[side]['cpu_s_per_step']:.3f} CPU s/step, final loss {per[side]['final_loss']:.4f}"
+        )
+    return per
 
 
 def run_bench(opts: argparse.Namespace) -> dict[str, Any]:
     """Everything, for every seed: data, parity, trainings, curves, samples, FID; returns the results."""
     out = Path(opts.out).resolve()
     plan = plan_for(opts.steps)
-    print(
-        f"{plan.steps} steps of batch {BATCH} = {plan.epochs} epoch(s) of {plan.images} MNIST images; mode {opts.mode}"
-    )
+    print(f"{plan.steps} steps of batch {BATCH} = {plan.epochs} epoch(s) of {plan.images} images; mode {opts.mode}")
     train_dir, test_dir, arrays = write_data(out, plan, opts.fid_n)
-    results: dict[str, Any] = {"steps": plan.steps, "seeds": opts.seeds, "fid_n": opts.fid_n, "per_seed": {}}
-    curves = {}
+    results: dict[str, Any] = {"steps": plan.steps, "seeds": opts.seeds, "mode": opts.mode, "per_seed": {}}
+    results["fid_n"] = opts.fid_n
+    curves: dict[tuple[str, int], list[Step]] = {}
     for seed in opts.seeds:
-        dirs = SeedDirs(out, seed)
-        fit_args, argv = prepare_seed(dirs, plan, train_dir, arrays, opts.check_images)
-        walls = train_pair(dirs, fit_args, argv, opts.mode)
-        curves[("ours", seed)] = ours_steps(dirs.ours_steps)
-        curves[("diffusers", seed)] = script_steps(dirs.script_out, plan.steps_per_epoch)
-        per = results["per_seed"][str(seed)] = {}
-        for side in SIDES:
-            rows = curves[(side, seed)]
-            if [r[0] for r in rows] != list(range(1, plan.steps + 1)):
-                raise SystemExit(f"{side} (seed {seed}) logged steps {rows[0][0]}..{rows[-1][0]}, not 1..{plan.steps}")
-            k = min(opts.last_k, plan.steps)
-            per[side] = {
-                "steps_per_s": steps_per_second(rows),
-                "final_loss": float(np.mean([r[2] for r in rows[-k:]])),
-                "wall_s": walls[side],
-            }
-            print(
-                f"seed {seed} {side}: {per[side]['steps_per_s']:.3f} steps/s, final loss {per[side]['final_loss']:.4f}"
-            )
+        results["per_seed"][str(seed)] = measure_seed(SeedDirs(out, seed), plan, opts, (train_dir, arrays), curves)
     write_curves(out, curves)
-    mean_sps = {s: np.mean([results["per_seed"][str(k)][s]["steps_per_s"] for k in opts.seeds]) for s in SIDES}
-    results["seconds_per_step_ratio"] = float(mean_sps["diffusers"] / mean_sps["ours"])
     if opts.fid_n:
         for seed in opts.seeds:
             for side, fid in sample_and_score(SeedDirs(out, seed), test_dir, opts.fid_n).items():
@@ -740,9 +777,9 @@ def main(argv: list[str] | None = None) -> None:
     if opts.child:  # one side of a seed, launched by train_pair
         payload = json.loads(opts.payload)
         if opts.child == "ours":
-            child_ours(payload["fit_args"], Path(payload["steps_csv"]))
+            child_ours(payload["fit_args"], Path(payload["times_csv"]))
         else:
-            child_script(payload["argv"], payload["seed"])
+            child_script(payload["argv"], payload["seed"], Path(payload["times_csv"]))
         return
     if Path(opts.out).exists():
         raise SystemExit(f"--out {opts.out} exists; give a new folder (nothing is written over).")
