@@ -130,14 +130,17 @@ def watch(proc: psutil.Popen) -> dict:
 
 def run_child(args: list[str]) -> dict:
     """Run this script as ``--child ...``: its JSON result and the memory :func:`watch` saw."""
+    start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:  # not a pipe: reading it would block the sampling
         memory = watch(psutil.Popen([sys.executable, __file__, *args], stdout=out))
         out.seek(0)
         output = out.read()
-    if memory.pop("code"):
-        raise RuntimeError(f"{args[:2]} failed")
+    code = memory.pop("code")
+    if code:  # e.g. Rust's allocator aborts under the address-space cap instead of raising MemoryError
+        return {"tokens": None, "seconds": time.perf_counter() - start, "error": f"died (exit {code})", **memory}
     result = json.loads(output.strip().splitlines()[-1])
-    return {**result, **memory, "main_rss": max(memory["main_rss"], result.pop("own_hwm"))}
+    own = result.pop("own_hwm")
+    return {**result, **memory, "main_rss": max(memory["main_rss"], own)}
 
 
 def child_main(args: argparse.Namespace) -> None:

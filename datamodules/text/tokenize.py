@@ -81,9 +81,10 @@ def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16 if vocab_size <= np.iinfo(np.uint16).max + 1 else np.uint32)
 
 
-def default_workers() -> int:
-    """The CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+def default_workers(cap: int = 16) -> int:
+    """The CPU cores this process may use, at most ``cap`` (every DDP rank scans its corpus: 8 ranks x 16 at most)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, cap)
 
 
 # --- the corpus as one virtual byte stream: file, "\n", file, "\n", ..., file -------------------------------------
