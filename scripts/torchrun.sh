@@ -53,12 +53,13 @@ relaunch="NNODES=$NNODES NODE_RANK=$NODE_RANK NPROC=$NPROC MASTER_ADDR=$MASTER_A
 relaunch+=" RUN_ID=$LIGHTNING_GEN_RUN_ID${STRATEGY:+ STRATEGY=$STRATEGY} $0$(printf ' %q' "${args[@]}") --ckpt_path last"
 export LIGHTNING_GEN_RELAUNCH="$relaunch"
 if [[ "$MAX_RESTARTS" -gt 0 ]]; then
-  # c10d rendezvous (its store lives in the torchrun of MASTER_ADDR's node): a lost node's replacement joins a
-  # new round. The store shared with the workers stays off: torch 2.14 keeps the first round's worker-store
-  # address, so a replacement node waits for a key no one writes (60 s) and the round fails.
+  # c10d rendezvous: its store lives in the torchrun of NODE_RANK 0 (is_host), on MASTER_ADDR:MASTER_PORT; a lost
+  # node's replacement joins a new round. The store shared with the workers stays off: torch 2.14 keeps the first
+  # round's worker-store address, so a replacement node waits for a key no one writes (60 s) and the round fails.
   export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 LIGHTNING_GEN_REJOIN_TIMEOUT_S="$REJOIN_TIMEOUT_S"
   launch=(--rdzv-backend c10d --rdzv-endpoint "$MASTER_ADDR:$MASTER_PORT" --rdzv-id "$LIGHTNING_GEN_RUN_ID"
-    --rdzv-conf "join_timeout=$REJOIN_TIMEOUT_S" --max-restarts "$MAX_RESTARTS" ${LOCAL_ADDR:+--local-addr "$LOCAL_ADDR"})
+    --rdzv-conf "join_timeout=$REJOIN_TIMEOUT_S,is_host=$([[ "$NODE_RANK" == 0 ]] && echo 1 || echo 0)"
+    --max-restarts "$MAX_RESTARTS" ${LOCAL_ADDR:+--local-addr "$LOCAL_ADDR"})
 else
   launch=(--node-rank "$NODE_RANK" --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT")
   resume=()

@@ -56,7 +56,7 @@ def restart_only_when_it_helps() -> None:
     launcher.LocalElasticAgent = Agent
 
 
-def rendezvous_failure(err: BaseException, join_timeout_s: str) -> str:
+def rendezvous_failure(err: BaseException, join_timeout_s: str, endpoint: str) -> str:
     """The agent's line when the nodes could not (re)form the run, with this node's relaunch command if known."""
     from torch.distributed.elastic.rendezvous.api import (
         RendezvousClosedError,
@@ -69,7 +69,10 @@ def rendezvous_failure(err: BaseException, join_timeout_s: str) -> str:
     elif isinstance(err, RendezvousClosedError):
         why = "another node ended this run (its own console says why)"
     elif isinstance(err, RendezvousConnectionError):
-        why = "the rendezvous host (the --rdzv-endpoint / MASTER_ADDR node, which keeps the run's store) is gone"
+        why = (
+            f"the rendezvous store at {endpoint}, kept by the torchrun of the rendezvous host (NODE_RANK=0 with "
+            "scripts/torchrun.sh), is gone or unreachable"
+        )
     else:
         why = f"the nodes of this run lost each other ({type(err).__name__}: {err})"
     relaunch = os.environ.get(RELAUNCH_ENV)
@@ -87,7 +90,22 @@ def join_timeout(rdzv_conf: str) -> str:
     return found.group(1) if found else "600"
 
 
+def import_torch_quietly() -> None:
+    """Import torch with its C++ warnings off in this launcher: when the rendezvous host dies, c10d's store client
+    warns ("recvVector failed", "sendBytes failed") with 20 stack frames each, under the one line said below. The
+    level is read once, as torch loads, and the variable is unset again, so the workers keep their warnings."""
+    given = os.environ.get("TORCH_CPP_LOG_LEVEL")
+    if given is None:
+        os.environ["TORCH_CPP_LOG_LEVEL"] = "ERROR"
+    try:
+        import torch  # noqa: F401
+    finally:
+        if given is None:
+            del os.environ["TORCH_CPP_LOG_LEVEL"]
+
+
 def main(argv: list[str] | None = None) -> None:
+    import_torch_quietly()
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.elastic.rendezvous.api import RendezvousError
@@ -109,7 +127,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"torchrun: stopped by {err.sigval.name}; this node's processes were ended.", file=sys.stderr)
         sys.exit(128 + int(err.sigval))
     except RendezvousError as err:
-        print(rendezvous_failure(err, join_timeout(getattr(args, "rdzv_conf", ""))), file=sys.stderr)
+        timeout, endpoint = join_timeout(getattr(args, "rdzv_conf", "")), getattr(args, "rdzv_endpoint", "")
+        print(rendezvous_failure(err, timeout, endpoint), file=sys.stderr)
         sys.exit(1)
 
 

@@ -173,8 +173,9 @@ def kill_node(nodes: Cluster, agent: subprocess.Popen) -> float:
 
 
 def paragraph_of(stderr: str) -> str:
-    """The one ``lightning-gen: error:`` line, after checking nothing around it is a traceback."""
-    assert "Traceback" not in stderr and "ChildFailedError" not in stderr, stderr[-5000:]
+    """The one ``lightning-gen: error:`` line, after checking nothing around it is a traceback (Python's, torchrun's
+    or c10d's C++ stack frames)."""
+    assert "Traceback" not in stderr and "ChildFailedError" not in stderr and "frame #" not in stderr, stderr[-5000:]
     lines = [line for line in stderr.splitlines() if line.startswith("lightning-gen: error:")]
     assert len(lines) == 1, stderr[-5000:]
     return lines[0]
@@ -323,8 +324,8 @@ def experiment_args(*configs: str) -> list[str]:
 
 #: what the survivor's launcher says last, with restarts on: the rendezvous host is gone, or no node came back
 LAST_LINES = {
-    0: "torchrun: the rendezvous host (the --rdzv-endpoint / MASTER_ADDR node, which keeps the run's store) is gone; "
-    "this node stopped. To resume, relaunch every node",
+    0: "torchrun: the rendezvous store at 127.0.0.1:{port}, kept by the torchrun of the rendezvous host (NODE_RANK=0 "
+    "with scripts/torchrun.sh), is gone or unreachable; this node stopped. To resume, relaunch every node",
     1: "torchrun: not every node of this run joined within the rendezvous timeout (20 s); this node stopped. To "
     "resume, relaunch every node",
 }
@@ -345,7 +346,8 @@ def test_killed_node_of_an_experiment_then_relaunched(tmp_path: Path, experiment
         tmp_path, args, metrics, kill=kill, at_step=10, timeout_s=90, settings=settings
     )
     assert "torchrun restarts this node's processes (restart 1 of 3)" in paragraph
-    assert last.startswith(LAST_LINES[kill]) and last.endswith("--ckpt_path last`."), last
+    port = re.search(r"MASTER_PORT=(\d+)", paragraph).group(1)
+    assert last.startswith(LAST_LINES[kill].format(port=port)) and last.endswith("--ckpt_path last`."), last
     lost = kill
     assert paragraph.startswith(f"lightning-gen: error: rank {1 - lost} (node {1 - lost} of 2, host ")
     assert f"lost node {lost} (rank {lost} at 127.0.0.1" in paragraph

@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -31,32 +32,49 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(tmp_path: Path, nnodes: int, worker_args: list[str], timeout: float = 120) -> subprocess.CompletedProcess:
-    """One torchrun agent of ``nnodes`` on 127.0.0.1 (c10d, 2 restarts, rendezvous timeout 3 s) running ``WORKER``."""
+def agent(
+    tmp_path: Path, nnodes: int, port: int, worker_args: list[str], host: bool = True, join_timeout: int = 3
+) -> list[str]:
+    """A torchrun agent of ``nnodes`` on 127.0.0.1 (c10d, 2 restarts) running ``WORKER``; ``host``: it serves the
+    rendezvous store."""
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
-    rdzv = ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}", "--rdzv-id", "t"]
+    rdzv = ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{port}", "--rdzv-id", "t"]
     command = [sys.executable, "-m", "lightning_gen.cli.torchrun", "--nnodes", str(nnodes), "--nproc-per-node", "1"]
-    command += [*rdzv, "--rdzv-conf", "join_timeout=3", "--max-restarts", "2", "--monitor-interval", "0.1"]
-    env = {**cli_env(), RELAUNCH_ENV: "NODE_RANK=0 scripts/torchrun.sh fit --ckpt_path last"}
-    return subprocess.run(
-        [*command, "--local-addr", "127.0.0.1", str(worker), *worker_args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    command += [
+        *rdzv,
+        "--rdzv-conf",
+        f"join_timeout={join_timeout},is_host={int(host)}",
+        "--max-restarts",
+        "2",
+        "--monitor-interval",
+        "0.1",
+    ]
+    return [*command, "--local-addr", "127.0.0.1", str(worker), *worker_args]
+
+
+ENV = {**cli_env(), RELAUNCH_ENV: "NODE_RANK=0 scripts/torchrun.sh fit --ckpt_path last"}
+
+
+def torchrun(tmp_path: Path, nnodes: int, worker_args: list[str]) -> subprocess.CompletedProcess:
+    command = agent(tmp_path, nnodes, free_port(), worker_args)
+    return subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture
+def lost_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The error record of a lost peer, as ``report_lost_peer`` writes it."""
+    record = tmp_path / "lost.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(record))
+    record_for_launcher(PeerLostError("rank 0 (node 0 of 2, host h) lost node 1 ..."))
+    return record
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_restarts_follow_a_lost_peer_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A lost peer (its record as ``report_lost_peer`` writes it): 1 start + 2 restarts; bad input: 1 start."""
-    record = tmp_path / "lost.json"
-    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(record))
-    record_for_launcher(PeerLostError("rank 0 (node 0 of 2, host h) lost node 1 ..."))
-    for name, given, starts in (("lost", str(record), 3), ("bad", "-", 1)):
+def test_restarts_follow_a_lost_peer_only(tmp_path: Path, lost_record: Path) -> None:
+    """A lost peer: 1 start + 2 restarts; bad input: 1 start."""
+    for name, given, starts in (("lost", str(lost_record), 3), ("bad", "-", 1)):
         counted = tmp_path / f"{name}.starts"
         done = torchrun(tmp_path, 1, [str(counted), given])
         assert done.returncode == 1, done.stderr[-3000:]
@@ -80,3 +98,35 @@ def test_a_node_alone_past_the_rendezvous_timeout_stops_with_one_line(tmp_path: 
         "`NODE_RANK=0 scripts/torchrun.sh fit --ckpt_path last`."
     )
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_node_stopped_by_bad_input_ends_the_others_restart(tmp_path: Path, lost_record: Path) -> None:
+    """2 nodes: node 1's process fails with bad input (no restart), node 0's lost its peer (restart): node 1's
+    torchrun closes the rendezvous as it stops, so node 0's restart ends at once (not after the 60 s timeout)."""
+    port = free_port()
+    starts = [tmp_path / "node0.starts", tmp_path / "node1.starts"]
+    given = [str(lost_record), "-"]
+    started = time.monotonic()
+    nodes = [
+        subprocess.Popen(
+            agent(tmp_path, 2, port, [str(starts[rank]), given[rank]], host=rank == 0, join_timeout=60),
+            cwd=tmp_path,
+            env=ENV,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in (0, 1)
+    ]
+    try:
+        errs = [node.communicate(timeout=120)[1] for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [node.returncode for node in nodes] == [1, 1], errs
+    assert time.monotonic() - started < 50
+    assert [path.read_text().count("start") for path in starts] == [1, 1], errs
+    assert errs[0].splitlines()[-1].startswith("torchrun: another node ended this run (its own console says why)")
+    assert errs[1].splitlines()[-1].startswith("torchrun: this node's processes ended (rank 1: status 1)")
+    assert "Traceback" not in errs[0] + errs[1]
