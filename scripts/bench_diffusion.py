@@ -1,7 +1,7 @@
 """Benchmark: DDPM on MNIST through ``lightning-gen fit`` beside diffusers' own ``train_unconditional.py``.
 
     python scripts/bench_diffusion.py --steps 20 --seeds 0 --fid_n 50     # smoke check, a few minutes
-    python scripts/bench_diffusion.py                                      # 3000 steps, seeds 0 1, FID@1000
+    python scripts/bench_diffusion.py --record                             # 3000 steps, seeds 0 1, FID@1000 (~1 h)
 
 Needs the ``bench`` extra (``pip install -e '.[bench]'``: accelerate, datasets, tensorboard, matplotlib).
 
@@ -61,6 +61,8 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+
+from lightning_gen.utils.provenance import add_record_argument, recorded  # noqa: E402
 
 SCRIPT = REPO / "scripts" / "third_party" / "diffusers" / "train_unconditional.py"
 EXPERIMENT = REPO / "experiments" / "ddpm_mnist.yaml"
@@ -771,6 +773,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--child", choices=["ours", "diffusers"], help=argparse.SUPPRESS)
     parser.add_argument("--payload", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
+    add_record_argument(parser, REPO)
     opts = parser.parse_args(argv)
     if opts.threads:
         torch.set_num_threads(opts.threads)
@@ -789,7 +792,8 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(opts.out)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     (out / "table.md").write_text(text + "\n")
-    print(f"\n{text}\n\n(total wall {time.perf_counter() - start:.0f} s; curves, table and results in {out})")
+    with recorded(opts.record, "bench_diffusion", REPO):  # the table alone, not the commands' own output
+        print(f"\n{text}\n\n(total wall {time.perf_counter() - start:.0f} s; curves, table and results in {out})")
 
 
 if __name__ == "__main__":
