@@ -36,8 +36,11 @@ class RunOptions:
         progress_refresh_steps: Redraw the bar every this many batches (the bar costs CPU time).
         collective_timeout_min: Under DDP, a rank waiting this many minutes in a collective (a peer
             stuck or gone) fails instead of hanging; longer than any work one rank does alone.
-        stop_grace_s: After SIGTERM/SIGUSR1/Ctrl-C the run saves ``last.ckpt`` at the next batch end
-            and exits; a process still alive this many seconds after the signal (stuck in C code,
+        stop_grace_s: The grace period after SIGTERM/SIGUSR1/Ctrl-C (set it to the scheduler's: SLURM
+            ``KillWait`` or the ``--signal=USR1@<s>`` lead, Kubernetes ``terminationGracePeriodSeconds``).
+            The run saves ``last.ckpt`` at the next batch end, validates those weights and draws their
+            sample grid if that fits in what is left (less a margin for stopping; else one line says it was
+            skipped), and exits; a process still alive this many seconds after the signal (stuck in C code,
             e.g. a collective) is ended with status 128 + signal. 0: never. Longer than a batch + a save.
     """
 

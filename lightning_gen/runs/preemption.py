@@ -26,6 +26,19 @@ handler saves ``hpc_ckpt_<n>.ckpt`` *inside the signal handler* (possibly mid-st
   is (possibly mid optimizer step), then shuts down without saving (exit 1). Here the first Ctrl-C
   only raises the flag (one line says so); a second Ctrl-C raises ``KeyboardInterrupt`` at once
   (Lightning's shutdown, no save, exit 1).
+* Then the final weights get their final validation and sample grid (``SampleGrid`` draws it at
+  the validation's end), if they fit in the grace period: ``--run.stop_grace_s`` (default 60 s)
+  is the time the run has after the signal, the same deadline the watchdog below enforces. Set it
+  to what the scheduler allows (SLURM: ``KillWait``, or the lead of ``--signal=USR1@<s>``;
+  Kubernetes: ``terminationGracePeriodSeconds``). The checkpoint is saved first; the validation
+  starts only if the longest validation of this run so far (or the sanity check, per batch)
+  fits in what is left less :data:`EXIT_MARGIN_S`, and a validation that runs past that point
+  is stopped (every rank at the same batch). Otherwise one line says why it was skipped. The
+  validation is Lightning's own, started by ``trainer.should_stop`` at this batch end, so every
+  DDP rank runs the same collectives; the go/no-go and the per-batch deadline are one boolean
+  all-reduce each. It is not part of the checkpoint: ``last.ckpt`` (and the best one) stay those
+  saved before it, and a resumed run drops its ``metrics.csv`` row like any row after the
+  checkpoint. On an epoch's last batch the epoch's own validation (if it fits) is the final one.
 * A process stuck in C code (a collective waiting for a dead rank) never reaches a batch end. A
   watchdog thread learns of the signal through ``signal.set_wakeup_fd`` (written by the C-level
   handler, whatever the main thread does); if the process has not exited ``exit_grace_s`` seconds
@@ -34,11 +47,14 @@ handler saves ``hpc_ckpt_<n>.ckpt`` *inside the signal handler* (possibly mid-st
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import socket
 import sys
 import threading
+import time
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -51,37 +67,112 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 PREEMPTED_EXIT_CODE = 0
 #: exit status of a run stopped by Ctrl-C after saving its checkpoint (128 + SIGINT, as shells report it)
 INTERRUPTED_EXIT_CODE = 128 + signal.SIGINT
+#: seconds of the grace period kept for stopping after the final validation (teardown, W&B's finish)
+EXIT_MARGIN_S = 10.0
+
+
+@dataclass
+class ValidationClock:
+    """How long one validation of this run takes, its sample grid included (the estimate of a final one).
+
+    The longest full validation seen; before the first, the sanity check's time per batch times the
+    validation's batches (no grid in it); ``None`` until either has run.
+    """
+
+    seconds: float | None = None
+    _started: float | None = None
+
+    def start(self) -> None:
+        self._started = time.monotonic()
+
+    def stop(self, trainer: L.Trainer) -> None:
+        if self._started is None:
+            return
+        took, self._started = time.monotonic() - self._started, None
+        if not trainer.sanity_checking:
+            self.seconds = max(self.seconds or 0.0, took)
+        elif self.seconds is None:
+            done, full = sum(trainer.num_sanity_val_batches), sum(trainer.num_val_batches)
+            if done and math.isfinite(full):
+                self.seconds = took / done * full
+
+
+def final_validation_skip(grace_s: float, since_signal_s: float, estimate_s: float | None) -> str | None:
+    """``None`` if a final validation of ``estimate_s`` seconds fits in what is left of the grace period, else why not.
+
+    ``grace_s`` 0 means no deadline; an unknown estimate fits while any time is left (the validation is then
+    stopped at the deadline if it runs past it).
+    """
+    if grace_s <= 0:
+        return None
+    left = grace_s - since_signal_s - EXIT_MARGIN_S
+    if left > 0 and (estimate_s is None or estimate_s <= left):
+        return None
+    took = f"a validation of this run takes {estimate_s:.1f} s, " if estimate_s is not None else ""
+    return (
+        f"lightning-gen: no final validation or sample grid: {took}{max(grace_s - since_signal_s, 0.0):.1f} s of "
+        f"the {grace_s:g} s grace period (`--run.stop_grace_s`) are left, {EXIT_MARGIN_S:g} s of them for stopping."
+    )
+
+
+NO_VALIDATION_THIS_STEP = (
+    "lightning-gen: no final validation or sample grid: Lightning does not validate this step "
+    "(`trainer.check_val_every_n_epoch` skips this epoch, or `min_epochs`/`min_steps` is not reached)."
+)
+
+
+def validation_follows_stop(trainer: L.Trainer) -> bool:
+    """Whether Lightning validates this step when ``should_stop`` is set at its batch end (2.6's
+    ``_should_check_val_fx``: validation on, this epoch validated, ``min_epochs``/``min_steps`` reached)."""
+    every = trainer.check_val_every_n_epoch
+    this_epoch = every is None or (trainer.current_epoch + 1) % every == 0
+    min_epochs = not trainer.min_epochs or trainer.current_epoch >= trainer.min_epochs
+    min_steps = not trainer.min_steps or trainer.global_step >= trainer.min_steps
+    return trainer.enable_validation and this_epoch and min_epochs and min_steps
 
 
 class PreemptionCheckpoint(Callback):
-    """Save ``last.ckpt`` at the first batch end after SIGTERM/SIGUSR1/SIGINT, then stop cleanly.
+    """Save ``last.ckpt`` at the first batch end after SIGTERM/SIGUSR1/SIGINT, validate the final weights if that fits
+    in the grace period, then stop cleanly.
 
     Args:
         dirpath: Checkpoint folder of the run (``<run>/checkpoints``).
         signals: Extra signals (besides SIGTERM, which Lightning handles) that mean "preempted".
-        exit_grace_s: After a stop signal, end the process (``os._exit(128 + signal)``) if it is
-            still running this many seconds later (stuck); 0 turns the watchdog off.
+        exit_grace_s: The grace period: after a stop signal, end the process (``os._exit(128 + signal)``) if it is
+            still running this many seconds later (stuck), and run the final validation only if it fits in it;
+            0 turns the watchdog off (and the final validation has no deadline).
     """
 
-    def __init__(self, dirpath: str, signals: tuple[str, ...] = ("SIGUSR1",), exit_grace_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        dirpath: str,
+        signals: tuple[str, ...] = ("SIGUSR1",),
+        exit_grace_s: float = 60.0,
+    ) -> None:
         super().__init__()
         self.last_path = os.path.join(dirpath, "last.ckpt")
         self.signals = tuple(getattr(signal, name) for name in signals if hasattr(signal, name))
         self.exit_grace_s = exit_grace_s
+        self.clock = ValidationClock()
         self._requested = False
+        self._signalled_at: float | None = None  # monotonic time of the first stop signal
         self._interrupted = False  # Ctrl-C: exit status 130 once saved
         self._deferred = False  # a stop seen on an epoch's last batch: saved after the epoch's validation
+        self._final = False  # the final validation of the saved weights is running
+        self._grid_before: str | None = None
         self._previous: dict[int, Any] = {}
         self._watchdog: _Watchdog | None = None
         self.saved_path: str | None = None
 
     def _handler(self, signum: int, frame: FrameType | None) -> None:
         self._requested = True
+        self._signalled_at = self._signalled_at or time.monotonic()
 
     def _sigint_handler(self, signum: int, frame: FrameType | None) -> None:
         if self._interrupted:  # the second Ctrl-C: abort now, without saving
             raise KeyboardInterrupt
-        self._interrupted = self._requested = True
+        self._handler(signum, frame)
+        self._interrupted = True
         print(
             "lightning-gen: Ctrl-C: saving checkpoints/last.ckpt at the end of this batch, then stopping "
             "(press Ctrl-C again to abort at once without saving).",
@@ -119,21 +210,86 @@ class PreemptionCheckpoint(Callback):
         stop = trainer.strategy.reduce_boolean_decision(local, all=False) if trainer.world_size > 1 else local
         if not stop or self.saved_path is not None or self._deferred:
             return
-        if trainer.is_last_batch:
-            # The epoch's validation comes next: a checkpoint taken here would resume past it (Lightning
-            # counts the epoch's training as done) and Lightning would abort that validation on its
-            # SIGTERM flag, so the epoch's val row would never be logged. Let the validation run and save
-            # at the epoch end instead (on_validation_end / on_train_epoch_end). Lightning 2.6 keeps the
-            # flag on its signal connector; every rank reached this branch through the same decision.
+        self._signalled_at = self._signalled_at or time.monotonic()  # Lightning's own flag: from now
+        if trainer.is_last_batch and self._skip_reason(trainer) is None:
+            # The epoch's validation comes next (the final one): a checkpoint taken here would resume past it
+            # (Lightning counts the epoch's training as done) and Lightning would abort that validation on its
+            # SIGTERM flag, so the epoch's val row would never be logged. Let the validation run and save at the
+            # epoch end instead (on_validation_end / on_train_epoch_end). Lightning 2.6 keeps the flag on its
+            # signal connector; every rank reached this branch through the same decision.
             self._deferred = True
             trainer._signal_connector.received_sigterm = False
             return
         self._save(trainer)
+        skip = self._skip_reason(trainer)  # after the save, which took its own share of the grace period
+        if skip is None and not trainer.is_last_batch and validation_follows_stop(trainer):
+            self._start_final_validation(trainer)
+            return
+        if trainer.enable_validation:  # (validation off: no final validation, as in the run itself)
+            rank_zero_info(skip or NO_VALIDATION_THIS_STEP)
         _stop_after_this_batch(trainer)  # every rank, at the same batch: log its row, exit through SIGTERMException
 
+    def _skip_reason(self, trainer: L.Trainer) -> str | None:
+        """Why the final validation does not fit in the grace period (``None``: it fits), agreed by every rank."""
+        since = time.monotonic() - (self._signalled_at or time.monotonic())
+        skip = final_validation_skip(self.exit_grace_s, since, self.clock.seconds)
+        if trainer.world_size > 1 and not trainer.strategy.reduce_boolean_decision(skip is None, all=True):
+            return skip or (
+                "lightning-gen: no final validation or sample grid: another rank has too little of the "
+                f"{self.exit_grace_s:g} s grace period (`--run.stop_grace_s`) left."
+            )
+        return skip
+
+    def _start_final_validation(self, trainer: L.Trainer) -> None:
+        """Let Lightning validate this step (``should_stop`` at a batch end), outside the run's checkpoints."""
+        self._final = True
+        for checkpoint in trainer.checkpoint_callbacks:  # this step is saved: ModelCheckpoint skips a step it saved
+            checkpoint._last_global_step_saved = trainer.global_step  # type: ignore[attr-defined]
+        grid = _sample_grid(trainer)
+        self._grid_before = grid.last_paths.get("samples") if grid is not None else None
+        trainer.should_stop = True
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.clock.start()
+
+    def on_validation_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int, *args: Any
+    ) -> None:
+        if not self._final or self.exit_grace_s <= 0:
+            return
+        late = time.monotonic() - (self._signalled_at or 0.0) > self.exit_grace_s - EXIT_MARGIN_S
+        if trainer.world_size > 1:
+            late = trainer.strategy.reduce_boolean_decision(late, all=False)  # every rank stops at the same batch
+        if late:
+            self._final = False
+            rank_zero_info(
+                "lightning-gen: final validation stopped: it ran past the grace period "
+                f"(`--run.stop_grace_s` {self.exit_grace_s:g} s, less {EXIT_MARGIN_S:g} s for stopping)."
+            )
+            raise SIGTERMException
+
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.clock.stop(trainer)
         if self._deferred and self.saved_path is None and not trainer.sanity_checking:
             self._save(trainer)  # the point where ModelCheckpoint saves an epoch that validated
+        if self._final and not trainer.sanity_checking:
+            self._final = False
+            self._report_final_validation(trainer, pl_module)
+            _stop_after_this_batch(trainer)  # the epoch loop raises SIGTERMException after this validation
+
+    def _report_final_validation(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Rank 0: the grid (drawn here if ``SampleGrid``'s cadence skipped this validation) and one line."""
+        if not trainer.is_global_zero:
+            return
+        grid = _sample_grid(trainer)
+        if grid is not None and grid.last_paths.get("samples") == self._grid_before:
+            grid.log_grids(trainer, pl_module)  # rank 0 alone, no collective
+        monitor = (getattr(pl_module, "monitor", None) or (None, "min"))[0]
+        value = trainer.callback_metrics.get(monitor) if monitor else None
+        parts = [f"{monitor} {float(value):.6g}"] if value is not None else []
+        if grid is not None and grid.last_paths.get("samples"):
+            parts.append(f"sample grid {grid.last_paths['samples']}")
+        print(f"lightning-gen: final validation of step {trainer.global_step}: {', '.join(parts) or 'done'}.")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._deferred:
@@ -167,6 +323,13 @@ class PreemptionCheckpoint(Callback):
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_handlers()
+
+
+def _sample_grid(trainer: L.Trainer) -> Any:
+    """The run's ``SampleGrid`` callback, or ``None``."""
+    from lightning_gen.callbacks.samples import SampleGrid
+
+    return next((c for c in trainer.callbacks if isinstance(c, SampleGrid)), None)
 
 
 def _stop_after_this_batch(trainer: L.Trainer) -> None:
