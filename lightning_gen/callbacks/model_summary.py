@@ -52,12 +52,8 @@ def summary_line(
     from lightning.pytorch.utilities.model_summary.model_summary import get_human_readable_count
 
     columns = dict(summary_data)
-    nets = [
-        f"{name} {kind} {params.strip()}"
-        for name, kind, params in zip(
-            columns.get(NAME_COLUMN, []), columns.get(TYPE_COLUMN, []), columns.get(PARAMS_COLUMN, [])
-        )
-    ]
+    rows = zip(columns.get(NAME_COLUMN, []), columns.get(TYPE_COLUMN, []), columns.get(PARAMS_COLUMN, []))
+    nets = [f"{name} {kind} {params.strip()}" for name, kind, params in rows if params.strip() != "0"]  # not metrics
     return (
         f"model: {model_name}"
         + (f" - {', '.join(nets)}" if nets else "")
