@@ -68,11 +68,36 @@ def open_split(
     )
 
 
-def stream_loader(dataset: ShardSplit, batch_size: int, num_workers: int) -> StreamingDataLoader:
+class ShardLoader(StreamingDataLoader):
+    """LitData's loader, whose resumed epoch also ends when Lightning stops reading at ``len`` batches.
+
+    LitData 0.2.76 leaves "restore" mode (replay from the loaded state) only when its iterator runs
+    to exhaustion, but Lightning stops asking for batches once it has the epoch's ``len`` (or
+    ``limit_train_batches``) of them. Left as it is, the epoch after a resumed one would replay the
+    resumed state again instead of starting afresh (it yielded nothing in our test). Here the next
+    ``iter`` after a resumed epoch always starts a new epoch, however the resumed one ended.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._resumed_epoch_started = False
+
+    def __iter__(self) -> Any:
+        if self.restore and self._resumed_epoch_started:  # the resumed epoch is over: this is the next one
+            self.restore = False
+        self._resumed_epoch_started = self.restore
+        yield from super().__iter__()
+
+    def load_state_dict(self, obj: dict[str, Any]) -> None:
+        self._resumed_epoch_started = False
+        super().load_state_dict(obj)
+
+
+def stream_loader(dataset: ShardSplit, batch_size: int, num_workers: int) -> ShardLoader:
     """The training loader: full batches only, so every rank takes the same number of steps."""
     # LitData gives each worker its own chunks and counts them in ``len``: Lightning's caveat does not apply
     warnings.filterwarnings("ignore", message="Your `IterableDataset` has `__len__` defined")
-    return StreamingDataLoader(dataset, batch_size=batch_size, num_workers=num_workers, drop_last=True)
+    return ShardLoader(dataset, batch_size=batch_size, num_workers=num_workers, drop_last=True)
 
 
 class ShardItems(Dataset):

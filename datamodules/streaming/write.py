@@ -17,9 +17,13 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import multiprocessing
+import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +72,49 @@ def _ready(key: str) -> Any:
     return _READY[key]
 
 
+#: items written so far, one slot per worker (each worker adds to its own): set by the writer, inherited by
+#: the forked workers, summed by the progress bar (LitData's own verbose output is a page of log lines)
+_WRITTEN: Any = None
+
+
+def _count(n: int) -> None:
+    if _WRITTEN is not None:
+        _WRITTEN[int(os.environ.get("DATA_OPTIMIZER_GLOBAL_RANK", 0)) % len(_WRITTEN)] += n
+
+
+@contextmanager
+def _progress(total: int, unit: str, workers: int, show: bool) -> Iterator[None]:
+    """Count what the workers write (see :data:`_WRITTEN`); with ``show``, a rich bar polls the count."""
+    global _WRITTEN
+    _WRITTEN = multiprocessing.RawArray("q", max(1, workers))
+    stop = threading.Event()
+    try:
+        if not show:
+            yield
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        columns = (TextColumn(f"writing {unit}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, console=Console(stderr=True)) as bar:
+            task = bar.add_task(unit, total=total)
+            poll = threading.Thread(target=_poll, args=(bar, task, stop), daemon=True)
+            poll.start()
+            try:
+                yield
+            finally:
+                stop.set()
+                poll.join()
+                bar.update(task, completed=sum(_WRITTEN))
+    finally:
+        _WRITTEN = None
+
+
+def _poll(bar: Any, task: Any, stop: threading.Event) -> None:
+    while not stop.wait(0.2):
+        bar.update(task, completed=sum(_WRITTEN))
+
+
 def _split_set(datamodule: Any, split: str) -> Any:
     if getattr(datamodule, "test_set", None) is None and split == "test":
         datamodule.setup("test")
@@ -82,6 +129,7 @@ def image_items(task: tuple[str, str, int, int]) -> Iterator[dict[str, Any]]:
         image, label = dataset[index]
         pixels = (image * 255.0).round().clamp_(0, 255).to(torch.uint8).numpy()
         yield {"index": index, "image": pixels, "label": int(label)}
+        _count(1)
 
 
 def token_pieces(task: tuple[str, str, int, int]) -> Iterator[np.ndarray]:
@@ -90,6 +138,7 @@ def token_pieces(task: tuple[str, str, int, int]) -> Iterator[np.ndarray]:
     datamodule = _ready(key)
     ids = datamodule.train_tokens if split == "train" else datamodule.val_tokens  # memory-mapped
     yield np.array(ids[start:stop])
+    _count(stop - start)
 
 
 def claim_output(store: ShardStore) -> None:
@@ -146,7 +195,7 @@ class ShardWriter:
                 num_workers=self.workers,
                 keep_data_ordered=True,
                 reorder_files=False,
-                verbose=self.progress,
+                verbose=False,  # our bar instead of LitData's log lines
                 start_method="fork",  # the workers inherit the imports and the set-up datamodule
                 **kwargs,
             )
@@ -163,8 +212,9 @@ class ShardWriter:
         manifest.litdata_version = litdata.__version__
         manifest.complete = False
         self.store.write_json(MANIFEST_NAME, manifest.to_dict())
-        for name, job in jobs.items():
-            self._optimize(name, **job)
+        with _progress(sum(manifest.splits.values()), manifest.kind, self.workers, self.progress):
+            for name, job in jobs.items():
+                self._optimize(name, **job)
         manifest.complete = True
         self.store.write_json(MANIFEST_NAME, manifest.to_dict())
         return manifest

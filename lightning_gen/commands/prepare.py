@@ -85,7 +85,8 @@ def parse(argv: list[str]) -> tuple[PrepareOptions, Any, Any]:
     cfg = parser.parse_args(data_args + normalize_argv(PrepareOptions, own))
     init = parser.instantiate_classes(cfg)
     options = PrepareOptions(**{k: cfg[k] for k in PrepareOptions.__dataclass_fields__})
-    spec = DataSpec(cfg.data.class_path, cfg.data.init_args.as_dict() if cfg.data.init_args else {})
+    init_args = cfg.data.get("init_args")
+    spec = DataSpec(cfg.data.class_path, init_args.as_dict() if init_args else {})
     return options, init.data, spec
 
 

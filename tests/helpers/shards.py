@@ -117,3 +117,24 @@ def moto_s3(bucket: str = "shards") -> Iterator[str]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def folder_spec(root: Path, size: int = 8, val_fraction: float = 0.25) -> tuple[object, object]:
+    """The ``DataSpec`` and datamodule of a grey ``size``-square image folder (as ``lightning-gen prepare`` builds them)."""
+    from datamodules.streaming.write import DataSpec
+
+    spec = DataSpec(
+        "datamodules.ImageFolderDataModule",
+        {"root": str(root), "image_size": size, "channels": 1, "val_fraction": val_fraction, "num_workers": 0},
+    )
+    return spec, spec.build()
+
+
+def make_image_shards(folder: Path, n: int = 96, classes: int = 3, size: int = 8, chunk_mb: float = 0.001) -> Path:
+    """``folder/shards``: shards of :func:`write_id_images`'s folder ``folder/images`` (72 train, 24 val), 2 workers."""
+    from datamodules.streaming.store import ShardStore
+    from datamodules.streaming.write import ShardWriter
+
+    spec, datamodule = folder_spec(write_id_images(folder / "images", n, classes, size), size)
+    ShardWriter(ShardStore(str(folder / "shards")), workers=2, chunk_mb=chunk_mb).write_images(spec, datamodule)
+    return folder / "shards"
