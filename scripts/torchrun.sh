@@ -14,7 +14,9 @@
 # required with NNODES > 1; keep it to resume a run with --ckpt_path last),
 # MAX_RESTARTS (3 with NNODES > 1, else 0): elastic restarts. When a node is lost, the others restart their
 #   processes and wait for it to rejoin: start it again with its own command and the run continues from
-#   last.ckpt. Every start then resumes (--ckpt_path last is added unless given). 0: a lost node stops the run.
+#   last.ckpt. Every start then resumes (--ckpt_path last is added unless given). Not for NODE_RANK 0, which keeps
+#   the rendezvous: when it is lost, the others stop; relaunch every node. 0: torchrun's static rendezvous (rank 0
+#   on NODE_RANK 0), and a lost node stops the run.
 # REJOIN_TIMEOUT_S (600): how long the nodes wait for each other, at the start and for a lost node.
 # LOCAL_ADDR (host name): the address the other nodes reach this node at (torchrun --local-addr), with restarts.
 set -euo pipefail

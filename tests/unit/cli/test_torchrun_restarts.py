@@ -3,7 +3,6 @@ only after a lost peer (or a kill), never after bad input; a rendezvous that can
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lightning_gen.runs.lost_peer import RELAUNCH_ENV, PeerLostError, record_for_launcher
+from lightning_gen.sweeps.devices import free_loopback_port
 from tests.helpers.ops import cli_env
 
 #: a worker that counts its starts and fails, leaving the error record it is given (or none) for the agent
@@ -24,12 +24,6 @@ if sys.argv[2] != "-":
 print("lightning-gen: error: the paragraph", file=sys.stderr)
 sys.exit(1)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def agent(
@@ -57,7 +51,7 @@ ENV = {**cli_env(), RELAUNCH_ENV: "NODE_RANK=0 scripts/torchrun.sh fit --ckpt_pa
 
 
 def torchrun(tmp_path: Path, nnodes: int, worker_args: list[str]) -> subprocess.CompletedProcess:
-    command = agent(tmp_path, nnodes, free_port(), worker_args)
+    command = agent(tmp_path, nnodes, free_loopback_port(), worker_args)
     return subprocess.run(command, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=120)
 
 
@@ -105,7 +99,7 @@ def test_a_node_alone_past_the_rendezvous_timeout_stops_with_one_line(tmp_path: 
 def test_a_node_stopped_by_bad_input_ends_the_others_restart(tmp_path: Path, lost_record: Path) -> None:
     """2 nodes: node 1's process fails with bad input (no restart), node 0's lost its peer (restart): node 1's
     torchrun closes the rendezvous as it stops, so node 0's restart ends at once (not after the 60 s timeout)."""
-    port = free_port()
+    port = free_loopback_port()
     starts = [tmp_path / "node0.starts", tmp_path / "node1.starts"]
     given = [str(lost_record), "-"]
     started = time.monotonic()
