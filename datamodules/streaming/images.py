@@ -16,7 +16,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader
 
 from datamodules.base import ImageDataModule
-from datamodules.streaming.manifest import ShardManifest, check_shards, expect_kind, read_manifest
+from datamodules.streaming.manifest import ShardManifest, ShardSet
 from datamodules.streaming.reading import ShardItems, ShardSplit, open_split, stream_loader
 from datamodules.streaming.store import ShardStore
 
@@ -53,19 +53,14 @@ class ShardImageDataModule(ImageDataModule):
         """
         super().__init__(batch_size=batch_size, num_workers=num_workers, seed=seed)
         self.store = ShardStore(root, endpoint_url, dict(storage_options or {}))
+        self.shards = ShardSet(self.store, "images", type(self).__name__)
         self.cache_dir = cache_dir
-        self._manifest: ShardManifest | None = None
-        self._checked = False
         self._train_stream: ShardSplit | None = None
 
     @property
     def manifest(self) -> ShardManifest:
         """What the shard set holds (read once; the chunks are checked in :meth:`prepare_data`/:meth:`setup`)."""
-        if self._manifest is None:
-            manifest = read_manifest(self.store)
-            expect_kind(manifest, "images", self.store, type(self).__name__)
-            self._manifest = manifest
-        return self._manifest
+        return self.shards.manifest
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -81,12 +76,7 @@ class ShardImageDataModule(ImageDataModule):
         return f"shards-{self.manifest.dataset_id}"
 
     def prepare_data(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        if not self._checked:
-            self._manifest = check_shards(self.store, "images", type(self).__name__)
-            self._checked = True
+        self.shards.check()
 
     def _items(self, split: str) -> ShardItems:
         return ShardItems(
@@ -96,8 +86,7 @@ class ShardImageDataModule(ImageDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is not None:
             return
-        self._check()
-        splits = self.manifest.splits
+        splits = self.shards.check().splits
         self._train_stream = open_split(
             self.store, "train", image_pair, shuffle=True, seed=self.seed, cache_dir=self.cache_dir
         )

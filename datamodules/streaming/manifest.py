@@ -146,3 +146,34 @@ def check_shards(store: ShardStore, kind: Kind, datamodule: str) -> ShardManifes
     expect_kind(manifest, kind, store, datamodule)
     check_chunks(store, sorted(manifest.splits))
     return manifest
+
+
+class ShardSet:
+    """A datamodule's shard set: where it is, what it holds (the marker, read once) and whether it is whole.
+
+    Args:
+        store: Its location.
+        kind: What the datamodule reads (``images`` or ``tokens``).
+        owner: The datamodule's class name, for the paragraphs.
+    """
+
+    def __init__(self, store: ShardStore, kind: Kind, owner: str) -> None:
+        self.store, self.kind, self.owner = store, kind, owner
+        self._manifest: ShardManifest | None = None
+        self._checked = False
+
+    @property
+    def manifest(self) -> ShardManifest:
+        """The marker (what the CLI asks before anything runs: shapes, classes, tokenizer); chunks unchecked."""
+        if self._manifest is None:
+            manifest = read_manifest(self.store)
+            expect_kind(manifest, self.kind, self.store, self.owner)
+            self._manifest = manifest
+        return self._manifest
+
+    def check(self) -> ShardManifest:
+        """The marker of a complete, untruncated set (checked once), else one paragraph."""
+        if not self._checked:
+            self._manifest = check_shards(self.store, self.kind, self.owner)
+            self._checked = True
+        return self.manifest

@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from datamodules.streaming.manifest import ShardManifest, check_shards, expect_kind, read_manifest
+from datamodules.streaming.manifest import ShardManifest, ShardSet
 from datamodules.streaming.reading import ShardItems, ShardSplit, open_split, stream_loader
 from datamodules.streaming.store import ShardStore
+from datamodules.text.datamodule import TextDataModule
 from datamodules.text.tokenizers import Tokenizer, tokenizer_from_dict
 from gen_common.errors import ConfigError
 
@@ -64,11 +65,10 @@ class ShardTokenDataModule(L.LightningDataModule):
             if value < 1:
                 raise ConfigError(f"`data.init_args.{name}` must be >= 1, got {value}.")
         self.store = ShardStore(root, endpoint_url, dict(storage_options or {}))
+        self.shards = ShardSet(self.store, "tokens", type(self).__name__)
         self.block_size, self.batch_size, self.val_batches = block_size, batch_size, val_batches
         self.num_workers, self.seed, self.cache_dir = num_workers, seed, cache_dir
-        self._manifest: ShardManifest | None = None
         self._tokenizer: Tokenizer | None = None
-        self._checked = False
         self._val_tokens: np.ndarray | None = None
         self.train_stream: ShardSplit | None = None
         self.val_set: ShardItems | None = None
@@ -76,11 +76,7 @@ class ShardTokenDataModule(L.LightningDataModule):
     # --- what the model and callbacks may ask before setup ---------------------------------------
     @property
     def manifest(self) -> ShardManifest:
-        if self._manifest is None:
-            manifest = read_manifest(self.store)
-            expect_kind(manifest, "tokens", self.store, type(self).__name__)
-            self._manifest = manifest
-        return self._manifest
+        return self.shards.manifest
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -107,12 +103,7 @@ class ShardTokenDataModule(L.LightningDataModule):
 
     # --- Lightning hooks ------------------------------------------------------------------------
     def prepare_data(self) -> None:
-        self._check()
-
-    def _check(self) -> None:
-        if not self._checked:
-            self._manifest = check_shards(self.store, "tokens", type(self).__name__)
-            self._checked = True
+        self.shards.check()
 
     def _windows(self, split: str) -> int:
         index = self.store.child(split).read_json("index.json") or {}
@@ -121,7 +112,7 @@ class ShardTokenDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.val_set is not None:
             return
-        self._check()
+        self.shards.check()
         from litdata.streaming.item_loader import TokensLoader
 
         window = self.block_size + 1
@@ -152,13 +143,7 @@ class ShardTokenDataModule(L.LightningDataModule):
             raise RuntimeError(f"{type(self).__name__}.setup() has not run.")
         return dataset
 
-    def state_dict(self) -> dict[str, Any]:
-        """Checkpoints carry the tokenizer, so ``lightning-gen sample`` can decode without the shards."""
-        return {"tokenizer": self.tokenizer.to_dict(), "dataset_id": self.dataset_id}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if state_dict.get("dataset_id") not in (None, self.dataset_id):
-            raise ConfigError(
-                f"This checkpoint was trained on data {state_dict['dataset_id']!r}, but the datamodule now yields "
-                f"{self.dataset_id!r} (other shards): resume with the original `data:` settings."
-            )
+    # Checkpoints carry the tokenizer (``lightning-gen sample`` decodes without the shards) and the dataset_id
+    # (a resume on other data is refused): the text datamodule's two methods, which use only these properties.
+    state_dict = TextDataModule.state_dict
+    load_state_dict = TextDataModule.load_state_dict

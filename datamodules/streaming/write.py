@@ -3,8 +3,9 @@
 The source is any image datamodule (MNIST, Fashion-MNIST, an image folder: its train/val/test sets,
 labels and ``dataset_id``) or the text datamodule (its train and validation token ids and its
 tokenizer). Each split becomes one LitData dataset; items keep the source's order, so item ``i``
-of ``test/`` is item ``i`` of the source's test set. Workers rebuild the datamodule from its class
-path and arguments (they are separate processes) and write their slice of a split.
+of ``test/`` is item ``i`` of the source's test set. The workers are forked from the writer and
+inherit its set-up datamodule (a worker started otherwise rebuilds it from its class path and
+arguments); each writes its slices of a split.
 
 The output must be new: an existing set is never touched. :data:`MANIFEST_NAME` is written first
 (``complete: false``) and last (``complete: true``), so an interrupted run leaves a set that every

@@ -27,6 +27,35 @@ TINY_DIFFUSION = (
 )
 
 
+#: ``lightning-gen fit`` of a tiny VAE on id-image shards (``{data}``: the datamodule's init_args, YAML flow style)
+SHARD_FIT_YAML = """\
+model:
+  class_path: lightning_gen.models.VAE
+  init_args: {{latent_dim: 4, widths: [8], iw_samples: 1}}
+data:
+  class_path: datamodules.streaming.ShardImageDataModule
+  init_args: {data}
+trainer:
+  max_epochs: 2
+  log_every_n_steps: 1
+  num_sanity_val_steps: 0
+  limit_val_batches: 1
+  accelerator: cpu
+  enable_model_summary: false
+run:
+  root: runs
+  checkpoint_every_n_steps: 2
+  wandb: disabled
+"""
+
+
+def write_shard_fit_config(path: Path, **data: object) -> Path:
+    """:data:`SHARD_FIT_YAML` at ``path`` with these datamodule arguments (batch size 4 unless given)."""
+    args = {"batch_size": 4, **data}
+    path.write_text(SHARD_FIT_YAML.format(data="{" + ", ".join(f"{k}: {json.dumps(v)}" for k, v in args.items()) + "}"))
+    return path
+
+
 def write_id_images(root: Path, n: int, classes: int = 3, size: int = 8) -> Path:
     """``n`` grey ``size``-square PNGs in ``root/class_<k>/``: image ``i`` in class ``i % classes``, its id
     ``i`` written into its first two pixels (``i // 256``, ``i % 256``), the rest random."""

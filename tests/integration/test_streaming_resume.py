@@ -18,29 +18,10 @@ import torch
 
 from tests.helpers.cli import run_main
 from tests.helpers.ops import fault_at_callback, run_cli
-from tests.helpers.shards import epoch_ids, id_recorder_callback, make_image_shards, recorded
+from tests.helpers.shards import epoch_ids, id_recorder_callback, make_image_shards, recorded, write_shard_fit_config
 
 pytestmark = pytest.mark.slow
 
-CONFIG = """\
-model:
-  class_path: lightning_gen.models.VAE
-  init_args: {{latent_dim: 4, widths: [8], iw_samples: 1}}
-data:
-  class_path: datamodules.streaming.ShardImageDataModule
-  init_args: {{root: {root}, batch_size: 4, num_workers: {workers}}}
-trainer:
-  max_epochs: 2
-  log_every_n_steps: 1
-  num_sanity_val_steps: 0
-  limit_val_batches: 1
-  accelerator: cpu
-  enable_model_summary: false
-run:
-  root: runs
-  checkpoint_every_n_steps: 2
-  wandb: disabled
-"""
 DDP = ["--trainer.strategy=ddp", "--trainer.devices=2", "--trainer.accelerator=cpu"]
 
 
@@ -50,8 +31,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _fit_args(folder: Path, shards: Path, workers: int, run_id: str) -> list[str]:
-    config = folder / "shards.yaml"
-    config.write_text(CONFIG.format(root=shards, workers=workers))
+    config = write_shard_fit_config(folder / "shards.yaml", root=str(shards), num_workers=workers)
     return ["fit", "--config", str(config), "--run.id", run_id, "--trainer.callbacks+=" + id_recorder_callback(folder)]
 
 

@@ -13,25 +13,9 @@ import pytest
 
 from tests.helpers.cli import run_main
 from tests.helpers.ops import cli_env, run_cli
-from tests.helpers.shards import id_recorder_callback, moto_s3, recorded, write_id_images
+from tests.helpers.shards import id_recorder_callback, moto_s3, recorded, write_id_images, write_shard_fit_config
 
 pytestmark = pytest.mark.slow
-
-CONFIG = """\
-model:
-  class_path: lightning_gen.models.VAE
-  init_args: {{latent_dim: 4, widths: [8], iw_samples: 1}}
-data:
-  class_path: datamodules.streaming.ShardImageDataModule
-  init_args: {{root: "s3://shards/ids", endpoint_url: "{endpoint}", cache_dir: "{cache}", batch_size: 4, num_workers: 2}}
-trainer:
-  max_epochs: 2
-  num_sanity_val_steps: 0
-  limit_val_batches: 2
-  accelerator: cpu
-  enable_model_summary: false
-run: {{root: runs, wandb: disabled}}
-"""
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +37,8 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
 @pytest.mark.parametrize("ddp", [False, True], ids=["one-process", "ddp"])
 def test_fit_streams_from_s3_each_image_once_per_epoch(s3: tuple[str, Path], tmp_path: Path, ddp: bool) -> None:
     endpoint, _ = s3
-    (tmp_path / "s3.yaml").write_text(CONFIG.format(endpoint=endpoint, cache=tmp_path / "cache"))
+    data = dict(root="s3://shards/ids", endpoint_url=endpoint, cache_dir=str(tmp_path / "cache"), num_workers=2)
+    write_shard_fit_config(tmp_path / "s3.yaml", **data)
     args = ["fit", "--config", "s3.yaml", "--trainer.callbacks+=" + id_recorder_callback(tmp_path)]
     if ddp:
         env = {**cli_env(), **{k: os.environ[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}}
