@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
 DOCS = REPO / "docs"
-PAGES = ("families.md", "evaluation.md", "operations.md", "guarantees.md", "benchmarks.md")
+PAGES = ("families.md", "data.md", "evaluation.md", "operations.md", "guarantees.md", "benchmarks.md")
 TEST_COMMAND = 'python -m pytest -m "not slow" -q'
 MAX_README_LINES = 220
 
