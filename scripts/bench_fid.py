@@ -6,8 +6,8 @@ path extracts pool3 features of all of them, with the same converted Inception w
 
 1. torch-fidelity: its ``inception-v3-compat`` extractor through ``get_featuresdict_from_dataset``
    (what ``calculate_metrics`` runs, ``save_cpu_ram=True``: no worker processes);
-2. ours, fp32 (the default): ``ImageEvaluator.image_features`` (channels_last, inference_mode,
-   decode prefetch thread);
+2. ours, fp32 (the default): ``ImageEvaluator.image_features`` (channels_last, batch norms folded
+   into the convolutions, inference_mode, decode prefetch thread);
 3. ours, bf16 autocast (opt-in).
 
 Prints images/s of each, the speed-up over torch-fidelity, FID (generated half vs real half, the
@@ -132,7 +132,7 @@ def print_table(times: dict[str, list[float]], features: dict[str, Tensor], n: i
     half = n // 2
 
     def fid(f: Tensor) -> float:
-        return frechet_distance(fid_statistics(f[:half]), fid_statistics(f[half:], with_sqrt=True), f[:half])
+        return frechet_distance(fid_statistics(f[:half]), fid_statistics(f[half:]), f[:half], f[half:])
 
     fid_ref = fid(features[REFERENCE])
     print(

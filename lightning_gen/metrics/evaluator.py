@@ -203,8 +203,10 @@ class ImageEvaluator:
         entry = None
         if rank == 0:
             # tensors, not numpy arrays: torch.save pickles numpy as latin-1 text (1.5x larger, slower)
+            # sqrt(sigma) (a d x d eigensolve) only serves FIDs where both sets outnumber d; with fewer real
+            # images every FID takes its trace from the features (see frechet_distance)
             stats = {
-                k: {name: torch.from_numpy(a) for name, a in fid_statistics(v, with_sqrt=True).items()}
+                k: {name: torch.from_numpy(a) for name, a in fid_statistics(v, with_sqrt=n_real > v.shape[1]).items()}
                 for k, v in features.items()
             }
             entry = {"features": features, "stats": stats, "n": n_real}

@@ -6,10 +6,13 @@ protocol: images are quantised to uint8 exactly as torch-fidelity expects (``rou
 grey images are repeated to RGB for Inception, and the extractor runs under ``inference_mode``.
 
 Speed without changing the numbers (fp32, the default): Inception's weights and activations are
-``channels_last`` (oneDNN's native layout on CPU: no reorder per convolution; features differ from
-torch-fidelity's contiguous run by float32 rounding only, FID by < 1e-5 relative, see
-``scripts/bench_fid.py``). torch-fidelity's own ``forward`` still runs, so its protocol resize
-(TF1.x bilinear to 299x299 on the uint8 values) is applied exactly as torch-fidelity applies it.
+``channels_last`` (oneDNN's native layout on CPU: no reorder per convolution), and each of its 94
+batch norms is folded into the convolution before it (``torch.nn.utils.fusion.fuse_conv_bn_eval``:
+one pass over each activation instead of two, ~14 % less CPU time per image). Features differ
+from torch-fidelity's run by float32 rounding only (max |delta| ~2e-5), FID by < 1e-5 relative
+(``scripts/bench_fid.py``, ``scripts/bench_evaluate_folders.py``). torch-fidelity's own ``forward``
+still runs, so its protocol resize (TF1.x bilinear to 299x299 on the uint8 values) is applied
+exactly as torch-fidelity applies it.
 
 ``precision="bf16"`` (opt-in, never the default) runs the extractor under bf16 autocast (CPU or
 GPU): faster on hardware with bf16 units, but the features, hence FID, change; the deviation
@@ -53,6 +56,7 @@ class ImageFeatureExtractor:
         rgb: Repeat single-channel images to 3 channels (Inception needs RGB).
         precision: ``fp32`` (default, the reference numbers) or ``bf16`` (autocast; changes the metric).
         channels_last: Run the module in ``channels_last`` layout (same numbers up to float32 rounding).
+        folded: Description of the module's batch norms folded into its convolutions (``None``: not folded).
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class ImageFeatureExtractor:
         rgb: bool,
         precision: Precision = "fp32",
         channels_last: bool = False,
+        folded: str | None = None,
     ) -> None:
         from gen_common.errors import ConfigError
 
@@ -77,6 +82,7 @@ class ImageFeatureExtractor:
         self.rgb = rgb
         self.precision = precision
         self.channels_last = channels_last
+        self.folded = folded
         self.calls = 0  # images seen; tests count real-image work with it
 
     @property
@@ -105,6 +111,7 @@ class ImageFeatureExtractor:
             "features_dtype": "float32",
             "autocast": "bf16" if self.precision == "bf16" else "off",
             **({"bf16_fid_deviation": BF16_FID_DEVIATION} if self.precision == "bf16" else {}),
+            **({"batch_norm": self.folded} if self.folded else {}),
             **extra,
         }
 
@@ -149,11 +156,32 @@ def build_inception_extractor(
         "inception-v3-compat", list(features), cuda=False, feature_extractor_weights_path=info.path, verbose=False
     )
     return ImageFeatureExtractor(
-        module,
+        fold_batch_norms(module),
         "inception-v3-compat",
         info.describe(),
         INCEPTION_RESIZE,
         rgb=True,
         precision=precision,
         channels_last=True,
+        folded=FOLDED_BATCH_NORMS,
     )
+
+
+#: On protocol cards and in real-feature cache keys (the features differ from unfolded ones by rounding).
+FOLDED_BATCH_NORMS = "folded into the convolutions (torch.nn.utils.fusion.fuse_conv_bn_eval)"
+
+
+def fold_batch_norms(module: FeatureExtractorBase) -> FeatureExtractorBase:
+    """Fold every ``conv -> bn`` block (torch-fidelity's ``BasicConv2d``) of an eval-mode Inception into one conv.
+
+    ``BasicConv2d.forward`` stays ``relu(bn(conv(x)))``, with ``conv`` the folded convolution and ``bn`` an identity.
+    """
+    from torch import nn
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d
+
+    for block in module.modules():
+        if isinstance(block, BasicConv2d) and isinstance(block.bn, nn.BatchNorm2d):
+            block.conv = fuse_conv_bn_eval(block.conv, block.bn)
+            block.bn = nn.Identity()
+    return module

@@ -53,32 +53,52 @@ def _numpy(stats: dict[str, Any]) -> dict[str, np.ndarray]:
 
 
 def frechet_distance(
-    stats_fake: dict[str, np.ndarray], stats_real: dict[str, np.ndarray], features_fake: Tensor | None = None
+    stats_fake: dict[str, np.ndarray],
+    stats_real: dict[str, np.ndarray],
+    features_fake: Tensor | None = None,
+    features_real: Tensor | None = None,
 ) -> float:
     """Fréchet distance between two Gaussians, as torch-fidelity defines it.
 
-    Without ``sqrt_sigma`` in ``stats_real`` this is torch-fidelity's own function (a general
-    eigensolve of ``sigma_fake @ sigma_real``: ~10 s for 2048-d on a CPU core). With it, the trace
-    term ``tr sqrt(sigma_fake sigma_real)`` uses the same eigenvalues, those of the symmetric
-    ``S sigma_fake S`` (``S = sqrt(sigma_real)``), from a symmetric solver (several times faster);
-    tests check both against ``torch_fidelity.calculate_metrics``. With ``features_fake`` and fewer
-    images than dimensions, the non-zero eigenvalues come from the small Gram matrix
-    ``Y Y^T / (n - 1)``, ``Y = (X - mean) S`` (``n x n`` instead of ``d x d``: the same numbers).
+    The trace term ``tr sqrt(sigma_fake sigma_real)`` is the only costly part; torch-fidelity takes
+    it from a general eigensolve of the ``d x d`` product (~10 s for 2048-d on a CPU core). Here the
+    same eigenvalues come from the smallest matrix at hand (tests check each route against
+    ``torch_fidelity.calculate_metrics``):
+
+    * both feature sets, and one of them no larger than ``d``: with ``Xf``, ``Xr`` the centred
+      features, ``sigma_fake sigma_real`` has the non-zero eigenvalues of ``C C^T``,
+      ``C = Xf Xr^T / sqrt((nf - 1)(nr - 1))`` (``nf x nr``), so the trace is the sum of ``C``'s
+      singular values;
+    * ``sqrt_sigma`` of the real set (cached with large real sets): the symmetric ``S sigma_fake S``
+      (``S = sqrt(sigma_real)``), or with ``features_fake`` and ``nf <= d`` the Gram matrix
+      ``Y Y^T / (nf - 1)``, ``Y = Xf S``;
+    * otherwise torch-fidelity's own function.
     """
     stats_fake, stats_real = _numpy(stats_fake), _numpy(stats_real)
-    if "sqrt_sigma" not in stats_real:
-        return float(fid_statistics_to_metric(stats_fake, stats_real, verbose=False)["frechet_inception_distance"])
-    root = stats_real["sqrt_sigma"]
-    if features_fake is not None and len(features_fake) <= root.shape[0]:
-        x = features_fake.detach().cpu().double().numpy()
-        y = (x - x.mean(axis=0)) @ root  # (n, d)
-        product = y @ y.T / (len(x) - 1)  # (n, n): same non-zero eigenvalues as S sigma_fake S
+    dim = stats_real["sigma"].shape[0]
+    if features_fake is not None and features_real is not None and min(len(features_fake), len(features_real)) <= dim:
+        x_fake, x_real = _centred(features_fake), _centred(features_real)
+        cross = x_fake @ x_real.T / np.sqrt((len(x_fake) - 1) * (len(x_real) - 1))  # (nf, nr)
+        tr_covmean = float(np.linalg.svd(cross, compute_uv=False).sum())
+    elif "sqrt_sigma" in stats_real:
+        root = stats_real["sqrt_sigma"]
+        if features_fake is not None and len(features_fake) <= dim:
+            y = _centred(features_fake) @ root  # (n, d)
+            product = y @ y.T / (len(y) - 1)  # (n, n): same non-zero eigenvalues as S sigma_fake S
+        else:
+            product = root @ stats_fake["sigma"] @ root  # (d, d)
+        eigenvalues = np.linalg.eigvalsh((product + product.T) / 2.0)
+        tr_covmean = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
     else:
-        product = root @ stats_fake["sigma"] @ root  # (d, d)
-    eigenvalues = np.linalg.eigvalsh((product + product.T) / 2.0)
-    tr_covmean = float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
+        return float(fid_statistics_to_metric(stats_fake, stats_real, verbose=False)["frechet_inception_distance"])
     diff = stats_fake["mu"] - stats_real["mu"]
     return float(diff.dot(diff) + np.trace(stats_fake["sigma"]) + np.trace(stats_real["sigma"]) - 2.0 * tr_covmean)
+
+
+def _centred(features: Tensor) -> np.ndarray:
+    """Features as float64 rows minus their mean (``np.cov``'s centring)."""
+    x = features.detach().cpu().double().numpy()
+    return x - x.mean(axis=0)
 
 
 @dataclass
@@ -108,7 +128,9 @@ class FIDFamily(MetricFamily):
     def compute(self, fake: dict[str, Tensor], real: dict[str, Any] | None) -> dict[str, float]:
         assert real is not None
         features = fake[self.fake_layer]
-        return {self.output: frechet_distance(fid_statistics(features), real["stats"][self.real_layer], features)}
+        real_features = (real.get("features") or {}).get(self.real_layer)
+        stats = real["stats"][self.real_layer]
+        return {self.output: frechet_distance(fid_statistics(features), stats, features, real_features)}
 
 
 @dataclass
