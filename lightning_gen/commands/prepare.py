@@ -106,9 +106,14 @@ def _split_data_flags(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def print_help() -> None:
     """``--help`` without importing Lightning: this command's flags, and how the source datamodule is given."""
-    from jsonargparse import ArgumentParser
+    import argparse
 
-    parser = ArgumentParser(prog=PROG, description=__doc__.strip(), default_env=False)
+    from jsonargparse import ArgumentParser, DefaultHelpFormatter
+
+    class Formatter(argparse.RawDescriptionHelpFormatter, DefaultHelpFormatter):
+        """Keeps the examples of the description on their own lines."""
+
+    parser = ArgumentParser(prog=PROG, description=__doc__.strip(), default_env=False, formatter_class=Formatter)
     parser.add_class_arguments(PrepareOptions, as_group=False)
     parser.add_argument("--config", help="Experiment YAML or run config.yaml whose `data:` section is the source.")
     parser.add_argument(
