@@ -299,7 +299,8 @@ class PreemptionCheckpoint(Callback):
         _stop_after_this_batch(trainer)  # the fit loop stops after this epoch
 
     def _save(self, trainer: L.Trainer) -> None:
-        trainer.save_checkpoint(self.last_path)  # collective under DDP; atomic through AtomicCheckpointIO
+        # a full checkpoint (resumable), said explicitly: Lightning logs a line when weights_only is left unset
+        trainer.save_checkpoint(self.last_path, weights_only=False)  # collective under DDP; atomic (AtomicCheckpointIO)
         self.saved_path = self.last_path
         rank_zero_info(
             f"lightning-gen: preempted at step {trainer.global_step}: checkpoint saved to {self.last_path}; "
