@@ -31,6 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parents[1]
+
 BIN = Path(sys.executable).parent  # the venv's console scripts: lightning-gen, fidelity
 
 
@@ -40,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3, help="runs of each command, alternating")
     parser.add_argument("--workdir", default=None, help="where the PNGs go (default: a temporary folder)")
     parser.add_argument("--warm", action="store_true", help="also time ours once with the real features cached")
+    from lightning_gen.utils.provenance import add_record_argument
+
+    add_record_argument(parser, REPO)
     args = parser.parse_args(argv)
     if args.n < 2 or args.repeats < 1:
         parser.error("--n must be >= 2 and --repeats >= 1")
@@ -100,6 +105,7 @@ def torch_fidelity(real: Path, fake: Path, weights: Path) -> tuple[float, float]
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     from lightning_gen.metrics.inception import ensure_converted_weights
+    from lightning_gen.utils.provenance import recorded
 
     weights = Path(ensure_converted_weights().path)
     with tempfile.TemporaryDirectory(prefix="bench-evaluate-") as tmp:
@@ -121,7 +127,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.warm:
             seconds, _ = ours(real, fake, cache, cache / "eval-warm.json")
             print(f"warm cache:  lightning-gen evaluate  {seconds:7.1f} s (real features reused)", flush=True)
-        print_summary(times, fids)
+        with recorded(args.record, "bench_evaluate_folders", REPO):
+            print(f"{args.n} + {args.n} MNIST PNGs, {args.repeats} alternating runs of each command, end to end")
+            print_summary(times, fids)
 
 
 def print_summary(times: dict[str, list[float]], fids: dict[str, float]) -> None:

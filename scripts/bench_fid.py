@@ -27,6 +27,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -52,6 +53,9 @@ class RandomConvGenerator(nn.Module):
         return self.net(self.fc(z).view(n, 32, 7, 7))
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="images in all: n/2 generated + n/2 real (even, >= 4)")
@@ -59,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repeats; the best time of each is reported")
     parser.add_argument("--precisions", default="fp32,bf16", help="our paths to time: fp32, bf16 or both")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
+    from lightning_gen.utils.provenance import add_record_argument
+
+    add_record_argument(parser, REPO)
     args = parser.parse_args(argv)
     if args.n < 4 or args.n % 2:
         parser.error("--n must be even and >= 4")
@@ -161,6 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch_fidelity
 
     from lightning_gen.metrics.inception import resolve_inception_weights
+    from lightning_gen.utils.provenance import recorded
 
     weights = resolve_inception_weights("offline")
     dataset = bench_dataset(args.n)
@@ -172,7 +180,8 @@ def main(argv: list[str] | None = None) -> None:
         flush=True,
     )
     times, features = time_paths(feature_paths(dataset, args, weights.path), args.repeats, args.n)
-    print_table(times, features, args.n, args.repeats)
+    with recorded(args.record, "bench_fid", REPO):
+        print_table(times, features, args.n, args.repeats)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 from datamodules.text.corpus import shakespeare_corpus  # noqa: E402
 from datamodules.text.tokenize import open_token_file, scan_corpus, tokenize_to_memmap  # noqa: E402
 from datamodules.text.tokenizers import ByteLevelBPETokenizer, CharTokenizer, Tokenizer  # noqa: E402
+from lightning_gen.utils.provenance import add_record_argument, recorded  # noqa: E402
 
 MB = 1_000_000
 
@@ -197,6 +198,7 @@ def main() -> None:
     parser.add_argument("--child", choices=["chunked", "nanogpt"])
     parser.add_argument("--corpus", type=Path)
     parser.add_argument("--out", type=Path)
+    add_record_argument(parser, REPO)
     args = parser.parse_args()
     if args.child:
         return child_main(args)
@@ -206,15 +208,14 @@ def main() -> None:
         if args.tokenizer == "bpe":  # trained once on the plays; both methods encode with it
             bpe = ["--bpe", str(ByteLevelBPETokenizer.train(shakespeare_corpus().text, 4096).save(folder / "bpe.json"))]
         rows = [row for size in args.sizes_mb for row in measure_size(args, size, folder, bpe)]
-        print(
-            f"\n{args.tokenizer} tokenizer, {args.workers} workers, {os.cpu_count()} CPUs (shared: timings are noisy)\n"
-        )
-        print(table(rows))
-        if args.fit_mb:
-            corpus = folder / f"fit-{args.fit_mb}MB.txt"
-            write_corpus(corpus, args.fit_mb * MB)
-            result = fit_peak(corpus, folder)
-            print(f"\nlightning-gen fit (gpt_shakespeare_char + debug, 2 steps) on {args.fit_mb} MB: {result}")
+        with recorded(args.record, "bench_tokenize", REPO):
+            print(f"\n{args.tokenizer} tokenizer, {args.workers} workers, {os.cpu_count()} CPUs\n")
+            print(table(rows))
+            if args.fit_mb:
+                corpus = folder / f"fit-{args.fit_mb}MB.txt"
+                write_corpus(corpus, args.fit_mb * MB)
+                result = fit_peak(corpus, folder)
+                print(f"\nlightning-gen fit (gpt_shakespeare_char + debug, 2 steps) on {args.fit_mb} MB: {result}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
