@@ -127,6 +127,7 @@ def test_an_unknown_command_lists_every_command(capsys: pytest.CaptureFixture[st
     )
 
 
+@pytest.mark.slow  # two real evaluate processes, ~12 s
 def test_two_evaluations_started_together_both_keep_their_record(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """Issue 23 item 1 as a user hits it: two ``evaluate`` processes of one checkpoint, seeds 0 and 1, started at
     once with the default record path. Both records survive, each with its own values and protocol card, and

@@ -102,6 +102,7 @@ def _wandb_train_rows(segment: Path) -> list[tuple[int, float]]:
     ]
 
 
+@pytest.mark.slow  # ~9 s; the default suite keeps the epoch-end resume below and the preemption signals
 def test_kill9_after_a_row_past_the_epoch_end_checkpoint_then_resume_equals_unbroken(
     tmp_path: Path, unbroken: Path
 ) -> None:
@@ -178,7 +179,7 @@ def test_kill9_at_a_random_time_then_resume_equals_unbroken(tmp_path: Path, unbr
     "sig,step",
     [
         (signal.SIGTERM, 5),
-        (signal.SIGINT, 5),
+        pytest.param(signal.SIGINT, 5, marks=pytest.mark.slow),  # the default suite keeps SIGTERM
         (signal.SIGTERM, 7),  # the epoch's last batch: saved after that epoch's validation, whose row must survive
         pytest.param(signal.SIGUSR1, 5, marks=pytest.mark.slow),
         pytest.param(signal.SIGINT, 7, marks=pytest.mark.slow),

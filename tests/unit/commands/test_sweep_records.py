@@ -136,6 +136,7 @@ def test_failed_grid_point_is_said_and_run_again_by_a_rerun(tmp_path: Path, caps
     assert [a[0] for a in _started(tmp_path)] == ["--x=1", "--x=2", "--x=2"]
 
 
+@pytest.mark.slow  # a sweep killed mid-trial, ~6 s
 def test_killed_grid_sweep_resumes_its_running_trial_and_then_is_complete(tmp_path: Path) -> None:
     path = _grid(tmp_path, [1, 2])
     (tmp_path / "hang-2").touch()

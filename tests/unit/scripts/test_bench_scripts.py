@@ -8,6 +8,7 @@ import torch
 from tests.helpers.scripts import load_script
 
 
+@pytest.mark.slow  # Inception on both paths, ~5 s
 def test_bench_fid_times_torch_fidelity_and_ours_on_the_same_images(
     capsys: pytest.CaptureFixture[str], one_thread: None
 ) -> None:
