@@ -36,9 +36,11 @@ handler saves ``hpc_ckpt_<n>.ckpt`` *inside the signal handler* (possibly mid-st
   is stopped (every rank at the same batch). Otherwise one line says why it was skipped. The
   validation is Lightning's own, started by ``trainer.should_stop`` at this batch end, so every
   DDP rank runs the same collectives; the go/no-go and the per-batch deadline are one boolean
-  all-reduce each. It is not part of the checkpoint: ``last.ckpt`` (and the best one) stay those
-  saved before it, and a resumed run drops its ``metrics.csv`` row like any row after the
-  checkpoint. On an epoch's last batch the epoch's own validation (if it fits) is the final one.
+  all-reduce each. It is not part of the run's record: ``last.ckpt`` (and the best one) stay those
+  saved before it, and its values are printed (with the grid's path) but not written to
+  ``metrics.csv``, which a resume keeps exactly as the checkpoint covers it (W&B gets them, like
+  any row logged after a checkpoint). On an epoch's last batch the epoch's own validation (if it
+  fits) is the final one, recorded as usual.
 * A process stuck in C code (a collective waiting for a dead rank) never reaches a batch end. A
   watchdog thread learns of the signal through ``signal.set_wakeup_fd`` (written by the C-level
   handler, whatever the main thread does); if the process has not exited ``exit_grace_s`` seconds
@@ -60,6 +62,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import CSVLogger, Logger
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
@@ -160,6 +163,7 @@ class PreemptionCheckpoint(Callback):
         self._deferred = False  # a stop seen on an epoch's last batch: saved after the epoch's validation
         self._final = False  # the final validation of the saved weights is running
         self._grid_before: str | None = None
+        self._loggers: list[Logger] | None = None  # the trainer's loggers, CSV included, during the final validation
         self._previous: dict[int, Any] = {}
         self._watchdog: _Watchdog | None = None
         self.saved_path: str | None = None
@@ -247,6 +251,8 @@ class PreemptionCheckpoint(Callback):
             checkpoint._last_global_step_saved = trainer.global_step  # type: ignore[attr-defined]
         grid = _sample_grid(trainer)
         self._grid_before = grid.last_paths.get("samples") if grid is not None else None
+        self._loggers = trainer.loggers  # metrics.csv: only rows a resume keeps (see the module docstring)
+        trainer.loggers = [logger for logger in trainer.loggers if not isinstance(logger, CSVLogger)]
         trainer.should_stop = True
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -262,6 +268,7 @@ class PreemptionCheckpoint(Callback):
             late = trainer.strategy.reduce_boolean_decision(late, all=False)  # every rank stops at the same batch
         if late:
             self._final = False
+            self._give_loggers_back(trainer)
             rank_zero_info(
                 "lightning-gen: final validation stopped: it ran past the grace period "
                 f"(`--run.stop_grace_s` {self.exit_grace_s:g} s, less {EXIT_MARGIN_S:g} s for stopping)."
@@ -274,8 +281,13 @@ class PreemptionCheckpoint(Callback):
             self._save(trainer)  # the point where ModelCheckpoint saves an epoch that validated
         if self._final and not trainer.sanity_checking:
             self._final = False
+            self._give_loggers_back(trainer)
             self._report_final_validation(trainer, pl_module)
             _stop_after_this_batch(trainer)  # the epoch loop raises SIGTERMException after this validation
+
+    def _give_loggers_back(self, trainer: L.Trainer) -> None:
+        if self._loggers is not None:
+            trainer.loggers, self._loggers = self._loggers, None
 
     def _report_final_validation(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Rank 0: the grid (drawn here if ``SampleGrid``'s cadence skipped this validation) and one line."""
@@ -288,7 +300,7 @@ class PreemptionCheckpoint(Callback):
         value = trainer.callback_metrics.get(monitor) if monitor else None
         parts = [f"{monitor} {float(value):.6g}"] if value is not None else []
         if grid is not None and grid.last_paths.get("samples"):
-            parts.append(f"sample grid {grid.last_paths['samples']}")
+            parts.append(f"sample grid {os.path.abspath(grid.last_paths['samples'])}")
         print(f"lightning-gen: final validation of step {trainer.global_step}: {', '.join(parts) or 'done'}.")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -318,6 +330,7 @@ class PreemptionCheckpoint(Callback):
             and not (trainer.validating or trainer.sanity_checking)
         ):
             self._save(trainer)
+        self._give_loggers_back(trainer)  # before Lightning finalizes them
         if isinstance(exception, SIGTERMException) and self._interrupted:
             exception.code = INTERRUPTED_EXIT_CODE  # Lightning re-raises this SystemExit: the process exits 130
         self._restore_handlers()
